@@ -1,0 +1,356 @@
+//! The compare core: pure row comparison and value normalisation, no I/O.
+//!
+//! Values are compared by what they mean, not by how a side happens to store them:
+//! - integers of any width or signedness, and DECIMAL of any scale, compare as exact decimal numbers
+//!   (`5`, `5.0` and `5.000` are equal);
+//! - DATETIME, TIMESTAMP and DATE compare as instants with microseconds, TIME as a signed duration, so
+//!   the number of fractional digits a column declares does not matter (`.5` equals `.500000`);
+//! - JSON compares as JSON values: key order, whitespace and `1` vs `1.0` do not matter;
+//! - NULL equals NULL and nothing else;
+//! - everything else (CHAR, VARCHAR, TEXT, BLOB, BINARY, ENUM, SET, BIT) compares byte for byte, whatever
+//!   the column's collation says, because a collation that calls `a` and `A` equal would hide a real
+//!   difference in the migrated data.
+//!
+//! Values arrive typed from the binary protocol, but every kind also accepts its text form, so rows read
+//! through the text protocol or decoded from a binlog compare the same way.
+
+use mysql_async::Value;
+use std::borrow::Cow;
+
+/// How a column's values are compared, derived from its SQL type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Kind {
+    /// TINYINT … BIGINT (signed or not), YEAR
+    Int,
+    Decimal,
+    /// FLOAT: single precision, compared after widening to double
+    Float,
+    /// DOUBLE, REAL
+    Double,
+    /// DATE, DATETIME, TIMESTAMP
+    DateTime,
+    Time,
+    Json,
+    /// strings, blobs, binary, ENUM, SET, BIT: byte-exact
+    Bytes,
+}
+
+impl Kind {
+    /// Maps an information_schema `DATA_TYPE` to a comparison kind.
+    pub fn from_data_type(data_type: &str) -> Kind {
+        match data_type.to_ascii_lowercase().as_str() {
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
+                Kind::Int
+            }
+            "decimal" | "numeric" => Kind::Decimal,
+            "float" => Kind::Float,
+            "double" | "real" | "double precision" => Kind::Double,
+            "date" | "datetime" | "timestamp" => Kind::DateTime,
+            "time" => Kind::Time,
+            "json" => Kind::Json,
+            _ => Kind::Bytes,
+        }
+    }
+}
+
+/// A value in its canonical form for one kind.
+#[derive(Debug)]
+enum Canon<'a> {
+    Null,
+    /// exact decimal text: no sign on zero, no leading zeros, no trailing fractional zeros
+    Num(String),
+    Float(f64),
+    /// (year, month, day, hour, minute, second, microsecond)
+    Instant((u16, u8, u8, u8, u8, u8, u32)),
+    /// signed microseconds
+    Duration(i128),
+    Json(serde_json::Value),
+    Bytes(Cow<'a, [u8]>),
+}
+
+/// The outcome of comparing one row on the base side with the same key on the other side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Equal,
+    /// on the base side, not on the other
+    TargetMissing,
+    /// on the other side, not on the base
+    BaseMissing,
+    /// on both sides; the indexes of the compared columns that differ
+    Neq(Vec<usize>),
+}
+
+/// Compares the compared columns of two rows. `kinds[i]` is (base kind, other kind) of column `i`;
+/// `base[i]` and `other[i]` are its values.
+pub fn compare_rows(
+    kinds: &[(Kind, Kind)],
+    base: Option<&[Value]>,
+    other: Option<&[Value]>,
+) -> Outcome {
+    match (base, other) {
+        (None, None) => Outcome::Equal,
+        (Some(_), None) => Outcome::TargetMissing,
+        (None, Some(_)) => Outcome::BaseMissing,
+        (Some(b), Some(o)) => {
+            let differing: Vec<usize> = kinds
+                .iter()
+                .enumerate()
+                .filter(|(i, (kb, ko))| match (b.get(*i), o.get(*i)) {
+                    (Some(vb), Some(vo)) => !values_equal(vb, *kb, vo, *ko),
+                    (None, None) => false,
+                    _ => true,
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if differing.is_empty() {
+                Outcome::Equal
+            } else {
+                Outcome::Neq(differing)
+            }
+        }
+    }
+}
+
+/// True when `a` (of kind `ka`) and `b` (of kind `kb`) mean the same value.
+pub fn values_equal(a: &Value, ka: Kind, b: &Value, kb: Kind) -> bool {
+    // JSON on either side decides the interpretation: a JSON column migrated to TEXT still holds JSON.
+    let (ka, kb) = if ka == Kind::Json || kb == Kind::Json {
+        (Kind::Json, Kind::Json)
+    } else {
+        (ka, kb)
+    };
+    match (canon(a, ka), canon(b, kb)) {
+        (Canon::Null, Canon::Null) => true,
+        (Canon::Num(x), Canon::Num(y)) => x == y,
+        (Canon::Float(x), Canon::Float(y)) => x == y,
+        (Canon::Instant(x), Canon::Instant(y)) => x == y,
+        (Canon::Duration(x), Canon::Duration(y)) => x == y,
+        (Canon::Json(x), Canon::Json(y)) => json_equal(&x, &y),
+        (Canon::Bytes(x), Canon::Bytes(y)) => x == y,
+        // Numbers against floats: compare numerically (a DECIMAL migrated to DOUBLE).
+        (Canon::Num(x), Canon::Float(y)) | (Canon::Float(y), Canon::Num(x)) => {
+            x.parse::<f64>().map(|x| x == y).unwrap_or(false)
+        }
+        // Any other pair of different shapes (e.g. a value that did not parse as its kind, which
+        // falls back to bytes) is equal only if the text is identical.
+        (x, y) => matches!((text_of(&x), text_of(&y)), (Some(p), Some(q)) if p == q),
+    }
+}
+
+fn text_of(c: &Canon<'_>) -> Option<Vec<u8>> {
+    match c {
+        Canon::Bytes(b) => Some(b.to_vec()),
+        Canon::Num(s) => Some(s.as_bytes().to_vec()),
+        _ => None,
+    }
+}
+
+fn canon(v: &Value, kind: Kind) -> Canon<'_> {
+    if let Value::NULL = v {
+        return Canon::Null;
+    }
+    match kind {
+        Kind::Int | Kind::Decimal => match v {
+            Value::Int(i) => Canon::Num(i.to_string()),
+            Value::UInt(u) => Canon::Num(u.to_string()),
+            Value::Bytes(b) => match std::str::from_utf8(b).ok().and_then(normalize_decimal) {
+                Some(s) => Canon::Num(s),
+                None => Canon::Bytes(Cow::Borrowed(b)),
+            },
+            Value::Float(f) => Canon::Float(f64::from(*f)),
+            Value::Double(d) => Canon::Float(*d),
+            other => canon(other, Kind::Bytes),
+        },
+        Kind::Float | Kind::Double => match v {
+            Value::Float(f) => Canon::Float(f64::from(*f)),
+            Value::Double(d) => Canon::Float(*d),
+            Value::Int(i) => Canon::Float(*i as f64),
+            Value::UInt(u) => Canon::Float(*u as f64),
+            Value::Bytes(b) => match std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+            {
+                Some(f) if kind == Kind::Float => Canon::Float(f64::from(f as f32)),
+                Some(f) => Canon::Float(f),
+                None => Canon::Bytes(Cow::Borrowed(b)),
+            },
+            other => canon(other, Kind::Bytes),
+        },
+        Kind::DateTime => match v {
+            Value::Date(y, mo, d, h, mi, s, us) => Canon::Instant((*y, *mo, *d, *h, *mi, *s, *us)),
+            Value::Bytes(b) => match std::str::from_utf8(b).ok().and_then(parse_datetime) {
+                Some(t) => Canon::Instant(t),
+                None => Canon::Bytes(Cow::Borrowed(b)),
+            },
+            other => canon(other, Kind::Bytes),
+        },
+        Kind::Time => match v {
+            Value::Time(neg, d, h, mi, s, us) => {
+                Canon::Duration(time_micros(*neg, *d, *h, *mi, *s, *us))
+            }
+            Value::Bytes(b) => match std::str::from_utf8(b).ok().and_then(parse_time) {
+                Some(t) => Canon::Duration(t),
+                None => Canon::Bytes(Cow::Borrowed(b)),
+            },
+            other => canon(other, Kind::Bytes),
+        },
+        Kind::Json => match v {
+            Value::Bytes(b) => match serde_json::from_slice::<serde_json::Value>(b) {
+                Ok(j) => Canon::Json(j),
+                Err(_) => Canon::Bytes(Cow::Borrowed(b)),
+            },
+            Value::Int(i) => Canon::Json((*i).into()),
+            Value::UInt(u) => Canon::Json((*u).into()),
+            Value::Double(d) => Canon::Json(serde_json::Value::from(*d)),
+            other => canon(other, Kind::Bytes),
+        },
+        Kind::Bytes => match v {
+            Value::Bytes(b) => Canon::Bytes(Cow::Borrowed(b)),
+            // A typed value in a byte-compared column: compare its text form.
+            Value::Int(i) => Canon::Bytes(Cow::Owned(i.to_string().into_bytes())),
+            Value::UInt(u) => Canon::Bytes(Cow::Owned(u.to_string().into_bytes())),
+            Value::Float(f) => Canon::Bytes(Cow::Owned(f.to_string().into_bytes())),
+            Value::Double(d) => Canon::Bytes(Cow::Owned(d.to_string().into_bytes())),
+            Value::Date(..) | Value::Time(..) => Canon::Bytes(Cow::Owned(
+                crate::key::KeyVal::from(v).to_string().into_bytes(),
+            )),
+            Value::NULL => Canon::Null,
+        },
+    }
+}
+
+fn time_micros(neg: bool, days: u32, h: u8, mi: u8, s: u8, us: u32) -> i128 {
+    let m = ((i128::from(days) * 24 + i128::from(h)) * 3600 + i128::from(mi) * 60 + i128::from(s))
+        * 1_000_000
+        + i128::from(us);
+    if neg {
+        -m
+    } else {
+        m
+    }
+}
+
+/// Normalises decimal text: `-0012.3400` → `-12.34`, `0.000` → `0`, `+5` → `5`. None if not a number.
+pub fn normalize_decimal(s: &str) -> Option<String> {
+    let s = s.trim();
+    let (neg, digits) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (digits, ""),
+    };
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().all(|c| c.is_ascii_digit())
+        || !frac.bytes().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let mut out = String::with_capacity(int.len() + frac.len() + 3);
+    if int.is_empty() && frac.is_empty() {
+        return Some("0".into());
+    }
+    if neg {
+        out.push('-');
+    }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    Some(out)
+}
+
+/// Parses `YYYY-MM-DD[ HH:MM:SS[.ffffff]]` (also with `T`).
+fn parse_datetime(s: &str) -> Option<(u16, u8, u8, u8, u8, u8, u32)> {
+    let s = s.trim();
+    let (date, time) = match s.find([' ', 'T']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mut d = date.split('-');
+    let y = d.next()?.parse().ok()?;
+    let mo = d.next()?.parse().ok()?;
+    let day = d.next()?.parse().ok()?;
+    if d.next().is_some() {
+        return None;
+    }
+    let (h, mi, sec, us) = match time {
+        None => (0, 0, 0, 0),
+        Some(t) => {
+            let micros = parse_time(t)?;
+            if !(0..86_400_000_000).contains(&micros) {
+                return None;
+            }
+            let secs = (micros / 1_000_000) as u32;
+            (
+                (secs / 3600) as u8,
+                (secs / 60 % 60) as u8,
+                (secs % 60) as u8,
+                (micros % 1_000_000) as u32,
+            )
+        }
+    };
+    Some((y, mo, day, h, mi, sec, us))
+}
+
+/// Parses `[-]HHH:MM:SS[.ffffff]` to signed microseconds.
+fn parse_time(s: &str) -> Option<i128> {
+    let s = s.trim();
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (hms, frac) = match s.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (s, ""),
+    };
+    let mut parts = hms.split(':');
+    let h: i128 = parts.next()?.parse().ok()?;
+    let m: i128 = parts.next()?.parse().ok()?;
+    let sec: i128 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || frac.len() > 6 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut us: i128 = 0;
+    for (i, c) in frac.bytes().enumerate() {
+        us += i128::from(c - b'0') * 10i128.pow(5 - i as u32);
+    }
+    let total = ((h * 60 + m) * 60 + sec) * 1_000_000 + us;
+    Some(if neg { -total } else { total })
+}
+
+/// JSON equality by value: objects ignore key order, numbers compare numerically (`1` equals `1.0`).
+pub fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (a, b) {
+        (J::Number(x), J::Number(y)) => {
+            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
+                return x == y;
+            }
+            if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
+                return x == y;
+            }
+            match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => x == y,
+                _ => false,
+            }
+        }
+        (J::Array(x), J::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q))
+        }
+        (J::Object(x), J::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests;

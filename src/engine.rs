@@ -1,0 +1,123 @@
+//! The connected pieces every mode shares: both databases, the table plans, the state store, the settle
+//! stage and the outbox drain. Modes differ only in how they find keys to check.
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{Result, Side};
+use crate::metrics::Stats;
+use crate::schema::{plan_all, TablePlan};
+use crate::settle::Settle;
+use crate::sink::{drain, AnySink};
+use crate::state::Store;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Clone)]
+pub struct Engine {
+    pub cfg: Arc<Config>,
+    pub base: Arc<Db>,
+    pub other: Arc<Db>,
+    pub plans: Vec<Arc<TablePlan>>,
+    pub store: Arc<Store>,
+    pub settle: Arc<Settle>,
+    pub stats: Arc<Stats>,
+}
+
+/// An engine with its background tasks (settle re-checks, outbox drain) running.
+pub struct Running {
+    pub engine: Engine,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Connects both sides and opens a pool on each, sized for `conns` concurrent queries.
+pub async fn connect(cfg: &Config, conns: usize) -> Result<(Db, Db)> {
+    let base_side = cfg.base_side();
+    let (base, other) = tokio::join!(
+        Db::connect(base_side, &cfg.endpoint(base_side).url, conns),
+        Db::connect(
+            base_side.other(),
+            &cfg.endpoint(base_side.other()).url,
+            conns
+        )
+    );
+    Ok((base?, other?))
+}
+
+impl Running {
+    /// Connects, plans every table (failing with the fix when one is unusable), opens the state store,
+    /// and starts the settle stage and the outbox drain.
+    pub async fn start(cfg: Config, stats: Arc<Stats>) -> Result<Running> {
+        let conns = cfg.full.parallel * 2 + 4;
+        let (base, other) = connect(&cfg, conns).await?;
+        let plans: Vec<Arc<TablePlan>> = plan_all(&cfg, &base, &other)
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        std::fs::create_dir_all(&cfg.state.dir).map_err(|e| {
+            crate::error::Error::Config(format!(
+                "state.dir {}: cannot create it: {e}; fix state.dir",
+                cfg.state.dir.display()
+            ))
+        })?;
+        let store = Arc::new(Store::open(&cfg.state.dir)?);
+        let sink = AnySink::from_config(&cfg.sink)?;
+        let (base, other) = (Arc::new(base), Arc::new(other));
+        let settle = Arc::new(Settle::new(
+            store.clone(),
+            base.clone(),
+            other.clone(),
+            &plans,
+            cfg.check.settle,
+            cfg.check.batch_size,
+            cfg.sink.outbox_max,
+            cfg.direction(),
+            stats.clone(),
+        ));
+        if store.outbox_len() > 0 {
+            tracing::info!(
+                undelivered = store.outbox_len(),
+                "sending events left undelivered by an earlier run first"
+            );
+        }
+        let (tx, rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(drain(store.clone(), sink, rx.clone())),
+            tokio::spawn(settle.clone().run(rx)),
+        ];
+        let engine = Engine {
+            cfg: Arc::new(cfg),
+            base,
+            other,
+            plans,
+            store,
+            settle,
+            stats,
+        };
+        Ok(Running {
+            engine,
+            shutdown: tx,
+            tasks,
+        })
+    }
+
+    /// Stops the background tasks. Pending re-checks and undelivered events stay in the store.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Engine {
+    pub fn side(&self, side: Side) -> &Db {
+        if self.base.side == side {
+            &self.base
+        } else {
+            &self.other
+        }
+    }
+}

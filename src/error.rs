@@ -1,0 +1,139 @@
+//! Error types at module boundaries.
+//!
+//! Every error is either *transient* (a dropped connection, a lock wait, a broker that is down: retry with
+//! backoff) or *definite* (a missing table, a table without a key, a malformed config: stop and tell the
+//! user what to fix). [`Error::is_transient`] draws that line once, for every caller.
+
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which database an error came from, as the user names it in the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+    pub fn other(self) -> Side {
+        match self {
+            Side::Source => Side::Target,
+            Side::Target => Side::Source,
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum Error {
+    /// The configuration is wrong; the message names the key and the fix.
+    #[error("{0}")]
+    Config(String),
+
+    /// A table's layout makes validation impossible; the message says how to fix it.
+    #[error("table `{table}`: {problem}")]
+    Schema { table: String, problem: String },
+
+    /// A server could not be reached or refused the login.
+    #[error("cannot connect to the {side} database at {addr}: {source}; check {side}.url and that the server is running")]
+    Connect {
+        side: Side,
+        addr: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+
+    /// A query failed.
+    #[error("{side} database: {context}: {source}")]
+    Db {
+        side: Side,
+        context: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+
+    /// The embedded state store failed.
+    #[error("state store: {context}: {source}")]
+    State {
+        context: String,
+        #[source]
+        source: sled::Error,
+    },
+
+    /// A stored record could not be decoded (the store was written by an incompatible version or is damaged).
+    #[error(
+        "state store: cannot decode {what}: {source}; move the state directory away to start fresh"
+    )]
+    Decode {
+        what: String,
+        #[source]
+        source: postcard::Error,
+    },
+
+    /// The event sink failed.
+    #[error("sink: {0}")]
+    Sink(String),
+
+    /// The user asked to stop.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    pub fn db(side: Side, context: impl Into<String>, source: mysql_async::Error) -> Self {
+        Error::Db {
+            side,
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn state(context: impl Into<String>, source: sled::Error) -> Self {
+        Error::State {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn schema(table: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Schema {
+            table: table.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// True for failures worth retrying with backoff: the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Db { source, .. } | Error::Connect { source, .. } => mysql_transient(source),
+            Error::Sink(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Server error codes that clear up by themselves: lock waits, deadlocks, too many connections, a server
+/// shutting down or restarting, lost connections.
+fn mysql_transient(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Driver(d) => matches!(d, mysql_async::DriverError::ConnectionClosed),
+        mysql_async::Error::Server(s) => matches!(
+            s.code,
+            1040 | 1053 | 1205 | 1213 | 1317 | 2006 | 2013 | 1927
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,40 @@
+//! binlog-validator: keeps two MySQL-protocol databases honest during an online migration.
+//!
+//! # Layout
+//! - [`config`]: the TOML of SPEC.md, `BV_*` environment overrides, validation, secret redaction
+//! - [`error`]: error enums; transient (retry) vs definite (stop with the fix)
+//! - [`key`]: row keys, owned and serialisable, compared by canonical bytes
+//! - [`compare`]: the pure compare core: value normalisation and row comparison
+//! - [`db`]: connection pools, keyset range reads, batched key reads, identifier quoting
+//! - [`schema`]: table metadata from information_schema and the column plan shared by every mode
+//! - [`check`]: key batches → verdicts, reading both sides by key
+//! - [`settle`]: the re-check stage for mismatches; the pending set is persisted
+//! - [`state`]: the sled store: versioned records, outbox, pending re-checks, progress
+//! - [`event`]: the inconsistency event of SPEC.md
+//! - [`sink`]: event sinks (Kafka, file, stdout) and the outbox drain
+//! - [`engine`]: the connected pieces every mode shares, and their background tasks
+//! - [`scan`]: full mode: segments, chunked keyset walk, resume
+//! - [`doctor`]: preflight checks with their fixes
+//! - [`metrics`]: counters and every metric name
+//!
+//! Data flows from a feed (full scan, later binlog and poll) through [`check`]/[`compare`] into
+//! [`settle`], then into the [`state`] outbox, from which [`sink::drain`] delivers at least once.
+
+pub mod check;
+pub mod compare;
+pub mod config;
+pub mod db;
+pub mod doctor;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod key;
+pub mod metrics;
+pub mod scan;
+pub mod schema;
+pub mod settle;
+pub mod sink;
+pub mod state;
+
+pub use config::Config;
+pub use error::{Error, Result};

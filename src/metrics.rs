@@ -1,0 +1,42 @@
+//! Counters kept for `/stats`, `/metrics` and run summaries, with every metric name defined here.
+
+use crate::event::EventType;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+pub const ROWS_CHECKED: &str = "bv_rows_checked_total";
+pub const EVENTS: &str = "bv_events_total";
+pub const RESOLVED: &str = "bv_mismatches_resolved_total";
+pub const PENDING: &str = "bv_recheck_queue_size";
+pub const OUTBOX: &str = "bv_outbox_size";
+pub const FULL_RUNS: &str = "bv_full_validation_runs_total";
+pub const INCR_RUNS: &str = "bv_incr_validation_runs_total";
+
+/// Process-wide counters. Cheap to bump from any task.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub rows_checked: AtomicU64,
+    pub target_missing: AtomicU64,
+    pub neq: AtomicU64,
+    pub base_missing: AtomicU64,
+    pub resolved: AtomicU64,
+    pub pending: AtomicI64,
+    pub full_runs: AtomicU64,
+    pub incr_runs: AtomicU64,
+}
+
+impl Stats {
+    pub fn event(&self, t: EventType) -> &AtomicU64 {
+        match t {
+            EventType::TargetMissing => &self.target_missing,
+            EventType::Neq => &self.neq,
+            EventType::BaseMissing => &self.base_missing,
+        }
+    }
+
+    pub fn events_total(&self) -> u64 {
+        EventType::ALL
+            .iter()
+            .map(|t| self.event(*t).load(Relaxed))
+            .sum()
+    }
+}

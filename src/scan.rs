@@ -1,0 +1,452 @@
+//! Full mode: whole-table parity in both directions.
+//!
+//! Each table's key space is cut into segments (numerically, for large tables with one integer key, so
+//! segments run concurrently), and each segment is walked in chunks: the base side's next `chunk_rows`
+//! rows define the chunk `(lo, hi]`, and the other side's rows in that same range are streamed in pages and
+//! matched against them by exact key. Other-side rows with no base row are `base_missing`, base rows left
+//! unmatched are `target_missing`, matched pairs go through the compare core. The first chunk has no lower
+//! bound and the last no upper bound, so other-side rows before or after every base key are found too.
+//!
+//! Chunk boundaries are evaluated by each server with its own collation, so no client-side ordering of
+//! strings is needed; matching inside a chunk is byte-exact. Memory is bounded by a few chunks per segment
+//! whatever the table size. Finished chunks are recorded in the state store (only after their mismatches
+//! are durable as pending re-checks), so an interrupted pass resumes where it stopped.
+
+use crate::check::{row_key, verdict, Mismatch};
+use crate::db::{Db, Row};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::event::{EventType, Mode};
+use crate::key::{Key, KeyVal};
+use crate::schema::TablePlan;
+use indicatif::ProgressBar;
+use mysql_async::Value;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Semaphore};
+
+/// How ranges are compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Stream every row of both sides and compare in the client (exact; measured fastest on one host).
+    Rows,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FullOptions {
+    /// Only these tables (default: all configured).
+    pub tables: Vec<String>,
+    /// Forget an interrupted pass and start over.
+    pub restart: bool,
+    pub progress_bar: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Segment {
+    table: String,
+    lo: Option<Key>,
+    hi: Option<Key>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum RunRecord {
+    V1 {
+        tables: Vec<String>,
+        segments: Vec<Segment>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+enum SegmentRecord {
+    V1 {
+        done_to: Option<Key>,
+        finished: bool,
+        rows: u64,
+    },
+}
+
+const RUN: &str = "full/run";
+
+fn seg_name(i: usize) -> String {
+    format!("full/seg/{i:06}")
+}
+
+#[derive(Debug, Default)]
+pub struct TableSummary {
+    pub table: String,
+    pub rows: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct FullSummary {
+    pub tables: Vec<TableSummary>,
+    pub events: Vec<(EventType, u64)>,
+    pub resolved: u64,
+    /// mismatches still in their settle window when the run stopped waiting
+    pub unsettled: usize,
+    /// events not yet acknowledged by the sink
+    pub undelivered: usize,
+    pub resumed: bool,
+    pub elapsed: Duration,
+}
+
+impl FullSummary {
+    pub fn events_total(&self) -> u64 {
+        self.events.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// One full pass over the configured tables.
+pub async fn run_full(
+    engine: &Engine,
+    opts: &FullOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<FullSummary> {
+    let started = Instant::now();
+    let plans: Vec<Arc<TablePlan>> = if opts.tables.is_empty() {
+        engine.plans.clone()
+    } else {
+        let mut v = Vec::new();
+        for t in &opts.tables {
+            let p = engine.plans.iter().find(|p| &p.name == t).ok_or_else(|| {
+                Error::Config(format!("table `{t}` is not configured; add a [[table]] for it or drop it from --tables"))
+            })?;
+            v.push(p.clone());
+        }
+        v
+    };
+    let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let store = &engine.store;
+    let existing = if opts.restart {
+        None
+    } else {
+        store.get::<RunRecord>(RUN)?
+    };
+    let (segments, resumed) = match existing {
+        Some(RunRecord::V1 { tables, segments }) if tables == names => (segments, true),
+        _ => {
+            store.clear("full/").await?;
+            let mut segments = Vec::new();
+            for p in &plans {
+                segments.extend(split(engine, p).await?);
+            }
+            store
+                .put(
+                    RUN,
+                    &RunRecord::V1 {
+                        tables: names.clone(),
+                        segments: segments.clone(),
+                    },
+                )
+                .await?;
+            (segments, false)
+        }
+    };
+    if resumed {
+        tracing::info!("resuming an interrupted full pass (use --restart to start over)");
+    }
+    let events_before: Vec<u64> = EventType::ALL
+        .iter()
+        .map(|t| engine.stats.event(*t).load(Relaxed))
+        .collect();
+    let resolved_before = engine.stats.resolved.load(Relaxed);
+    engine.stats.full_runs.fetch_add(1, Relaxed);
+
+    let bar = if opts.progress_bar {
+        Some(progress_bar(engine, &plans).await)
+    } else {
+        None
+    };
+    let rows: HashMap<String, Arc<AtomicU64>> = names
+        .iter()
+        .map(|n| (n.clone(), Arc::new(AtomicU64::new(0))))
+        .collect();
+    let sem = Arc::new(Semaphore::new(engine.cfg.full.parallel));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, seg) in segments.into_iter().enumerate() {
+        let rec = store.get::<SegmentRecord>(&seg_name(i))?;
+        let (start, done_rows) = match rec {
+            Some(SegmentRecord::V1 {
+                finished: true,
+                rows: r,
+                ..
+            }) => {
+                rows[&seg.table].fetch_add(r, Relaxed);
+                continue;
+            }
+            Some(SegmentRecord::V1 {
+                done_to, rows: r, ..
+            }) => (done_to.or(seg.lo.clone()), r),
+            None => (seg.lo.clone(), 0),
+        };
+        let Some(plan) = plans.iter().find(|p| p.name == seg.table).cloned() else {
+            continue;
+        };
+        let walker = Walker {
+            engine: engine.clone(),
+            plan,
+            index: i,
+            hi: seg.hi,
+            chunk: engine.cfg.full.chunk_rows,
+            rows: rows[&seg.table].clone(),
+            done_rows,
+            bar: bar.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let sem = sem.clone();
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            walker.walk(start).await
+        });
+    }
+    let mut first_err = None;
+    while let Some(res) = tasks.join_next().await {
+        let res = res.unwrap_or_else(|e| Err(Error::Sink(format!("a scan task failed: {e}"))));
+        if let Err(e) = res {
+            if first_err.is_none() {
+                first_err = Some(e);
+                tasks.abort_all();
+            }
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    // Every chunk is done; let the settle window of the last mismatches end and their events go out.
+    let wait = engine.cfg.check.settle + engine.cfg.check.drain_timeout;
+    let unsettled = engine.settle.wait_settled(Mode::Full, wait).await?;
+    let undelivered = store
+        .outbox_wait_empty(engine.cfg.check.drain_timeout)
+        .await;
+    store.clear("full/").await?;
+    Ok(FullSummary {
+        tables: names
+            .iter()
+            .map(|n| TableSummary {
+                table: n.clone(),
+                rows: rows[n].load(Relaxed),
+            })
+            .collect(),
+        events: EventType::ALL
+            .iter()
+            .zip(events_before)
+            .map(|(t, before)| (*t, engine.stats.event(*t).load(Relaxed) - before))
+            .collect(),
+        resolved: engine.stats.resolved.load(Relaxed) - resolved_before,
+        unsettled,
+        undelivered,
+        resumed,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn progress_bar(engine: &Engine, plans: &[Arc<TablePlan>]) -> ProgressBar {
+    let mut total = 0;
+    for p in plans {
+        total += estimate_rows(&engine.base, &p.name).await.unwrap_or(0);
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// The server's row estimate (information_schema), cheap and approximate.
+async fn estimate_rows(db: &Db, table: &str) -> Result<u64> {
+    let rows = db
+        .rows(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            vec![db.database.clone().into(), table.into()],
+            "estimating rows",
+        )
+        .await?;
+    Ok(match rows.first().and_then(|r| r.first()) {
+        Some(Value::UInt(n)) => *n,
+        Some(Value::Int(n)) => (*n).max(0) as u64,
+        _ => 0,
+    })
+}
+
+/// Splits a table into segments: numerically by the key for large tables with one integer key column,
+/// else one segment covering everything.
+async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
+    let whole = vec![Segment {
+        table: plan.name.clone(),
+        lo: None,
+        hi: None,
+    }];
+    let n = engine.cfg.full.parallel as i128;
+    if !plan.integer_key
+        || n < 2
+        || estimate_rows(&engine.base, &plan.name).await? < engine.cfg.full.split_rows
+    {
+        return Ok(whole);
+    }
+    let k = crate::db::quote_ident(&plan.key[0]);
+    let sql = format!(
+        "SELECT MIN({k}), MAX({k}) FROM {}",
+        crate::db::quote_ident(&plan.name)
+    );
+    let mut lo = i128::MAX;
+    let mut hi = i128::MIN;
+    for db in [&engine.base, &engine.other] {
+        let r = db.rows(&sql, vec![], "finding the key range").await?;
+        if let Some(row) = r.first() {
+            for (i, v) in row.iter().enumerate() {
+                let x = match v {
+                    Value::Int(x) => i128::from(*x),
+                    Value::UInt(x) => i128::from(*x),
+                    _ => continue,
+                };
+                if i == 0 {
+                    lo = lo.min(x);
+                } else {
+                    hi = hi.max(x);
+                }
+            }
+        }
+    }
+    if hi <= lo || hi - lo < n {
+        return Ok(whole);
+    }
+    let bound = |x: i128| -> Key {
+        Key(vec![match i64::try_from(x) {
+            Ok(v) => KeyVal::Int(v),
+            Err(_) => KeyVal::UInt(x as u64),
+        }])
+    };
+    let mut segs = Vec::new();
+    let mut prev: Option<Key> = None;
+    for i in 1..n {
+        let b = bound(lo + (hi - lo) * i / n);
+        segs.push(Segment {
+            table: plan.name.clone(),
+            lo: prev.take(),
+            hi: Some(b.clone()),
+        });
+        prev = Some(b);
+    }
+    segs.push(Segment {
+        table: plan.name.clone(),
+        lo: prev,
+        hi: None,
+    });
+    Ok(segs)
+}
+
+/// Walks one segment chunk by chunk.
+struct Walker {
+    engine: Engine,
+    plan: Arc<TablePlan>,
+    index: usize,
+    hi: Option<Key>,
+    chunk: usize,
+    rows: Arc<AtomicU64>,
+    done_rows: u64,
+    bar: Option<ProgressBar>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Walker {
+    async fn walk(mut self, mut lo: Option<Key>) -> Result<()> {
+        let (base, other) = (&self.engine.base, &self.engine.other);
+        let mut base_rows = base
+            .read_range(&self.plan, lo.as_ref(), self.hi.as_ref(), self.chunk)
+            .await?;
+        loop {
+            let more = base_rows.len() == self.chunk;
+            let hi = match base_rows.last() {
+                Some(last) if more => Some(row_key(&self.plan, last)),
+                _ => self.hi.clone(),
+            };
+            // Read the next base chunk while the other side of this one is read and compared.
+            let next = async {
+                if more {
+                    base.read_range(&self.plan, hi.as_ref(), self.hi.as_ref(), self.chunk)
+                        .await
+                        .map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            let this = self.compare_chunk(other, lo.as_ref(), hi.as_ref(), base_rows);
+            let (next, this) = tokio::join!(next, this);
+            let (found, rows) = this?;
+            self.engine
+                .settle
+                .submit(&self.plan.name, Mode::Full, found)
+                .await?;
+            self.done_rows += rows;
+            self.rows.fetch_add(rows, Relaxed);
+            self.engine.stats.rows_checked.fetch_add(rows, Relaxed);
+            if let Some(b) = &self.bar {
+                b.inc(rows);
+            }
+            let rec = SegmentRecord::V1 {
+                done_to: hi.clone(),
+                finished: !more,
+                rows: self.done_rows,
+            };
+            self.engine.store.put(&seg_name(self.index), &rec).await?;
+            match next? {
+                Some(n) => base_rows = n,
+                None => return Ok(()),
+            }
+            lo = hi;
+            if *self.shutdown.borrow() {
+                return Err(Error::Interrupted);
+            }
+        }
+    }
+
+    /// Matches the other side's rows in `(lo, hi]` against this chunk's base rows.
+    async fn compare_chunk(
+        &self,
+        other: &Db,
+        lo: Option<&Key>,
+        hi: Option<&Key>,
+        base_rows: Vec<Row>,
+    ) -> Result<(Vec<(Key, Mismatch)>, u64)> {
+        let plan = &self.plan;
+        let mut rows = base_rows.len() as u64;
+        let mut base: HashMap<Vec<u8>, Row> = base_rows
+            .into_iter()
+            .map(|r| (row_key(plan, &r).canonical(), r))
+            .collect();
+        let mut found = Vec::new();
+        let mut olo = lo.cloned();
+        loop {
+            let page = other.read_range(plan, olo.as_ref(), hi, self.chunk).await?;
+            let full = page.len() == self.chunk;
+            for r in &page {
+                let key = row_key(plan, r);
+                let b = base.remove(&key.canonical());
+                if b.is_none() {
+                    rows += 1;
+                }
+                if let Some(m) = verdict(plan, b.as_ref(), Some(r)) {
+                    found.push((key, m));
+                }
+            }
+            if !full {
+                break;
+            }
+            olo = page.last().map(|r| row_key(plan, r));
+        }
+        for (_, r) in base {
+            if let Some(m) = verdict(plan, Some(&r), None) {
+                found.push((row_key(plan, &r), m));
+            }
+        }
+        Ok((found, rows))
+    }
+}

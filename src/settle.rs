@@ -1,0 +1,232 @@
+//! The settle stage: a mismatch seen while writes are in flight may be lag, not an inconsistency. Each one
+//! is persisted as pending, re-checked by key on both sides during the settle window, and reported (into
+//! the outbox) only if it still holds when the window ends. One that resolves is counted, not reported.
+//!
+//! Pending re-checks live in the state store, so a crash or restart keeps them; a feed may move its
+//! checkpoint past a key as soon as [`Settle::submit`] returned for it.
+
+use crate::check::{check_keys, Mismatch};
+use crate::db::Db;
+use crate::error::Result;
+use crate::event::{now_ms, Event, Mode};
+use crate::key::Key;
+use crate::metrics::Stats;
+use crate::schema::TablePlan;
+use crate::state::Store;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// A mismatch waiting for its settle window to end.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pending {
+    pub table: String,
+    pub key: Key,
+    pub mode: Mode,
+    pub first_seen_ms: u64,
+    pub deadline_ms: u64,
+    pub next_check_ms: u64,
+    pub last: Mismatch,
+}
+
+pub struct Settle {
+    store: Arc<Store>,
+    base: Arc<Db>,
+    other: Arc<Db>,
+    plans: HashMap<String, Arc<TablePlan>>,
+    window: Duration,
+    interval: Duration,
+    batch_size: usize,
+    outbox_max: usize,
+    direction: &'static str,
+    stats: Arc<Stats>,
+    wake: Notify,
+    /// Signalled after each pass, so waiters can see the pending set shrink.
+    passed: Notify,
+}
+
+impl Settle {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<Store>,
+        base: Arc<Db>,
+        other: Arc<Db>,
+        plans: &[Arc<TablePlan>],
+        window: Duration,
+        batch_size: usize,
+        outbox_max: usize,
+        direction: &'static str,
+        stats: Arc<Stats>,
+    ) -> Settle {
+        // A few re-checks per window; never busier than every 50 ms, never idler than every 2 s.
+        let interval = (window / 4).clamp(Duration::from_millis(50), Duration::from_secs(2));
+        stats.pending.store(store.pending_len() as i64, Relaxed);
+        Settle {
+            store,
+            base,
+            other,
+            plans: plans.iter().map(|p| (p.name.clone(), p.clone())).collect(),
+            window,
+            interval,
+            batch_size,
+            outbox_max,
+            direction,
+            stats,
+            wake: Notify::new(),
+            passed: Notify::new(),
+        }
+    }
+
+    /// Persists mismatches as pending re-checks. Returns once they are durable.
+    pub async fn submit(&self, table: &str, mode: Mode, found: Vec<(Key, Mismatch)>) -> Result<()> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let window = self.window.as_millis() as u64;
+        let items: Vec<Pending> = found
+            .into_iter()
+            .map(|(key, last)| Pending {
+                table: table.to_string(),
+                key,
+                mode,
+                first_seen_ms: now,
+                deadline_ms: now + window,
+                next_check_ms: now + (self.interval.as_millis() as u64).min(window),
+                last,
+            })
+            .collect();
+        self.store.pending_put(&items).await?;
+        self.stats
+            .pending
+            .store(self.store.pending_len() as i64, Relaxed);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Number of pending re-checks of a mode.
+    pub fn pending_of(&self, mode: Mode) -> Result<usize> {
+        Ok(self
+            .store
+            .pending_all()?
+            .iter()
+            .filter(|p| p.mode == mode)
+            .count())
+    }
+
+    /// Waits until no re-check of `mode` is pending, or `timeout` passes. Returns what is left.
+    pub async fn wait_settled(&self, mode: Mode, timeout: Duration) -> Result<usize> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let passed = self.passed.notified();
+            let left = self.pending_of(mode)?;
+            if left == 0 {
+                return Ok(0);
+            }
+            if tokio::time::timeout_at(deadline, passed).await.is_err() {
+                return self.pending_of(mode);
+            }
+        }
+    }
+
+    /// Runs re-check passes until `shutdown` turns true. Transient failures are retried on the next pass.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "settle re-check failed; retrying");
+            }
+            self.passed.notify_waiters();
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// One pass: re-checks every pending entry that is due.
+    async fn pass(&self) -> Result<()> {
+        let now = now_ms();
+        let due: Vec<Pending> = self
+            .store
+            .pending_all()?
+            .into_iter()
+            .filter(|p| p.next_check_ms <= now)
+            .collect();
+        let mut by_table: HashMap<String, Vec<Pending>> = HashMap::new();
+        for p in due {
+            by_table.entry(p.table.clone()).or_default().push(p);
+        }
+        for (table, items) in by_table {
+            let Some(plan) = self.plans.get(&table).cloned() else {
+                tracing::warn!(table = %table, "pending re-check for a table no longer configured; dropped");
+                self.store.pending_remove(&items)?;
+                continue;
+            };
+            for chunk in items.chunks(self.batch_size) {
+                self.recheck(&plan, chunk).await?;
+            }
+        }
+        self.stats
+            .pending
+            .store(self.store.pending_len() as i64, Relaxed);
+        Ok(())
+    }
+
+    async fn recheck(&self, plan: &TablePlan, items: &[Pending]) -> Result<()> {
+        let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
+        let still: HashMap<Vec<u8>, Mismatch> = check_keys(&self.base, &self.other, plan, &keys)
+            .await?
+            .into_iter()
+            .map(|(k, m)| (k.canonical(), m))
+            .collect();
+        let now = now_ms();
+        let (mut resolved, mut report, mut keep) = (Vec::new(), Vec::new(), Vec::new());
+        for p in items {
+            match still.get(&p.key.canonical()) {
+                None => resolved.push(p.clone()),
+                Some(m) if now >= p.deadline_ms => report.push(Pending {
+                    last: m.clone(),
+                    ..p.clone()
+                }),
+                Some(m) => keep.push(Pending {
+                    last: m.clone(),
+                    next_check_ms: (now + self.interval.as_millis() as u64).min(p.deadline_ms),
+                    ..p.clone()
+                }),
+            }
+        }
+        let events: Vec<Event> = report
+            .iter()
+            .map(|p| Event {
+                kind: p.last.kind,
+                direction: self.direction.to_string(),
+                table: p.table.clone(),
+                key_columns: plan.key.clone(),
+                key: p.key.clone(),
+                mode: p.mode,
+                columns: p.last.columns.clone(),
+                detected_at_ms: now,
+            })
+            .collect();
+        // Into the outbox first, then out of pending: a crash in between reports twice, never zero times.
+        self.store.outbox_push(&events, self.outbox_max).await?;
+        for e in &events {
+            self.stats.event(e.kind).fetch_add(1, Relaxed);
+            tracing::info!(table = %e.table, kind = e.kind.as_str(), "inconsistency reported");
+        }
+        self.store.pending_remove(&report)?;
+        self.store.pending_remove(&resolved)?;
+        self.stats
+            .resolved
+            .fetch_add(resolved.len() as u64, Relaxed);
+        self.store.pending_put(&keep).await?;
+        Ok(())
+    }
+}

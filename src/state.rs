@@ -1,0 +1,349 @@
+//! The embedded state store (sled): the outbox of undelivered events, pending re-checks, and progress
+//! records (full-pass ranges, checkpoints).
+//!
+//! Every stored value is a versioned enum (`V1`) encoded with postcard, so the format can evolve: a later
+//! version adds `V2` and still reads `V1`. Writes that others rely on (an event entering the outbox, a
+//! mismatch becoming pending, a checkpoint) are flushed to disk before the call returns.
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::settle::Pending;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Notify;
+
+/// Store layout version, kept in the `meta` tree.
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+enum OutboxRecord {
+    V1(Event),
+}
+
+#[derive(Serialize, Deserialize)]
+enum PendingRecord {
+    V1(Pending),
+}
+
+pub struct Store {
+    db: sled::Db,
+    outbox: sled::Tree,
+    pending: sled::Tree,
+    progress: sled::Tree,
+    outbox_len: AtomicUsize,
+    /// Signalled when events enter the outbox.
+    pub outbox_added: Notify,
+    /// Signalled when events leave it.
+    outbox_removed: Notify,
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|source| Error::Decode {
+        what: what.into(),
+        source,
+    })
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Encoding owned, well-formed values into a Vec cannot fail.
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                Error::Config(format!(
+                    "state directory {} is in use by another binlog-validator; stop it or set state.dir to another directory",
+                    dir.display()
+                ))
+            }
+            e => Error::state(format!("opening {}", dir.display()), e),
+        })?;
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| Error::state(format!("opening tree {name}"), e))
+        };
+        let meta = tree("meta")?;
+        match meta
+            .get("format")
+            .map_err(|e| Error::state("reading the format", e))?
+        {
+            Some(v) => {
+                let found: u32 = decode("the store format", &v)?;
+                if found > FORMAT {
+                    return Err(Error::Config(format!(
+                        "state directory {} was written by a newer binlog-validator (format {found}); use that version or a fresh state.dir",
+                        dir.display()
+                    )));
+                }
+            }
+            None => {
+                meta.insert("format", encode(&FORMAT))
+                    .map_err(|e| Error::state("writing the format", e))?;
+            }
+        }
+        let outbox = tree("outbox")?;
+        let store = Store {
+            outbox_len: AtomicUsize::new(outbox.len()),
+            outbox,
+            pending: tree("pending")?,
+            progress: tree("progress")?,
+            db,
+            outbox_added: Notify::new(),
+            outbox_removed: Notify::new(),
+        };
+        Ok(store)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.db
+            .flush_async()
+            .await
+            .map_err(|e| Error::state("flushing", e))?;
+        Ok(())
+    }
+
+    // ---- outbox -------------------------------------------------------------------------------------
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox_len.load(Ordering::Relaxed)
+    }
+
+    /// Stores events durably. Waits while the outbox holds `max` or more events: validation pauses
+    /// rather than dropping anything.
+    pub async fn outbox_push(&self, events: &[Event], max: usize) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        loop {
+            let removed = self.outbox_removed.notified();
+            if self.outbox_len() < max {
+                break;
+            }
+            tracing::warn!(
+                outbox = self.outbox_len(),
+                "outbox full; validation waits for the sink"
+            );
+            removed.await;
+        }
+        let mut batch = sled::Batch::default();
+        for e in events {
+            let id = self
+                .db
+                .generate_id()
+                .map_err(|e| Error::state("numbering an event", e))?;
+            batch.insert(&id.to_be_bytes(), encode(&OutboxRecord::V1(e.clone())));
+        }
+        self.outbox
+            .apply_batch(batch)
+            .map_err(|e| Error::state("storing events", e))?;
+        self.flush().await?;
+        self.outbox_len.fetch_add(events.len(), Ordering::Relaxed);
+        self.outbox_added.notify_one();
+        Ok(())
+    }
+
+    /// Waits until the outbox is empty or `timeout` passes; returns what is left.
+    pub async fn outbox_wait_empty(&self, timeout: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let removed = self.outbox_removed.notified();
+            if self.outbox_len() == 0 || tokio::time::timeout_at(deadline, removed).await.is_err() {
+                return self.outbox_len();
+            }
+        }
+    }
+
+    /// The oldest `n` undelivered events with their ids.
+    pub fn outbox_peek(&self, n: usize) -> Result<Vec<(u64, Event)>> {
+        let mut out = Vec::with_capacity(n);
+        for item in self.outbox.iter().take(n) {
+            let (k, v) = item.map_err(|e| Error::state("reading the outbox", e))?;
+            let id = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let OutboxRecord::V1(e) = decode("an outbox event", &v)?;
+            out.push((id, e));
+        }
+        Ok(out)
+    }
+
+    /// Removes events the sink acknowledged.
+    pub async fn outbox_ack(&self, ids: &[u64]) -> Result<()> {
+        let mut removed = 0;
+        for id in ids {
+            if self
+                .outbox
+                .remove(id.to_be_bytes())
+                .map_err(|e| Error::state("removing a delivered event", e))?
+                .is_some()
+            {
+                removed += 1;
+            }
+        }
+        self.outbox_len.fetch_sub(removed, Ordering::Relaxed);
+        self.outbox_removed.notify_waiters();
+        Ok(())
+    }
+
+    // ---- pending re-checks --------------------------------------------------------------------------
+
+    fn pending_key(table: &str, key: &crate::key::Key) -> Vec<u8> {
+        let mut k = table.as_bytes().to_vec();
+        k.push(0);
+        k.extend(key.canonical());
+        k
+    }
+
+    /// Stores (or replaces) pending re-checks durably.
+    pub async fn pending_put(&self, items: &[Pending]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for p in items {
+            batch.insert(
+                Self::pending_key(&p.table, &p.key),
+                encode(&PendingRecord::V1(p.clone())),
+            );
+        }
+        self.pending
+            .apply_batch(batch)
+            .map_err(|e| Error::state("storing pending re-checks", e))?;
+        self.flush().await
+    }
+
+    /// Every pending re-check.
+    pub fn pending_all(&self) -> Result<Vec<Pending>> {
+        let mut out = Vec::new();
+        for item in self.pending.iter() {
+            let (_, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
+            let PendingRecord::V1(p) = decode("a pending re-check", &v)?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn pending_remove(&self, items: &[Pending]) -> Result<()> {
+        for p in items {
+            self.pending
+                .remove(Self::pending_key(&p.table, &p.key))
+                .map_err(|e| Error::state("removing a re-check", e))?;
+        }
+        Ok(())
+    }
+
+    // ---- progress records ---------------------------------------------------------------------------
+
+    /// A progress record; its type is a versioned enum of the caller's.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        match self
+            .progress
+            .get(name)
+            .map_err(|e| Error::state(format!("reading {name}"), e))?
+        {
+            Some(v) => Ok(Some(decode(name, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a progress record durably.
+    pub async fn put<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        self.progress
+            .insert(name, encode(value))
+            .map_err(|e| Error::state(format!("writing {name}"), e))?;
+        self.flush().await
+    }
+
+    /// Removes every progress record whose name starts with `prefix`.
+    pub async fn clear(&self, prefix: &str) -> Result<()> {
+        for item in self.progress.scan_prefix(prefix) {
+            let (k, _) = item.map_err(|e| Error::state("scanning progress", e))?;
+            self.progress
+                .remove(k)
+                .map_err(|e| Error::state("clearing progress", e))?;
+        }
+        self.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventType, Mode};
+    use crate::key::{Key, KeyVal};
+
+    fn ev(i: i64) -> Event {
+        Event {
+            kind: EventType::TargetMissing,
+            direction: "SRC".into(),
+            table: "t".into(),
+            key_columns: vec!["id".into()],
+            key: Key(vec![KeyVal::Int(i)]),
+            mode: Mode::Full,
+            columns: vec![],
+            detected_at_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn outbox_survives_reopen_in_order_until_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.outbox_push(&[ev(1), ev(2), ev(3)], 10).await.unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.outbox_len(), 3);
+        let got = s.outbox_peek(10).unwrap();
+        assert_eq!(
+            got.iter().map(|(_, e)| e.key.clone()).collect::<Vec<_>>(),
+            vec![ev(1).key, ev(2).key, ev(3).key]
+        );
+        s.outbox_ack(&[got[0].0, got[1].0]).await.unwrap();
+        assert_eq!(s.outbox_peek(10).unwrap().len(), 1);
+        assert_eq!(s.outbox_len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_blocks_until_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        s.outbox_push(&[ev(1)], 1).await.unwrap();
+        let s2 = s.clone();
+        let blocked = tokio::spawn(async move { s2.outbox_push(&[ev(2)], 1).await });
+        let mut blocked = blocked;
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), &mut blocked)
+                .await
+                .is_err(),
+            "push into a full outbox must wait"
+        );
+        let id = s.outbox_peek(1).unwrap()[0].0;
+        s.outbox_ack(&[id]).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), blocked)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.outbox_peek(5).unwrap()[0].1.key, ev(2).key);
+    }
+
+    #[tokio::test]
+    async fn progress_records_round_trip_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.put("full/a", &(1u32, "x".to_string())).await.unwrap();
+        s.put("full/b", &(2u32, "y".to_string())).await.unwrap();
+        assert_eq!(
+            s.get::<(u32, String)>("full/a").unwrap(),
+            Some((1, "x".into()))
+        );
+        s.clear("full/").await.unwrap();
+        assert_eq!(s.get::<(u32, String)>("full/b").unwrap(), None);
+    }
+}
