@@ -21,20 +21,11 @@ impl Mismatch {
     pub fn from_outcome(plan: &TablePlan, o: Outcome) -> Option<Mismatch> {
         match o {
             Outcome::Equal => None,
-            Outcome::TargetMissing => Some(Mismatch {
-                kind: EventType::TargetMissing,
-                columns: vec![],
-            }),
-            Outcome::BaseMissing => Some(Mismatch {
-                kind: EventType::BaseMissing,
-                columns: vec![],
-            }),
+            Outcome::TargetMissing => Some(Mismatch { kind: EventType::TargetMissing, columns: vec![] }),
+            Outcome::BaseMissing => Some(Mismatch { kind: EventType::BaseMissing, columns: vec![] }),
             Outcome::Neq(idx) => Some(Mismatch {
                 kind: EventType::Neq,
-                columns: idx
-                    .into_iter()
-                    .filter_map(|i| plan.compared.get(i).cloned())
-                    .collect(),
+                columns: idx.into_iter().filter_map(|i| plan.compared.get(i).cloned()).collect(),
             }),
         }
     }
@@ -53,17 +44,10 @@ pub fn verdict(plan: &TablePlan, base: Option<&Row>, other: Option<&Row>) -> Opt
 }
 
 /// Reads `keys` on both sides and returns the mismatching ones.
-pub async fn check_keys(
-    base: &Db,
-    other: &Db,
-    plan: &TablePlan,
-    keys: &[Key],
-) -> Result<Vec<(Key, Mismatch)>> {
+pub async fn check_keys(base: &Db, other: &Db, plan: &TablePlan, keys: &[Key]) -> Result<Vec<(Key, Mismatch)>> {
     let (b, o) = tokio::join!(base.read_keys(plan, keys), other.read_keys(plan, keys));
     let index = |rows: Vec<Row>| -> HashMap<Vec<u8>, Row> {
-        rows.into_iter()
-            .map(|r| (row_key(plan, &r).canonical(), r))
-            .collect()
+        rows.into_iter().map(|r| (row_key(plan, &r).canonical(), r)).collect()
     };
     let (b, o) = (index(b?), index(o?));
     let mut out = Vec::new();

@@ -39,9 +39,7 @@ impl Kind {
     /// Maps an information_schema `DATA_TYPE` to a comparison kind.
     pub fn from_data_type(data_type: &str) -> Kind {
         match data_type.to_ascii_lowercase().as_str() {
-            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
-                Kind::Int
-            }
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => Kind::Int,
             "decimal" | "numeric" => Kind::Decimal,
             "float" => Kind::Float,
             "double" | "real" | "double precision" => Kind::Double,
@@ -82,11 +80,7 @@ pub enum Outcome {
 
 /// Compares the compared columns of two rows. `kinds[i]` is (base kind, other kind) of column `i`;
 /// `base[i]` and `other[i]` are its values.
-pub fn compare_rows(
-    kinds: &[(Kind, Kind)],
-    base: Option<&[Value]>,
-    other: Option<&[Value]>,
-) -> Outcome {
+pub fn compare_rows(kinds: &[(Kind, Kind)], base: Option<&[Value]>, other: Option<&[Value]>) -> Outcome {
     match (base, other) {
         (None, None) => Outcome::Equal,
         (Some(_), None) => Outcome::TargetMissing,
@@ -114,11 +108,7 @@ pub fn compare_rows(
 /// True when `a` (of kind `ka`) and `b` (of kind `kb`) mean the same value.
 pub fn values_equal(a: &Value, ka: Kind, b: &Value, kb: Kind) -> bool {
     // JSON on either side decides the interpretation: a JSON column migrated to TEXT still holds JSON.
-    let (ka, kb) = if ka == Kind::Json || kb == Kind::Json {
-        (Kind::Json, Kind::Json)
-    } else {
-        (ka, kb)
-    };
+    let (ka, kb) = if ka == Kind::Json || kb == Kind::Json { (Kind::Json, Kind::Json) } else { (ka, kb) };
     match (canon(a, ka), canon(b, kb)) {
         (Canon::Null, Canon::Null) => true,
         (Canon::Num(x), Canon::Num(y)) => x == y,
@@ -166,10 +156,7 @@ fn canon(v: &Value, kind: Kind) -> Canon<'_> {
             Value::Double(d) => Canon::Float(*d),
             Value::Int(i) => Canon::Float(*i as f64),
             Value::UInt(u) => Canon::Float(*u as f64),
-            Value::Bytes(b) => match std::str::from_utf8(b)
-                .ok()
-                .and_then(|s| s.trim().parse::<f64>().ok())
-            {
+            Value::Bytes(b) => match std::str::from_utf8(b).ok().and_then(|s| s.trim().parse::<f64>().ok()) {
                 Some(f) if kind == Kind::Float => Canon::Float(f64::from(f as f32)),
                 Some(f) => Canon::Float(f),
                 None => Canon::Bytes(Cow::Borrowed(b)),
@@ -185,9 +172,7 @@ fn canon(v: &Value, kind: Kind) -> Canon<'_> {
             other => canon(other, Kind::Bytes),
         },
         Kind::Time => match v {
-            Value::Time(neg, d, h, mi, s, us) => {
-                Canon::Duration(time_micros(*neg, *d, *h, *mi, *s, *us))
-            }
+            Value::Time(neg, d, h, mi, s, us) => Canon::Duration(time_micros(*neg, *d, *h, *mi, *s, *us)),
             Value::Bytes(b) => match std::str::from_utf8(b).ok().and_then(parse_time) {
                 Some(t) => Canon::Duration(t),
                 None => Canon::Bytes(Cow::Borrowed(b)),
@@ -211,17 +196,16 @@ fn canon(v: &Value, kind: Kind) -> Canon<'_> {
             Value::UInt(u) => Canon::Bytes(Cow::Owned(u.to_string().into_bytes())),
             Value::Float(f) => Canon::Bytes(Cow::Owned(f.to_string().into_bytes())),
             Value::Double(d) => Canon::Bytes(Cow::Owned(d.to_string().into_bytes())),
-            Value::Date(..) | Value::Time(..) => Canon::Bytes(Cow::Owned(
-                crate::key::KeyVal::from(v).to_string().into_bytes(),
-            )),
+            Value::Date(..) | Value::Time(..) => {
+                Canon::Bytes(Cow::Owned(crate::key::KeyVal::from(v).to_string().into_bytes()))
+            }
             Value::NULL => Canon::Null,
         },
     }
 }
 
 fn time_micros(neg: bool, days: u32, h: u8, mi: u8, s: u8, us: u32) -> i128 {
-    let m = ((i128::from(days) * 24 + i128::from(h)) * 3600 + i128::from(mi) * 60 + i128::from(s))
-        * 1_000_000
+    let m = ((i128::from(days) * 24 + i128::from(h)) * 3600 + i128::from(mi) * 60 + i128::from(s)) * 1_000_000
         + i128::from(us);
     if neg {
         -m
@@ -287,12 +271,7 @@ fn parse_datetime(s: &str) -> Option<(u16, u8, u8, u8, u8, u8, u32)> {
                 return None;
             }
             let secs = (micros / 1_000_000) as u32;
-            (
-                (secs / 3600) as u8,
-                (secs / 60 % 60) as u8,
-                (secs % 60) as u8,
-                (micros % 1_000_000) as u32,
-            )
+            ((secs / 3600) as u8, (secs / 60 % 60) as u8, (secs % 60) as u8, (micros % 1_000_000) as u32)
         }
     };
     Some((y, mo, day, h, mi, sec, us))
@@ -340,13 +319,9 @@ pub fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
                 _ => false,
             }
         }
-        (J::Array(x), J::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q))
-        }
+        (J::Array(x), J::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q)),
         (J::Object(x), J::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
     }

@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Sections that take `BV_<SECTION>_<KEY>` overrides.
-const SECTIONS: &[&str] = &[
-    "source", "target", "check", "binlog", "poll", "sink", "state", "http", "full",
-];
+const SECTIONS: &[&str] = &["source", "target", "check", "binlog", "poll", "sink", "state", "http", "full"];
 
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
@@ -60,9 +58,7 @@ pub struct Endpoint {
 
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("url", &redact_url(&self.url))
-            .finish()
+        f.debug_struct("Endpoint").field("url", &redact_url(&self.url)).finish()
     }
 }
 
@@ -76,12 +72,7 @@ pub fn redact_url(url: &str) -> String {
         return url.to_string();
     };
     match rest[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &rest[..colon],
-            &rest[at..]
-        ),
+        Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
         None => url.to_string(),
     }
 }
@@ -114,11 +105,7 @@ pub struct CheckConfig {
 
 impl Default for CheckConfig {
     fn default() -> Self {
-        CheckConfig {
-            batch_size: 1000,
-            settle: Duration::from_secs(5),
-            drain_timeout: Duration::from_secs(60),
-        }
+        CheckConfig { batch_size: 1000, settle: Duration::from_secs(5), drain_timeout: Duration::from_secs(60) }
     }
 }
 
@@ -136,11 +123,7 @@ pub struct FullConfig {
 
 impl Default for FullConfig {
     fn default() -> Self {
-        FullConfig {
-            parallel: 4,
-            split_rows: 200_000,
-            chunk_rows: 5000,
-        }
+        FullConfig { parallel: 4, split_rows: 200_000, chunk_rows: 5000 }
     }
 }
 
@@ -153,10 +136,7 @@ pub struct BinlogConfig {
 
 impl Default for BinlogConfig {
     fn default() -> Self {
-        BinlogConfig {
-            server_id: 9001,
-            start: "now".into(),
-        }
+        BinlogConfig { server_id: 9001, start: "now".into() }
     }
 }
 
@@ -172,11 +152,7 @@ pub struct PollConfig {
 
 impl Default for PollConfig {
     fn default() -> Self {
-        PollConfig {
-            interval: Duration::from_secs(1),
-            since: 0,
-            sweep: Duration::from_secs(600),
-        }
+        PollConfig { interval: Duration::from_secs(1), since: 0, sweep: Duration::from_secs(600) }
     }
 }
 
@@ -216,16 +192,8 @@ impl Default for SinkConfig {
 
 impl fmt::Debug for SinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kafka: BTreeMap<&str, &str> = self
-            .kafka
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str(),
-                    if is_secret_key(k) { "***" } else { v.as_str() },
-                )
-            })
-            .collect();
+        let kafka: BTreeMap<&str, &str> =
+            self.kafka.iter().map(|(k, v)| (k.as_str(), if is_secret_key(k) { "***" } else { v.as_str() })).collect();
         f.debug_struct("SinkConfig")
             .field("kind", &self.kind)
             .field("brokers", &self.brokers)
@@ -250,9 +218,7 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig {
-            dir: PathBuf::from("./state"),
-        }
+        StateConfig { dir: PathBuf::from("./state") }
     }
 }
 
@@ -265,10 +231,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            listen: "127.0.0.1:8080".into(),
-            token: None,
-        }
+        HttpConfig { listen: "127.0.0.1:8080".into(), token: None }
     }
 }
 
@@ -284,9 +247,7 @@ impl fmt::Debug for HttpConfig {
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "`{s}` is not a duration ({e}); write it like \"250ms\", \"5s\" or \"1m\""
-        ))
+        serde::de::Error::custom(format!("`{s}` is not a duration ({e}); write it like \"250ms\", \"5s\" or \"1m\""))
     })
 }
 
@@ -317,11 +278,7 @@ impl Config {
 
     /// Loads `path` (or, when `explicit` is false and the file does not exist, nothing), applies the
     /// `BV_*` environment overrides from `env`, and validates.
-    pub fn load(
-        path: &Path,
-        explicit: bool,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config> {
+    pub fn load(path: &Path, explicit: bool, env: impl IntoIterator<Item = (String, String)>) -> Result<Config> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
@@ -333,20 +290,15 @@ impl Config {
             }
         };
         let where_ = format!("config file {}", path.display());
-        let mut table: toml::Table = toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{where_}: {}", e.to_string().trim_end())))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{where_}: {}", one_line(&e, &text))))?;
         let overridden = apply_env(&mut table, env)?;
         let cfg: Config = if overridden {
             let merged = toml::Value::Table(table);
-            Config::deserialize(merged).map_err(|e| {
-                Error::Config(format!(
-                    "{where_} with BV_* overrides: {}",
-                    e.to_string().trim_end()
-                ))
-            })?
+            Config::deserialize(merged)
+                .map_err(|e| Error::Config(format!("{where_} with BV_* overrides: {}", e.message().trim())))?
         } else {
-            toml::from_str(&text)
-                .map_err(|e| Error::Config(format!("{where_}: {}", e.to_string().trim_end())))?
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{where_}: {}", one_line(&e, &text))))?
         };
         cfg.validate()?;
         Ok(cfg)
@@ -355,10 +307,7 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.base != "source" && self.base != "target" {
-            return bad(format!(
-                "base = \"{}\" is not valid; use \"source\" or \"target\"",
-                self.base
-            ));
+            return bad(format!("base = \"{}\" is not valid; use \"source\" or \"target\"", self.base));
         }
         for side in [Side::Source, Side::Target] {
             let url = &self.endpoint(side).url;
@@ -369,19 +318,17 @@ impl Config {
                 ));
             }
             let opts = mysql_async::Opts::from_url(url).map_err(|e| {
-                Error::Config(format!(
-                    "{side}.url ({}) is not a valid MySQL URL: {e}",
-                    redact_url(url)
-                ))
+                Error::Config(format!("{side}.url ({}) is not a valid MySQL URL: {e}", redact_url(url)))
             })?;
             if opts.db_name().is_none_or(str::is_empty) {
-                return bad(format!("{side}.url ({}) names no database; add it as the path: mysql://user:pass@host:3306/app", redact_url(url)));
+                return bad(format!(
+                    "{side}.url ({}) names no database; add it as the path: mysql://user:pass@host:3306/app",
+                    redact_url(url)
+                ));
             }
         }
         if self.tables.is_empty() {
-            return bad(
-                "no [[table]] is configured; add at least one [[table]] with name = \"...\"".into(),
-            );
+            return bad("no [[table]] is configured; add at least one [[table]] with name = \"...\"".into());
         }
         let mut seen = std::collections::HashSet::new();
         for t in &self.tables {
@@ -389,32 +336,23 @@ impl Config {
                 return bad("a [[table]] has an empty name; set name = \"...\"".into());
             }
             if !seen.insert(t.name.as_str()) {
+                return bad(format!("table `{}` is configured twice; keep one [[table]] per table", t.name));
+            }
+            if t.key.as_ref().is_some_and(Vec::is_empty) {
                 return bad(format!(
-                    "table `{}` is configured twice; keep one [[table]] per table",
+                    "table `{}`: key = [] is empty; list the key columns or remove `key` to use the primary key",
                     t.name
                 ));
             }
-            if t.key.as_ref().is_some_and(Vec::is_empty) {
-                return bad(format!("table `{}`: key = [] is empty; list the key columns or remove `key` to use the primary key", t.name));
-            }
         }
         if self.check.batch_size == 0 || self.check.batch_size > 100_000 {
-            return bad(format!(
-                "check.batch_size = {} is out of range; use 1 to 100000",
-                self.check.batch_size
-            ));
+            return bad(format!("check.batch_size = {} is out of range; use 1 to 100000", self.check.batch_size));
         }
         if self.full.chunk_rows < 2 || self.full.chunk_rows > 1_000_000 {
-            return bad(format!(
-                "full.chunk_rows = {} is out of range; use 2 to 1000000",
-                self.full.chunk_rows
-            ));
+            return bad(format!("full.chunk_rows = {} is out of range; use 2 to 1000000", self.full.chunk_rows));
         }
         if self.full.parallel == 0 || self.full.parallel > 64 {
-            return bad(format!(
-                "full.parallel = {} is out of range; use 1 to 64",
-                self.full.parallel
-            ));
+            return bad(format!("full.parallel = {} is out of range; use 1 to 64", self.full.parallel));
         }
         match self.sink.kind {
             SinkKind::Kafka if self.sink.brokers.is_empty() || self.sink.topic.is_empty() => {
@@ -438,11 +376,32 @@ impl Config {
     }
 }
 
+/// A TOML error on one line: position, the key it is about, and the message, without the source snippet
+/// (which could show a password).
+fn one_line(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim();
+    let Some(span) = e.span() else { return message.to_string() };
+    let before = &text[..span.start.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let mut section = String::new();
+    for l in before.lines() {
+        let l = l.trim();
+        if l.starts_with('[') {
+            section = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+    }
+    let line = text.lines().nth(line_no - 1).unwrap_or_default();
+    match line.split_once('=') {
+        Some((k, _)) if !k.trim().is_empty() && !k.contains('[') => {
+            let key = if section.is_empty() { k.trim().to_string() } else { format!("{section}.{}", k.trim()) };
+            format!("line {line_no}, key `{key}`: {message}")
+        }
+        _ => format!("line {line_no}: {message}"),
+    }
+}
+
 /// Applies `BV_*` overrides onto the parsed file. Returns whether any applied.
-fn apply_env(
-    table: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<bool> {
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<bool> {
     let mut any = false;
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("BV_") else {
@@ -454,11 +413,10 @@ fn apply_env(
             table.insert("base".into(), toml::Value::String(value));
             continue;
         }
-        let Some((section, key)) = SECTIONS.iter().find_map(|s| {
-            rest.strip_prefix(s)
-                .and_then(|k| k.strip_prefix('_'))
-                .map(|k| (*s, k.to_string()))
-        }) else {
+        let Some((section, key)) = SECTIONS
+            .iter()
+            .find_map(|s| rest.strip_prefix(s).and_then(|k| k.strip_prefix('_')).map(|k| (*s, k.to_string())))
+        else {
             return Err(Error::Config(format!(
                 "environment variable {name} is not a known override; use BV_<SECTION>_<KEY> with a section of {} (or BV_BASE)",
                 SECTIONS.join(", ")
@@ -475,9 +433,7 @@ fn apply_env(
                 .entry("kafka")
                 .or_insert_with(|| toml::Value::Table(Default::default()))
                 .as_table_mut()
-                .ok_or_else(|| {
-                    Error::Config("`sink.kafka` must be a table ([sink.kafka])".into())
-                })?;
+                .ok_or_else(|| Error::Config("`sink.kafka` must be a table ([sink.kafka])".into()))?;
             kafka.insert(prop, toml::Value::String(value));
         } else {
             sec.insert(key, typed(&value));
@@ -515,11 +471,7 @@ name = "users"
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
-        Config::load(
-            &path,
-            true,
-            env.into_iter().map(|(a, b)| (a.to_string(), b.to_string())),
-        )
+        Config::load(&path, true, env.into_iter().map(|(a, b)| (a.to_string(), b.to_string())))
     }
 
     #[test]
@@ -549,59 +501,34 @@ name = "users"
         assert_eq!(c.check.batch_size, 7);
         assert_eq!(c.check.settle, Duration::from_millis(250));
         assert_eq!(c.source.url, "mysql://a:b@h:1/x");
-        assert_eq!(
-            c.sink.kafka.get("sasl.password").map(String::as_str),
-            Some("pw")
-        );
+        assert_eq!(c.sink.kafka.get("sasl.password").map(String::as_str), Some("pw"));
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = load_str(&format!("{MINIMAL}\n[check]\nbatsh_size = 5\n"), vec![])
-            .unwrap_err()
-            .to_string();
+        let e = load_str(&format!("{MINIMAL}\n[check]\nbatsh_size = 5\n"), vec![]).unwrap_err().to_string();
         assert!(e.contains("batsh_size"), "{e}");
-        let e = load_str(MINIMAL, vec![("BV_NOPE_X", "1")])
-            .unwrap_err()
-            .to_string();
+        let e = load_str(MINIMAL, vec![("BV_NOPE_X", "1")]).unwrap_err().to_string();
         assert!(e.contains("BV_NOPE_X"), "{e}");
     }
 
     #[test]
     fn bad_values_name_the_key_and_the_fix() {
-        let e = load_str(&format!("{MINIMAL}\n[check]\nsettle = \"soon\"\n"), vec![])
-            .unwrap_err()
-            .to_string();
+        let e = load_str(&format!("{MINIMAL}\n[check]\nsettle = \"soon\"\n"), vec![]).unwrap_err().to_string();
         assert!(e.contains("settle") && e.contains("5s"), "{e}");
-        let e = load_str(MINIMAL, vec![("BV_BASE", "left")])
-            .unwrap_err()
-            .to_string();
+        let e = load_str(MINIMAL, vec![("BV_BASE", "left")]).unwrap_err().to_string();
         assert!(e.contains("base") && e.contains("\"target\""), "{e}");
-        let e = load_str("[[table]]\nname='t'\n", vec![])
-            .unwrap_err()
-            .to_string();
+        let e = load_str("[[table]]\nname='t'\n", vec![]).unwrap_err().to_string();
         assert!(e.contains("source.url is missing"), "{e}");
-        let e = load_str("this is not toml", vec![])
-            .unwrap_err()
-            .to_string();
+        let e = load_str("this is not toml", vec![]).unwrap_err().to_string();
         assert!(e.contains("config file"), "{e}");
     }
 
     #[test]
     fn passwords_are_redacted() {
-        let c = load_str(
-            MINIMAL,
-            vec![
-                ("BV_HTTP_TOKEN", "tok"),
-                ("BV_SINK_KAFKA_SASL_PASSWORD", "pw"),
-            ],
-        )
-        .unwrap();
+        let c = load_str(MINIMAL, vec![("BV_HTTP_TOKEN", "tok"), ("BV_SINK_KAFKA_SASL_PASSWORD", "pw")]).unwrap();
         let dbg = format!("{c:?}");
-        assert!(
-            !dbg.contains("secret") && !dbg.contains("tok\"") && !dbg.contains("\"pw\""),
-            "{dbg}"
-        );
+        assert!(!dbg.contains("secret") && !dbg.contains("tok\"") && !dbg.contains("\"pw\""), "{dbg}");
         assert_eq!(redact_url("mysql://u:p@h:1/d"), "mysql://u:***@h:1/d");
         assert_eq!(redact_url("mysql://u@h:1/d"), "mysql://u@h:1/d");
     }

@@ -27,8 +27,8 @@ pub struct Db {
 impl Db {
     /// Opens a pool of at most `max_conns` connections and checks that the server answers.
     pub async fn connect(side: Side, url: &str, max_conns: usize) -> Result<Db> {
-        let opts = Opts::from_url(url)
-            .map_err(|e| Error::Config(format!("{side}.url is not a valid MySQL URL: {e}")))?;
+        let opts =
+            Opts::from_url(url).map_err(|e| Error::Config(format!("{side}.url is not a valid MySQL URL: {e}")))?;
         let addr = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
         let database = opts.db_name().unwrap_or_default().to_string();
         let constraints = PoolConstraints::new(0, max_conns.max(1)).unwrap_or_default();
@@ -39,40 +39,22 @@ impl Db {
             .max_allowed_packet(Some(1 << 30))
             .pool_opts(PoolOpts::default().with_constraints(constraints));
         let pool = Pool::new(opts);
-        let db = Db {
-            side,
-            database,
-            addr,
-            pool,
-        };
-        let conn = db.pool.get_conn().await.map_err(|source| Error::Connect {
-            side,
-            addr: db.addr.clone(),
-            source,
-        })?;
+        let db = Db { side, database, addr, pool };
+        let conn = db.pool.get_conn().await.map_err(|source| Error::Connect { side, addr: db.addr.clone(), source })?;
         drop(conn);
         Ok(db)
     }
 
     pub async fn conn(&self) -> Result<Conn> {
-        self.pool
-            .get_conn()
-            .await
-            .map_err(|e| Error::db(self.side, "getting a connection", e))
+        self.pool.get_conn().await.map_err(|e| Error::db(self.side, "getting a connection", e))
     }
 
     /// Runs a prepared statement and returns its rows as value vectors.
     pub async fn rows(&self, sql: &str, params: Vec<Value>, context: &str) -> Result<Vec<Row>> {
         let mut conn = self.conn().await?;
-        let params = if params.is_empty() {
-            Params::Empty
-        } else {
-            Params::Positional(params)
-        };
-        let rows: Vec<mysql_async::Row> = conn
-            .exec(sql, params)
-            .await
-            .map_err(|e| Error::db(self.side, context.to_string(), e))?;
+        let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
+        let rows: Vec<mysql_async::Row> =
+            conn.exec(sql, params).await.map_err(|e| Error::db(self.side, context.to_string(), e))?;
         Ok(rows.into_iter().map(mysql_async::Row::unwrap).collect())
     }
 
@@ -84,11 +66,7 @@ impl Db {
         hi: Option<&Key>,
         limit: usize,
     ) -> Result<Vec<Row>> {
-        let mut sql = format!(
-            "SELECT {} FROM {}",
-            plan.select_list(),
-            quote_ident(&plan.name)
-        );
+        let mut sql = format!("SELECT {} FROM {}", plan.select_list(), quote_ident(&plan.name));
         let mut params = Vec::new();
         let mut clauses = Vec::new();
         if let Some(lo) = lo {
@@ -101,17 +79,10 @@ impl Db {
         }
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
-            sql.push_str(
-                &clauses
-                    .iter()
-                    .map(|c| format!("({c})"))
-                    .collect::<Vec<_>>()
-                    .join(" AND "),
-            );
+            sql.push_str(&clauses.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND "));
         }
         sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", plan.key_list()));
-        self.rows(&sql, params, &format!("reading a range of `{}`", plan.name))
-            .await
+        self.rows(&sql, params, &format!("reading a range of `{}`", plan.name)).await
     }
 
     /// The rows with these keys (those that exist), in no particular order.
@@ -119,21 +90,14 @@ impl Db {
         let mut out = Vec::with_capacity(keys.len());
         let max = *KEY_BUCKETS.last().unwrap_or(&1);
         for chunk in keys.chunks(max) {
-            let size = KEY_BUCKETS
-                .iter()
-                .copied()
-                .find(|b| *b >= chunk.len())
-                .unwrap_or(max);
+            let size = KEY_BUCKETS.iter().copied().find(|b| *b >= chunk.len()).unwrap_or(max);
             let sql = key_lookup_sql(plan, size);
             let mut params = Vec::with_capacity(size * plan.key.len());
             for i in 0..size {
                 let k = &chunk[i.min(chunk.len() - 1)];
                 params.extend(k.params());
             }
-            out.extend(
-                self.rows(&sql, params, &format!("reading `{}` by key", plan.name))
-                    .await?,
-            );
+            out.extend(self.rows(&sql, params, &format!("reading `{}` by key", plan.name)).await?);
         }
         Ok(out)
     }
@@ -146,25 +110,12 @@ impl Db {
 /// `SELECT … WHERE key IN (?, …)` for `n` keys (a disjunction of equalities for composite keys).
 fn key_lookup_sql(plan: &TablePlan, n: usize) -> String {
     let pred = if plan.key.len() == 1 {
-        format!(
-            "{} IN ({})",
-            quote_ident(&plan.key[0]),
-            vec!["?"; n].join(", ")
-        )
+        format!("{} IN ({})", quote_ident(&plan.key[0]), vec!["?"; n].join(", "))
     } else {
-        let one = plan
-            .key
-            .iter()
-            .map(|c| format!("{} = ?", quote_ident(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let one = plan.key.iter().map(|c| format!("{} = ?", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
         vec![format!("({one})"); n].join(" OR ")
     };
-    format!(
-        "SELECT {} FROM {} WHERE {pred}",
-        plan.select_list(),
-        quote_ident(&plan.name)
-    )
+    format!("SELECT {} FROM {} WHERE {pred}", plan.select_list(), quote_ident(&plan.name))
 }
 
 /// `(a, b, c) OP (?, ?, ?)` expanded: `a OP1 ? OR (a = ? AND b OP1 ?) OR (a = ? AND b = ? AND c OP_LAST ?)`,
@@ -172,17 +123,10 @@ fn key_lookup_sql(plan: &TablePlan, n: usize) -> String {
 pub fn tuple_predicate(cols: &[String], op: &str, op_last: &str) -> String {
     let mut terms = Vec::with_capacity(cols.len());
     for i in 0..cols.len() {
-        let mut parts: Vec<String> = cols[..i]
-            .iter()
-            .map(|c| format!("{} = ?", quote_ident(c)))
-            .collect();
+        let mut parts: Vec<String> = cols[..i].iter().map(|c| format!("{} = ?", quote_ident(c))).collect();
         let o = if i + 1 == cols.len() { op_last } else { op };
         parts.push(format!("{} {o} ?", quote_ident(&cols[i])));
-        terms.push(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            format!("({})", parts.join(" AND "))
-        });
+        terms.push(if parts.len() == 1 { parts.remove(0) } else { format!("({})", parts.join(" AND ")) });
     }
     terms.join(" OR ")
 }
@@ -207,16 +151,10 @@ mod tests {
     #[test]
     fn expanded_tuple_predicate() {
         let cols = vec!["a".to_string(), "b`x".to_string()];
-        assert_eq!(
-            tuple_predicate(&cols, ">", ">"),
-            "`a` > ? OR (`a` = ? AND `b``x` > ?)"
-        );
+        assert_eq!(tuple_predicate(&cols, ">", ">"), "`a` > ? OR (`a` = ? AND `b``x` > ?)");
         assert_eq!(tuple_predicate(&cols[..1], "<", "<="), "`a` <= ?");
         let mut p = Vec::new();
-        push_tuple_params(
-            &mut p,
-            &Key(vec![crate::key::KeyVal::Int(1), crate::key::KeyVal::Int(2)]),
-        );
+        push_tuple_params(&mut p, &Key(vec![crate::key::KeyVal::Int(1), crate::key::KeyVal::Int(2)]));
         assert_eq!(p, vec![Value::Int(1), Value::Int(1), Value::Int(2)]);
     }
 }

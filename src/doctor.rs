@@ -18,32 +18,16 @@ pub struct Check {
 
 impl Check {
     fn ok(name: impl Into<String>, detail: impl Into<String>) -> Check {
-        Check {
-            name: name.into(),
-            ok: true,
-            detail: detail.into(),
-            fix: None,
-        }
+        Check { name: name.into(), ok: true, detail: detail.into(), fix: None }
     }
     fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-        Check {
-            name: name.into(),
-            ok: false,
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
+        Check { name: name.into(), ok: false, detail: detail.into(), fix: Some(fix.into()) }
     }
 }
 
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            if self.ok { "ok  " } else { "FAIL" },
-            self.name,
-            self.detail
-        )?;
+        write!(f, "{} {}: {}", if self.ok { "ok  " } else { "FAIL" }, self.name, self.detail)?;
         if let Some(fix) = &self.fix {
             write!(f, "\n       fix: {fix}")?;
         }
@@ -53,21 +37,9 @@ impl std::fmt::Display for Check {
 
 /// The binlog settings binlog mode needs on the base: (variable, expected value, fix).
 const BINLOG_SETTINGS: &[(&str, &str, &str)] = &[
-    (
-        "log_bin",
-        "ON",
-        "start the server with log_bin (log-bin=mysql-bin in my.cnf) and restart it",
-    ),
-    (
-        "binlog_format",
-        "ROW",
-        "SET GLOBAL binlog_format = 'ROW' and put binlog_format=ROW in my.cnf",
-    ),
-    (
-        "binlog_row_image",
-        "FULL",
-        "SET GLOBAL binlog_row_image = 'FULL' and put binlog_row_image=FULL in my.cnf",
-    ),
+    ("log_bin", "ON", "start the server with log_bin (log-bin=mysql-bin in my.cnf) and restart it"),
+    ("binlog_format", "ROW", "SET GLOBAL binlog_format = 'ROW' and put binlog_format=ROW in my.cnf"),
+    ("binlog_row_image", "FULL", "SET GLOBAL binlog_row_image = 'FULL' and put binlog_row_image=FULL in my.cnf"),
     (
         "binlog_row_metadata",
         "FULL",
@@ -77,14 +49,7 @@ const BINLOG_SETTINGS: &[(&str, &str, &str)] = &[
 
 async fn variable(db: &Db, name: &str) -> Option<String> {
     // `name` comes from this module's constant list, never from input.
-    let rows = db
-        .rows(
-            &format!("SELECT @@GLOBAL.{name}"),
-            vec![],
-            "reading a variable",
-        )
-        .await
-        .ok()?;
+    let rows = db.rows(&format!("SELECT @@GLOBAL.{name}"), vec![], "reading a variable").await.ok()?;
     match rows.first()?.first()? {
         Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
         Value::Int(i) => Some(if *i == 1 {
@@ -111,18 +76,11 @@ pub async fn run(cfg: &Config, binlog: bool) -> Vec<Check> {
     let base_side = cfg.base_side();
     let mut dbs: Vec<Option<Db>> = Vec::new();
     for side in [base_side, base_side.other()] {
-        let role = if side == base_side {
-            "base"
-        } else {
-            "other side"
-        };
+        let role = if side == base_side { "base" } else { "other side" };
         match Db::connect(side, &cfg.endpoint(side).url, 2).await {
             Ok(db) => {
                 let version = variable(&db, "version").await.unwrap_or_default();
-                checks.push(Check::ok(
-                    format!("{side} connection"),
-                    format!("{} ({role}), server {version}", db.addr),
-                ));
+                checks.push(Check::ok(format!("{side} connection"), format!("{} ({role}), server {version}", db.addr)));
                 dbs.push(Some(db));
             }
             Err(e) => {
@@ -142,16 +100,8 @@ pub async fn run(cfg: &Config, binlog: bool) -> Vec<Check> {
                 let name = format!("{base_side} {var}");
                 match actual {
                     Some(a) if a.eq_ignore_ascii_case(expected) => checks.push(Check::ok(name, a)),
-                    Some(a) => checks.push(Check::fail(
-                        name,
-                        format!("is {a}, expected {expected}"),
-                        *fix,
-                    )),
-                    None => checks.push(Check::fail(
-                        name,
-                        format!("not available, expected {expected}"),
-                        *fix,
-                    )),
+                    Some(a) => checks.push(Check::fail(name, format!("is {a}, expected {expected}"), *fix)),
+                    None => checks.push(Check::fail(name, format!("not available, expected {expected}"), *fix)),
                 }
             }
             checks.push(replication_grant(base, base_side).await);
@@ -196,10 +146,7 @@ async fn replication_grant(base: &Db, side: Side) -> Check {
 
 async fn table_check(cfg: &Config, base: &Db, other: &Db, t: &crate::config::TableConfig) -> Check {
     let name = format!("table {}", t.name);
-    let (bs, os) = match (
-        schema::load(base, &t.name).await,
-        schema::load(other, &t.name).await,
-    ) {
+    let (bs, os) = match (schema::load(base, &t.name).await, schema::load(other, &t.name).await) {
         (Ok(Some(b)), Ok(Some(o))) => (b, o),
         (Ok(None), _) => {
             return Check::fail(
@@ -216,11 +163,7 @@ async fn table_check(cfg: &Config, base: &Db, other: &Db, t: &crate::config::Tab
             )
         }
         (Err(e), _) | (_, Err(e)) => {
-            return Check::fail(
-                name,
-                e.to_string(),
-                "grant SELECT on information_schema and the table",
-            )
+            return Check::fail(name, e.to_string(), "grant SELECT on information_schema and the table")
         }
     };
     let plan = match schema::plan(t, cfg.base_side(), &bs, &os) {
@@ -228,25 +171,10 @@ async fn table_check(cfg: &Config, base: &Db, other: &Db, t: &crate::config::Tab
         Err(e) => return Check::fail(name, e.to_string(), "see the message"),
     };
     for db in [base, other] {
-        let sql = format!(
-            "SELECT {} FROM {} LIMIT 0",
-            plan.select_list(),
-            quote_ident(&plan.name)
-        );
+        let sql = format!("SELECT {} FROM {} LIMIT 0", plan.select_list(), quote_ident(&plan.name));
         if let Err(e) = db.rows(&sql, vec![], "reading the table").await {
-            return Check::fail(
-                name,
-                e.to_string(),
-                format!("GRANT SELECT ON the table TO the {} user", db.side),
-            );
+            return Check::fail(name, e.to_string(), format!("GRANT SELECT ON the table TO the {} user", db.side));
         }
     }
-    Check::ok(
-        name,
-        format!(
-            "key ({}), {} compared columns",
-            plan.key.join(", "),
-            plan.compared.len()
-        ),
-    )
+    Check::ok(name, format!("key ({}), {} compared columns", plan.key.join(", "), plan.compared.len()))
 }

@@ -36,11 +36,7 @@ pub async fn connect(cfg: &Config, conns: usize) -> Result<(Db, Db)> {
     let base_side = cfg.base_side();
     let (base, other) = tokio::join!(
         Db::connect(base_side, &cfg.endpoint(base_side).url, conns),
-        Db::connect(
-            base_side.other(),
-            &cfg.endpoint(base_side.other()).url,
-            conns
-        )
+        Db::connect(base_side.other(), &cfg.endpoint(base_side.other()).url, conns)
     );
     Ok((base?, other?))
 }
@@ -51,11 +47,7 @@ impl Running {
     pub async fn start(cfg: Config, stats: Arc<Stats>) -> Result<Running> {
         let conns = cfg.full.parallel * 2 + 4;
         let (base, other) = connect(&cfg, conns).await?;
-        let plans: Vec<Arc<TablePlan>> = plan_all(&cfg, &base, &other)
-            .await?
-            .into_iter()
-            .map(Arc::new)
-            .collect();
+        let plans: Vec<Arc<TablePlan>> = plan_all(&cfg, &base, &other).await?.into_iter().map(Arc::new).collect();
         std::fs::create_dir_all(&cfg.state.dir).map_err(|e| {
             crate::error::Error::Config(format!(
                 "state.dir {}: cannot create it: {e}; fix state.dir",
@@ -77,30 +69,12 @@ impl Running {
             stats.clone(),
         ));
         if store.outbox_len() > 0 {
-            tracing::info!(
-                undelivered = store.outbox_len(),
-                "sending events left undelivered by an earlier run first"
-            );
+            tracing::info!(undelivered = store.outbox_len(), "sending events left undelivered by an earlier run first");
         }
         let (tx, rx) = watch::channel(false);
-        let tasks = vec![
-            tokio::spawn(drain(store.clone(), sink, rx.clone())),
-            tokio::spawn(settle.clone().run(rx)),
-        ];
-        let engine = Engine {
-            cfg: Arc::new(cfg),
-            base,
-            other,
-            plans,
-            store,
-            settle,
-            stats,
-        };
-        Ok(Running {
-            engine,
-            shutdown: tx,
-            tasks,
-        })
+        let tasks = vec![tokio::spawn(drain(store.clone(), sink, rx.clone())), tokio::spawn(settle.clone().run(rx))];
+        let engine = Engine { cfg: Arc::new(cfg), base, other, plans, store, settle, stats };
+        Ok(Running { engine, shutdown: tx, tasks })
     }
 
     /// Stops the background tasks. Pending re-checks and undelivered events stay in the store.

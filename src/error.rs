@@ -47,7 +47,9 @@ pub enum Error {
     Schema { table: String, problem: String },
 
     /// A server could not be reached or refused the login.
-    #[error("cannot connect to the {side} database at {addr}: {source}; check {side}.url and that the server is running")]
+    #[error(
+        "cannot connect to the {side} database at {addr}: {source}; check {side}.url and that the server is running"
+    )]
     Connect {
         side: Side,
         addr: String,
@@ -73,9 +75,7 @@ pub enum Error {
     },
 
     /// A stored record could not be decoded (the store was written by an incompatible version or is damaged).
-    #[error(
-        "state store: cannot decode {what}: {source}; move the state directory away to start fresh"
-    )]
+    #[error("state store: cannot decode {what}: {source}; move the state directory away to start fresh")]
     Decode {
         what: String,
         #[source]
@@ -93,25 +93,15 @@ pub enum Error {
 
 impl Error {
     pub fn db(side: Side, context: impl Into<String>, source: mysql_async::Error) -> Self {
-        Error::Db {
-            side,
-            context: context.into(),
-            source,
-        }
+        Error::Db { side, context: context.into(), source }
     }
 
     pub fn state(context: impl Into<String>, source: sled::Error) -> Self {
-        Error::State {
-            context: context.into(),
-            source,
-        }
+        Error::State { context: context.into(), source }
     }
 
     pub fn schema(table: impl Into<String>, problem: impl Into<String>) -> Self {
-        Error::Schema {
-            table: table.into(),
-            problem: problem.into(),
-        }
+        Error::Schema { table: table.into(), problem: problem.into() }
     }
 
     /// True for failures worth retrying with backoff: the same request may succeed later.
@@ -130,10 +120,7 @@ fn mysql_transient(e: &mysql_async::Error) -> bool {
     match e {
         mysql_async::Error::Io(_) => true,
         mysql_async::Error::Driver(d) => matches!(d, mysql_async::DriverError::ConnectionClosed),
-        mysql_async::Error::Server(s) => matches!(
-            s.code,
-            1040 | 1053 | 1205 | 1213 | 1317 | 2006 | 2013 | 1927
-        ),
+        mysql_async::Error::Server(s) => matches!(s.code, 1040 | 1053 | 1205 | 1213 | 1317 | 2006 | 2013 | 1927),
         _ => false,
     }
 }

@@ -12,11 +12,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 3] = [
-        EventType::TargetMissing,
-        EventType::Neq,
-        EventType::BaseMissing,
-    ];
+    pub const ALL: [EventType; 3] = [EventType::TargetMissing, EventType::Neq, EventType::BaseMissing];
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::TargetMissing => "target_missing",
@@ -59,10 +55,7 @@ pub struct Event {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Event {
@@ -75,12 +68,7 @@ impl Event {
     }
 
     pub fn key_json(&self) -> serde_json::Value {
-        let map = self
-            .key_columns
-            .iter()
-            .cloned()
-            .zip(self.key.0.iter().map(|v| v.to_json()))
-            .collect();
+        let map = self.key_columns.iter().cloned().zip(self.key.0.iter().map(|v| v.to_json())).collect();
         serde_json::Value::Object(map)
     }
 

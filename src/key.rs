@@ -89,9 +89,7 @@ impl KeyVal {
             }
             KeyVal::Time(n, d, h, mi, s, us) => {
                 out.push(5);
-                let micros = ((i128::from(*d) * 24 + i128::from(*h)) * 3600
-                    + i128::from(*mi) * 60
-                    + i128::from(*s))
+                let micros = ((i128::from(*d) * 24 + i128::from(*h)) * 3600 + i128::from(*mi) * 60 + i128::from(*s))
                     * 1_000_000
                     + i128::from(*us);
                 let micros = if *n { -micros } else { micros };
@@ -226,46 +224,22 @@ mod tests {
     #[test]
     fn integers_of_any_width_are_the_same_key() {
         assert_eq!(Key(vec![KeyVal::Int(7)]), Key(vec![KeyVal::UInt(7)]));
-        assert_ne!(
-            Key(vec![KeyVal::Int(-1)]),
-            Key(vec![KeyVal::UInt(u64::MAX)])
-        );
+        assert_ne!(Key(vec![KeyVal::Int(-1)]), Key(vec![KeyVal::UInt(u64::MAX)]));
     }
 
     #[test]
     fn bytes_compare_exactly_and_encoding_is_self_delimiting() {
-        let a = Key(vec![
-            KeyVal::Bytes(b"ab".to_vec()),
-            KeyVal::Bytes(b"c".to_vec()),
-        ]);
-        let b = Key(vec![
-            KeyVal::Bytes(b"a".to_vec()),
-            KeyVal::Bytes(b"bc".to_vec()),
-        ]);
+        let a = Key(vec![KeyVal::Bytes(b"ab".to_vec()), KeyVal::Bytes(b"c".to_vec())]);
+        let b = Key(vec![KeyVal::Bytes(b"a".to_vec()), KeyVal::Bytes(b"bc".to_vec())]);
         assert_ne!(a, b);
-        assert_ne!(
-            Key(vec![KeyVal::Bytes(b"A".to_vec())]),
-            Key(vec![KeyVal::Bytes(b"a".to_vec())])
-        );
+        assert_ne!(Key(vec![KeyVal::Bytes(b"A".to_vec())]), Key(vec![KeyVal::Bytes(b"a".to_vec())]));
     }
 
     #[test]
     fn json_rendering() {
-        assert_eq!(
-            KeyVal::UInt(u64::MAX).to_json(),
-            serde_json::json!(u64::MAX)
-        );
-        assert_eq!(
-            KeyVal::Bytes(vec![0, 0xff]).to_json(),
-            serde_json::json!("0x00ff")
-        );
-        assert_eq!(
-            KeyVal::Bytes("键".as_bytes().to_vec()).to_json(),
-            serde_json::json!("键")
-        );
-        assert_eq!(
-            KeyVal::Time(true, 1, 2, 3, 4, 5).to_string(),
-            "-26:03:04.000005"
-        );
+        assert_eq!(KeyVal::UInt(u64::MAX).to_json(), serde_json::json!(u64::MAX));
+        assert_eq!(KeyVal::Bytes(vec![0, 0xff]).to_json(), serde_json::json!("0x00ff"));
+        assert_eq!(KeyVal::Bytes("键".as_bytes().to_vec()).to_json(), serde_json::json!("键"));
+        assert_eq!(KeyVal::Time(true, 1, 2, 3, 4, 5).to_string(), "-26:03:04.000005");
     }
 }

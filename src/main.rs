@@ -13,11 +13,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 #[derive(Parser)]
-#[command(
-    name = "binlog-validator",
-    version,
-    about = "Data-consistency validation for online MySQL migrations"
-)]
+#[command(name = "binlog-validator", version, about = "Data-consistency validation for online MySQL migrations")]
 struct Cli {
     /// Configuration file (TOML); every key can also come from BV_* environment variables.
     #[arg(long, global = true)]
@@ -63,10 +59,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -87,11 +80,7 @@ fn load_config(cli: &Cli) -> Result<Config, Error> {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from("./binlog-validator.toml"), false),
     };
-    Config::load(
-        &path,
-        explicit,
-        std::env::vars().filter(|(k, _)| k.starts_with("BV_") && k != "BV_LOG"),
-    )
+    Config::load(&path, explicit, std::env::vars().filter(|(k, _)| k.starts_with("BV_") && k != "BV_LOG"))
 }
 
 /// A watch that turns true on SIGINT or SIGTERM.
@@ -139,11 +128,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
 async fn full(cfg: Config, tables: Vec<String>, restart: bool) -> Result<ExitCode, Error> {
     let shutdown = shutdown_signal();
     let running = Running::start(cfg, Arc::new(Stats::default())).await?;
-    let opts = FullOptions {
-        tables,
-        restart,
-        progress_bar: std::io::stderr().is_terminal(),
-    };
+    let opts = FullOptions { tables, restart, progress_bar: std::io::stderr().is_terminal() };
     let result = run_full(&running.engine, &opts, shutdown).await;
     running.stop().await;
     let summary = match result {
@@ -165,22 +150,21 @@ async fn full(cfg: Config, tables: Vec<String>, restart: bool) -> Result<ExitCod
     for (kind, n) in &summary.events {
         eprintln!("  {:<30} {:>12}", kind.as_str(), n);
     }
-    eprintln!(
-        "  {:<30} {:>12}",
-        "resolved within settle", summary.resolved
-    );
+    eprintln!("  {:<30} {:>12}", "resolved within settle", summary.resolved);
     if summary.unsettled > 0 {
-        eprintln!("warning: {} mismatches were still being re-checked; they stay pending in the state store", summary.unsettled);
+        eprintln!(
+            "warning: {} mismatches were still being re-checked; they stay pending in the state store",
+            summary.unsettled
+        );
     }
     if summary.undelivered > 0 {
-        eprintln!("warning: {} events are not yet delivered; they stay in the outbox and go out at the next start", summary.undelivered);
+        eprintln!(
+            "warning: {} events are not yet delivered; they stay in the outbox and go out at the next start",
+            summary.undelivered
+        );
     }
     if summary.unsettled > 0 {
         return Ok(ExitCode::from(2));
     }
-    Ok(if summary.events_total() > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if summary.events_total() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -34,9 +34,6 @@ impl Stats {
     }
 
     pub fn events_total(&self) -> u64 {
-        EventType::ALL
-            .iter()
-            .map(|t| self.event(*t).load(Relaxed))
-            .sum()
+        EventType::ALL.iter().map(|t| self.event(*t).load(Relaxed)).sum()
     }
 }

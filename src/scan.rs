@@ -53,19 +53,12 @@ struct Segment {
 
 #[derive(Serialize, Deserialize)]
 enum RunRecord {
-    V1 {
-        tables: Vec<String>,
-        segments: Vec<Segment>,
-    },
+    V1 { tables: Vec<String>, segments: Vec<Segment> },
 }
 
 #[derive(Serialize, Deserialize)]
 enum SegmentRecord {
-    V1 {
-        done_to: Option<Key>,
-        finished: bool,
-        rows: u64,
-    },
+    V1 { done_to: Option<Key>, finished: bool, rows: u64 },
 }
 
 const RUN: &str = "full/run";
@@ -100,11 +93,7 @@ impl FullSummary {
 }
 
 /// One full pass over the configured tables.
-pub async fn run_full(
-    engine: &Engine,
-    opts: &FullOptions,
-    shutdown: watch::Receiver<bool>,
-) -> Result<FullSummary> {
+pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Receiver<bool>) -> Result<FullSummary> {
     let started = Instant::now();
     let plans: Vec<Arc<TablePlan>> = if opts.tables.is_empty() {
         engine.plans.clone()
@@ -120,11 +109,7 @@ pub async fn run_full(
     };
     let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     let store = &engine.store;
-    let existing = if opts.restart {
-        None
-    } else {
-        store.get::<RunRecord>(RUN)?
-    };
+    let existing = if opts.restart { None } else { store.get::<RunRecord>(RUN)? };
     let (segments, resumed) = match existing {
         Some(RunRecord::V1 { tables, segments }) if tables == names => (segments, true),
         _ => {
@@ -133,53 +118,31 @@ pub async fn run_full(
             for p in &plans {
                 segments.extend(split(engine, p).await?);
             }
-            store
-                .put(
-                    RUN,
-                    &RunRecord::V1 {
-                        tables: names.clone(),
-                        segments: segments.clone(),
-                    },
-                )
-                .await?;
+            store.put(RUN, &RunRecord::V1 { tables: names.clone(), segments: segments.clone() }).await?;
             (segments, false)
         }
     };
     if resumed {
         tracing::info!("resuming an interrupted full pass (use --restart to start over)");
     }
-    let events_before: Vec<u64> = EventType::ALL
-        .iter()
-        .map(|t| engine.stats.event(*t).load(Relaxed))
-        .collect();
+    let events_before: Vec<u64> = EventType::ALL.iter().map(|t| engine.stats.event(*t).load(Relaxed)).collect();
     let resolved_before = engine.stats.resolved.load(Relaxed);
     engine.stats.full_runs.fetch_add(1, Relaxed);
 
-    let bar = if opts.progress_bar {
-        Some(progress_bar(engine, &plans).await)
-    } else {
-        None
-    };
-    let rows: HashMap<String, Arc<AtomicU64>> = names
-        .iter()
-        .map(|n| (n.clone(), Arc::new(AtomicU64::new(0))))
-        .collect();
+    let bar = if opts.progress_bar { Some(progress_bar(engine, &plans).await) } else { None };
+    let rows: HashMap<String, Arc<AtomicU64>> =
+        names.iter().map(|n| (n.clone(), Arc::new(AtomicU64::new(0)))).collect();
     let sem = Arc::new(Semaphore::new(engine.cfg.full.parallel));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, seg) in segments.into_iter().enumerate() {
-        let rec = store.get::<SegmentRecord>(&seg_name(i))?;
-        let (start, done_rows) = match rec {
-            Some(SegmentRecord::V1 {
-                finished: true,
-                rows: r,
-                ..
-            }) => {
+        let (start, done_rows) = match store.get::<SegmentRecord>(&seg_name(i))? {
+            Some(SegmentRecord::V1 { done_to, finished, rows: r }) => {
                 rows[&seg.table].fetch_add(r, Relaxed);
-                continue;
+                if finished {
+                    continue;
+                }
+                (done_to.or(seg.lo.clone()), r)
             }
-            Some(SegmentRecord::V1 {
-                done_to, rows: r, ..
-            }) => (done_to.or(seg.lo.clone()), r),
             None => (seg.lo.clone(), 0),
         };
         let Some(plan) = plans.iter().find(|p| p.name == seg.table).cloned() else {
@@ -221,18 +184,10 @@ pub async fn run_full(
     // Every chunk is done; let the settle window of the last mismatches end and their events go out.
     let wait = engine.cfg.check.settle + engine.cfg.check.drain_timeout;
     let unsettled = engine.settle.wait_settled(Mode::Full, wait).await?;
-    let undelivered = store
-        .outbox_wait_empty(engine.cfg.check.drain_timeout)
-        .await;
+    let undelivered = store.outbox_wait_empty(engine.cfg.check.drain_timeout).await;
     store.clear("full/").await?;
     Ok(FullSummary {
-        tables: names
-            .iter()
-            .map(|n| TableSummary {
-                table: n.clone(),
-                rows: rows[n].load(Relaxed),
-            })
-            .collect(),
+        tables: names.iter().map(|n| TableSummary { table: n.clone(), rows: rows[n].load(Relaxed) }).collect(),
         events: EventType::ALL
             .iter()
             .zip(events_before)
@@ -252,9 +207,7 @@ async fn progress_bar(engine: &Engine, plans: &[Arc<TablePlan>]) -> ProgressBar 
         total += estimate_rows(&engine.base, &p.name).await.unwrap_or(0);
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}") {
         bar.set_style(style);
     }
     bar
@@ -279,23 +232,13 @@ async fn estimate_rows(db: &Db, table: &str) -> Result<u64> {
 /// Splits a table into segments: numerically by the key for large tables with one integer key column,
 /// else one segment covering everything.
 async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
-    let whole = vec![Segment {
-        table: plan.name.clone(),
-        lo: None,
-        hi: None,
-    }];
+    let whole = vec![Segment { table: plan.name.clone(), lo: None, hi: None }];
     let n = engine.cfg.full.parallel as i128;
-    if !plan.integer_key
-        || n < 2
-        || estimate_rows(&engine.base, &plan.name).await? < engine.cfg.full.split_rows
-    {
+    if !plan.integer_key || n < 2 || estimate_rows(&engine.base, &plan.name).await? < engine.cfg.full.split_rows {
         return Ok(whole);
     }
     let k = crate::db::quote_ident(&plan.key[0]);
-    let sql = format!(
-        "SELECT MIN({k}), MAX({k}) FROM {}",
-        crate::db::quote_ident(&plan.name)
-    );
+    let sql = format!("SELECT MIN({k}), MAX({k}) FROM {}", crate::db::quote_ident(&plan.name));
     let mut lo = i128::MAX;
     let mut hi = i128::MIN;
     for db in [&engine.base, &engine.other] {
@@ -328,18 +271,10 @@ async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
     let mut prev: Option<Key> = None;
     for i in 1..n {
         let b = bound(lo + (hi - lo) * i / n);
-        segs.push(Segment {
-            table: plan.name.clone(),
-            lo: prev.take(),
-            hi: Some(b.clone()),
-        });
+        segs.push(Segment { table: plan.name.clone(), lo: prev.take(), hi: Some(b.clone()) });
         prev = Some(b);
     }
-    segs.push(Segment {
-        table: plan.name.clone(),
-        lo: prev,
-        hi: None,
-    });
+    segs.push(Segment { table: plan.name.clone(), lo: prev, hi: None });
     Ok(segs)
 }
 
@@ -359,9 +294,7 @@ struct Walker {
 impl Walker {
     async fn walk(mut self, mut lo: Option<Key>) -> Result<()> {
         let (base, other) = (&self.engine.base, &self.engine.other);
-        let mut base_rows = base
-            .read_range(&self.plan, lo.as_ref(), self.hi.as_ref(), self.chunk)
-            .await?;
+        let mut base_rows = base.read_range(&self.plan, lo.as_ref(), self.hi.as_ref(), self.chunk).await?;
         loop {
             let more = base_rows.len() == self.chunk;
             let hi = match base_rows.last() {
@@ -371,9 +304,7 @@ impl Walker {
             // Read the next base chunk while the other side of this one is read and compared.
             let next = async {
                 if more {
-                    base.read_range(&self.plan, hi.as_ref(), self.hi.as_ref(), self.chunk)
-                        .await
-                        .map(Some)
+                    base.read_range(&self.plan, hi.as_ref(), self.hi.as_ref(), self.chunk).await.map(Some)
                 } else {
                     Ok(None)
                 }
@@ -381,22 +312,16 @@ impl Walker {
             let this = self.compare_chunk(other, lo.as_ref(), hi.as_ref(), base_rows);
             let (next, this) = tokio::join!(next, this);
             let (found, rows) = this?;
-            self.engine
-                .settle
-                .submit(&self.plan.name, Mode::Full, found)
-                .await?;
+            self.engine.settle.submit(&self.plan.name, Mode::Full, found).await?;
             self.done_rows += rows;
             self.rows.fetch_add(rows, Relaxed);
             self.engine.stats.rows_checked.fetch_add(rows, Relaxed);
             if let Some(b) = &self.bar {
                 b.inc(rows);
             }
-            let rec = SegmentRecord::V1 {
-                done_to: hi.clone(),
-                finished: !more,
-                rows: self.done_rows,
-            };
+            let rec = SegmentRecord::V1 { done_to: hi.clone(), finished: !more, rows: self.done_rows };
             self.engine.store.put(&seg_name(self.index), &rec).await?;
+            tracing::debug!(table = %self.plan.name, segment = self.index, rows = self.done_rows, "chunk done");
             match next? {
                 Some(n) => base_rows = n,
                 None => return Ok(()),
@@ -418,10 +343,8 @@ impl Walker {
     ) -> Result<(Vec<(Key, Mismatch)>, u64)> {
         let plan = &self.plan;
         let mut rows = base_rows.len() as u64;
-        let mut base: HashMap<Vec<u8>, Row> = base_rows
-            .into_iter()
-            .map(|r| (row_key(plan, &r).canonical(), r))
-            .collect();
+        let mut base: HashMap<Vec<u8>, Row> =
+            base_rows.into_iter().map(|r| (row_key(plan, &r).canonical(), r)).collect();
         let mut found = Vec::new();
         let mut olo = lo.cloned();
         loop {

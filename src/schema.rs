@@ -24,9 +24,7 @@ pub struct TableSchema {
 
 impl TableSchema {
     fn column(&self, name: &str) -> Option<&Column> {
-        self.columns
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -45,19 +43,10 @@ pub struct TablePlan {
 
 impl TablePlan {
     pub fn select_list(&self) -> String {
-        self.key
-            .iter()
-            .chain(&self.compared)
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.key.iter().chain(&self.compared).map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
     }
     pub fn key_list(&self) -> String {
-        self.key
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -84,12 +73,7 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
                 Value::NULL => None,
                 v => Some(text(v)),
             };
-            Column {
-                kind: Kind::from_data_type(&data_type),
-                name,
-                data_type,
-                collation,
-            }
+            Column { kind: Kind::from_data_type(&data_type), name, data_type, collation }
         })
         .collect();
     // MariaDB stores JSON as LONGTEXT with an automatic `json_valid(col)` check constraint.
@@ -119,10 +103,7 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
             &ctx,
         )
         .await?;
-    Ok(Some(TableSchema {
-        columns,
-        primary_key: pk.iter().map(|r| text(&r[0])).collect(),
-    }))
+    Ok(Some(TableSchema { columns, primary_key: pk.iter().map(|r| text(&r[0])).collect() }))
 }
 
 fn text(v: &Value) -> String {
@@ -165,9 +146,7 @@ pub fn plan(
         let (Some(bc), Some(oc)) = (base.column(k), other.column(k)) else {
             return Err(Error::schema(
                 t,
-                format!(
-                "key column `{k}` does not exist on both sides; fix key = [...] in its [[table]]"
-            ),
+                format!("key column `{k}` does not exist on both sides; fix key = [...] in its [[table]]"),
             ));
         };
         if bc.collation.is_some() && bc.collation != oc.collation {
@@ -182,9 +161,7 @@ pub fn plan(
     }
     for ig in &cfg.ignore {
         if base.column(ig).is_none() && other.column(ig).is_none() {
-            warnings.push(format!(
-                "table `{t}`: ignore lists `{ig}`, which exists on neither side"
-            ));
+            warnings.push(format!("table `{t}`: ignore lists `{ig}`, which exists on neither side"));
         }
     }
     let is_key = |name: &str| key_names.iter().any(|k| k.eq_ignore_ascii_case(name));
@@ -216,22 +193,9 @@ pub fn plan(
             one_sided.join(", ")
         ));
     }
-    let integer_key = key_names.len() == 1
-        && base
-            .column(&key_names[0])
-            .is_some_and(|c| c.kind == Kind::Int);
+    let integer_key = key_names.len() == 1 && base.column(&key_names[0]).is_some_and(|c| c.kind == Kind::Int);
     let utime = cfg.utime.clone();
-    Ok((
-        TablePlan {
-            name: t.clone(),
-            key: key_names,
-            compared,
-            kinds,
-            integer_key,
-            utime,
-        },
-        warnings,
-    ))
+    Ok((TablePlan { name: t.clone(), key: key_names, compared, kinds, integer_key, utime }, warnings))
 }
 
 fn same_names(a: &[String], b: &[String]) -> bool {
@@ -239,11 +203,7 @@ fn same_names(a: &[String], b: &[String]) -> bool {
 }
 
 /// Loads both sides' schemas and plans every configured table.
-pub async fn plan_all(
-    cfg: &crate::config::Config,
-    base: &Db,
-    other: &Db,
-) -> Result<Vec<TablePlan>> {
+pub async fn plan_all(cfg: &crate::config::Config, base: &Db, other: &Db) -> Result<Vec<TablePlan>> {
     let mut plans = Vec::with_capacity(cfg.tables.len());
     for t in &cfg.tables {
         let bs = load(base, &t.name).await?;
@@ -251,15 +211,14 @@ pub async fn plan_all(
         let (bs, os) = match (bs, os) {
             (Some(b), Some(o)) => (b, o),
             (b, _) => {
-                let (side, db) = if b.is_none() {
-                    (base.side, base)
-                } else {
-                    (other.side, other)
-                };
-                return Err(Error::schema(&t.name, format!(
-                    "does not exist in database `{}` on the {side} side; create it or fix the [[table]] name",
-                    db.database
-                )));
+                let (side, db) = if b.is_none() { (base.side, base) } else { (other.side, other) };
+                return Err(Error::schema(
+                    &t.name,
+                    format!(
+                        "does not exist in database `{}` on the {side} side; create it or fix the [[table]] name",
+                        db.database
+                    ),
+                ));
             }
         };
         let (plan, warnings) = plan(t, base.side, &bs, &os)?;
@@ -276,41 +235,21 @@ mod tests {
     use super::*;
 
     fn col(name: &str, dt: &str) -> Column {
-        Column {
-            name: name.into(),
-            data_type: dt.into(),
-            kind: Kind::from_data_type(dt),
-            collation: None,
-        }
+        Column { name: name.into(), data_type: dt.into(), kind: Kind::from_data_type(dt), collation: None }
     }
 
     fn table(name: &str) -> TableConfig {
-        TableConfig {
-            name: name.into(),
-            key: None,
-            utime: None,
-            ignore: vec![],
-        }
+        TableConfig { name: name.into(), key: None, utime: None, ignore: vec![] }
     }
 
     #[test]
     fn plan_skips_one_sided_and_ignored_columns() {
         let base = TableSchema {
-            columns: vec![
-                col("id", "int"),
-                col("a", "varchar"),
-                col("b", "json"),
-                col("x", "int"),
-            ],
+            columns: vec![col("id", "int"), col("a", "varchar"), col("b", "json"), col("x", "int")],
             primary_key: vec!["id".into()],
         };
         let other = TableSchema {
-            columns: vec![
-                col("id", "bigint"),
-                col("a", "varchar"),
-                col("b", "longtext"),
-                col("y", "int"),
-            ],
+            columns: vec![col("id", "bigint"), col("a", "varchar"), col("b", "longtext"), col("y", "int")],
             primary_key: vec!["id".into()],
         };
         let mut t = table("t");
@@ -319,42 +258,21 @@ mod tests {
         assert_eq!(p.compared, vec!["b"]);
         assert_eq!(p.kinds, vec![(Kind::Json, Kind::Bytes)]);
         assert!(p.integer_key);
-        assert!(
-            w[0].contains("x (only on source)") && w[0].contains("y (only on target)"),
-            "{w:?}"
-        );
+        assert!(w[0].contains("x (only on source)") && w[0].contains("y (only on target)"), "{w:?}");
     }
 
     #[test]
     fn missing_or_different_keys_are_definite_errors() {
-        let nokey = TableSchema {
-            columns: vec![col("a", "int")],
-            primary_key: vec![],
-        };
-        let e = plan(&table("t"), Side::Source, &nokey, &nokey)
-            .unwrap_err()
-            .to_string();
+        let nokey = TableSchema { columns: vec![col("a", "int")], primary_key: vec![] };
+        let e = plan(&table("t"), Side::Source, &nokey, &nokey).unwrap_err().to_string();
         assert!(e.contains("no primary key") && e.contains("key = ["), "{e}");
-        let k1 = TableSchema {
-            columns: vec![col("a", "int"), col("b", "int")],
-            primary_key: vec!["a".into()],
-        };
-        let k2 = TableSchema {
-            columns: vec![col("a", "int"), col("b", "int")],
-            primary_key: vec!["a".into(), "b".into()],
-        };
-        let e = plan(&table("t"), Side::Target, &k1, &k2)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("differ between sides") && e.contains("target (a)"),
-            "{e}"
-        );
+        let k1 = TableSchema { columns: vec![col("a", "int"), col("b", "int")], primary_key: vec!["a".into()] };
+        let k2 =
+            TableSchema { columns: vec![col("a", "int"), col("b", "int")], primary_key: vec!["a".into(), "b".into()] };
+        let e = plan(&table("t"), Side::Target, &k1, &k2).unwrap_err().to_string();
+        assert!(e.contains("differ between sides") && e.contains("target (a)"), "{e}");
         let mut t = table("t");
         t.key = Some(vec!["zz".into()]);
-        assert!(plan(&t, Side::Source, &k1, &k2)
-            .unwrap_err()
-            .to_string()
-            .contains("`zz`"));
+        assert!(plan(&t, Side::Source, &k1, &k2).unwrap_err().to_string().contains("`zz`"));
     }
 }

@@ -99,22 +99,17 @@ impl Settle {
                 last,
             })
             .collect();
+        let count = items.len();
         self.store.pending_put(&items).await?;
-        self.stats
-            .pending
-            .store(self.store.pending_len() as i64, Relaxed);
+        tracing::info!(table, count, mode = mode.as_str(), "mismatches wait out the settle window");
+        self.stats.pending.store(self.store.pending_len() as i64, Relaxed);
         self.wake.notify_one();
         Ok(())
     }
 
     /// Number of pending re-checks of a mode.
     pub fn pending_of(&self, mode: Mode) -> Result<usize> {
-        Ok(self
-            .store
-            .pending_all()?
-            .iter()
-            .filter(|p| p.mode == mode)
-            .count())
+        Ok(self.store.pending_all()?.iter().filter(|p| p.mode == mode).count())
     }
 
     /// Waits until no re-check of `mode` is pending, or `timeout` passes. Returns what is left.
@@ -153,12 +148,7 @@ impl Settle {
     /// One pass: re-checks every pending entry that is due.
     async fn pass(&self) -> Result<()> {
         let now = now_ms();
-        let due: Vec<Pending> = self
-            .store
-            .pending_all()?
-            .into_iter()
-            .filter(|p| p.next_check_ms <= now)
-            .collect();
+        let due: Vec<Pending> = self.store.pending_all()?.into_iter().filter(|p| p.next_check_ms <= now).collect();
         let mut by_table: HashMap<String, Vec<Pending>> = HashMap::new();
         for p in due {
             by_table.entry(p.table.clone()).or_default().push(p);
@@ -173,9 +163,7 @@ impl Settle {
                 self.recheck(&plan, chunk).await?;
             }
         }
-        self.stats
-            .pending
-            .store(self.store.pending_len() as i64, Relaxed);
+        self.stats.pending.store(self.store.pending_len() as i64, Relaxed);
         Ok(())
     }
 
@@ -191,10 +179,7 @@ impl Settle {
         for p in items {
             match still.get(&p.key.canonical()) {
                 None => resolved.push(p.clone()),
-                Some(m) if now >= p.deadline_ms => report.push(Pending {
-                    last: m.clone(),
-                    ..p.clone()
-                }),
+                Some(m) if now >= p.deadline_ms => report.push(Pending { last: m.clone(), ..p.clone() }),
                 Some(m) => keep.push(Pending {
                     last: m.clone(),
                     next_check_ms: (now + self.interval.as_millis() as u64).min(p.deadline_ms),
@@ -223,9 +208,7 @@ impl Settle {
         }
         self.store.pending_remove(&report)?;
         self.store.pending_remove(&resolved)?;
-        self.stats
-            .resolved
-            .fetch_add(resolved.len() as u64, Relaxed);
+        self.stats.resolved.fetch_add(resolved.len() as u64, Relaxed);
         self.store.pending_put(&keep).await?;
         Ok(())
     }

@@ -20,10 +20,7 @@ use tokio::sync::watch;
 /// only those are removed from the outbox, and the rest are offered again later, so a destination may
 /// see an event twice and must tolerate duplicates. Implementations keep the order of the batch.
 pub trait EventSink: Send {
-    fn deliver<'a>(
-        &'a mut self,
-        batch: &'a [(u64, Event)],
-    ) -> impl Future<Output = Result<Vec<u64>>> + Send + 'a;
+    fn deliver<'a>(&'a mut self, batch: &'a [(u64, Event)]) -> impl Future<Output = Result<Vec<u64>>> + Send + 'a;
 }
 
 pub struct KafkaSink {
@@ -45,28 +42,20 @@ impl KafkaSink {
             config.set(k, v);
         }
         let producer = Self::producer(&config)?;
-        Ok(KafkaSink {
-            producer,
-            topic: cfg.topic.clone(),
-            config,
-        })
+        Ok(KafkaSink { producer, topic: cfg.topic.clone(), config })
     }
 
     fn producer(config: &ClientConfig) -> Result<FutureProducer> {
         config.create().map_err(|e| {
-            Error::Config(format!(
-                "sink.kafka: cannot create the Kafka producer: {e}; check [sink.kafka] properties"
-            ))
+            Error::Config(format!("sink.kafka: cannot create the Kafka producer: {e}; check [sink.kafka] properties"))
         })
     }
 }
 
 impl EventSink for KafkaSink {
     async fn deliver(&mut self, batch: &[(u64, Event)]) -> Result<Vec<u64>> {
-        let rendered: Vec<(u64, String, String)> = batch
-            .iter()
-            .map(|(id, e)| (*id, e.message_key(), e.to_json().to_string()))
-            .collect();
+        let rendered: Vec<(u64, String, String)> =
+            batch.iter().map(|(id, e)| (*id, e.message_key(), e.to_json().to_string())).collect();
         let sends = rendered.iter().map(|(id, key, payload)| {
             let record = FutureRecord::to(&self.topic).key(key).payload(payload);
             let fut = self.producer.send(record, Duration::from_secs(10));
@@ -100,16 +89,9 @@ pub struct FileSink {
 
 impl FileSink {
     pub fn new(path: &std::path::Path) -> Result<FileSink> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| {
-                Error::Config(format!(
-                    "sink.path: cannot open {} for appending: {e}; fix sink.path",
-                    path.display()
-                ))
-            })?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+            Error::Config(format!("sink.path: cannot open {} for appending: {e}; fix sink.path", path.display()))
+        })?;
         Ok(FileSink { file })
     }
 }
@@ -140,9 +122,7 @@ impl EventSink for StdoutSink {
     async fn deliver(&mut self, batch: &[(u64, Event)]) -> Result<Vec<u64>> {
         let buf = lines(batch);
         let mut out = std::io::stdout().lock();
-        out.write_all(&buf)
-            .and_then(|_| out.flush())
-            .map_err(|e| Error::Sink(format!("writing to stdout: {e}")))?;
+        out.write_all(&buf).and_then(|_| out.flush()).map_err(|e| Error::Sink(format!("writing to stdout: {e}")))?;
         Ok(batch.iter().map(|(id, _)| *id).collect())
     }
 }
@@ -176,11 +156,7 @@ impl EventSink for AnySink {
 
 /// Sends outbox events, oldest first, until `shutdown` turns true; removes each once acknowledged.
 /// Failures back off (up to 5 s) and retry; nothing is dropped.
-pub async fn drain<S: EventSink>(
-    store: Arc<Store>,
-    mut sink: S,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn drain<S: EventSink>(store: Arc<Store>, mut sink: S, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         if *shutdown.borrow() {

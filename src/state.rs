@@ -39,10 +39,7 @@ pub struct Store {
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|source| Error::Decode {
-        what: what.into(),
-        source,
-    })
+    postcard::from_bytes(bytes).map_err(|source| Error::Decode { what: what.into(), source })
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -61,15 +58,9 @@ impl Store {
             }
             e => Error::state(format!("opening {}", dir.display()), e),
         })?;
-        let tree = |name: &str| {
-            db.open_tree(name)
-                .map_err(|e| Error::state(format!("opening tree {name}"), e))
-        };
+        let tree = |name: &str| db.open_tree(name).map_err(|e| Error::state(format!("opening tree {name}"), e));
         let meta = tree("meta")?;
-        match meta
-            .get("format")
-            .map_err(|e| Error::state("reading the format", e))?
-        {
+        match meta.get("format").map_err(|e| Error::state("reading the format", e))? {
             Some(v) => {
                 let found: u32 = decode("the store format", &v)?;
                 if found > FORMAT {
@@ -80,8 +71,7 @@ impl Store {
                 }
             }
             None => {
-                meta.insert("format", encode(&FORMAT))
-                    .map_err(|e| Error::state("writing the format", e))?;
+                meta.insert("format", encode(&FORMAT)).map_err(|e| Error::state("writing the format", e))?;
             }
         }
         let outbox = tree("outbox")?;
@@ -98,10 +88,7 @@ impl Store {
     }
 
     async fn flush(&self) -> Result<()> {
-        self.db
-            .flush_async()
-            .await
-            .map_err(|e| Error::state("flushing", e))?;
+        self.db.flush_async().await.map_err(|e| Error::state("flushing", e))?;
         Ok(())
     }
 
@@ -122,23 +109,15 @@ impl Store {
             if self.outbox_len() < max {
                 break;
             }
-            tracing::warn!(
-                outbox = self.outbox_len(),
-                "outbox full; validation waits for the sink"
-            );
+            tracing::warn!(outbox = self.outbox_len(), "outbox full; validation waits for the sink");
             removed.await;
         }
         let mut batch = sled::Batch::default();
         for e in events {
-            let id = self
-                .db
-                .generate_id()
-                .map_err(|e| Error::state("numbering an event", e))?;
+            let id = self.db.generate_id().map_err(|e| Error::state("numbering an event", e))?;
             batch.insert(&id.to_be_bytes(), encode(&OutboxRecord::V1(e.clone())));
         }
-        self.outbox
-            .apply_batch(batch)
-            .map_err(|e| Error::state("storing events", e))?;
+        self.outbox.apply_batch(batch).map_err(|e| Error::state("storing events", e))?;
         self.flush().await?;
         self.outbox_len.fetch_add(events.len(), Ordering::Relaxed);
         self.outbox_added.notify_one();
@@ -202,14 +181,9 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         for p in items {
-            batch.insert(
-                Self::pending_key(&p.table, &p.key),
-                encode(&PendingRecord::V1(p.clone())),
-            );
+            batch.insert(Self::pending_key(&p.table, &p.key), encode(&PendingRecord::V1(p.clone())));
         }
-        self.pending
-            .apply_batch(batch)
-            .map_err(|e| Error::state("storing pending re-checks", e))?;
+        self.pending.apply_batch(batch).map_err(|e| Error::state("storing pending re-checks", e))?;
         self.flush().await
     }
 
@@ -241,11 +215,7 @@ impl Store {
 
     /// A progress record; its type is a versioned enum of the caller's.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
-        match self
-            .progress
-            .get(name)
-            .map_err(|e| Error::state(format!("reading {name}"), e))?
-        {
+        match self.progress.get(name).map_err(|e| Error::state(format!("reading {name}"), e))? {
             Some(v) => Ok(Some(decode(name, &v)?)),
             None => Ok(None),
         }
@@ -253,9 +223,7 @@ impl Store {
 
     /// Writes a progress record durably.
     pub async fn put<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        self.progress
-            .insert(name, encode(value))
-            .map_err(|e| Error::state(format!("writing {name}"), e))?;
+        self.progress.insert(name, encode(value)).map_err(|e| Error::state(format!("writing {name}"), e))?;
         self.flush().await
     }
 
@@ -263,9 +231,7 @@ impl Store {
     pub async fn clear(&self, prefix: &str) -> Result<()> {
         for item in self.progress.scan_prefix(prefix) {
             let (k, _) = item.map_err(|e| Error::state("scanning progress", e))?;
-            self.progress
-                .remove(k)
-                .map_err(|e| Error::state("clearing progress", e))?;
+            self.progress.remove(k).map_err(|e| Error::state("clearing progress", e))?;
         }
         self.flush().await
     }
@@ -300,10 +266,7 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.outbox_len(), 3);
         let got = s.outbox_peek(10).unwrap();
-        assert_eq!(
-            got.iter().map(|(_, e)| e.key.clone()).collect::<Vec<_>>(),
-            vec![ev(1).key, ev(2).key, ev(3).key]
-        );
+        assert_eq!(got.iter().map(|(_, e)| e.key.clone()).collect::<Vec<_>>(), vec![ev(1).key, ev(2).key, ev(3).key]);
         s.outbox_ack(&[got[0].0, got[1].0]).await.unwrap();
         assert_eq!(s.outbox_peek(10).unwrap().len(), 1);
         assert_eq!(s.outbox_len(), 1);
@@ -318,18 +281,12 @@ mod tests {
         let blocked = tokio::spawn(async move { s2.outbox_push(&[ev(2)], 1).await });
         let mut blocked = blocked;
         assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(200), &mut blocked)
-                .await
-                .is_err(),
+            tokio::time::timeout(std::time::Duration::from_millis(200), &mut blocked).await.is_err(),
             "push into a full outbox must wait"
         );
         let id = s.outbox_peek(1).unwrap()[0].0;
         s.outbox_ack(&[id]).await.unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(5), blocked)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), blocked).await.unwrap().unwrap().unwrap();
         assert_eq!(s.outbox_peek(5).unwrap()[0].1.key, ev(2).key);
     }
 
@@ -339,10 +296,7 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         s.put("full/a", &(1u32, "x".to_string())).await.unwrap();
         s.put("full/b", &(2u32, "y".to_string())).await.unwrap();
-        assert_eq!(
-            s.get::<(u32, String)>("full/a").unwrap(),
-            Some((1, "x".into()))
-        );
+        assert_eq!(s.get::<(u32, String)>("full/a").unwrap(), Some((1, "x".into())));
         s.clear("full/").await.unwrap();
         assert_eq!(s.get::<(u32, String)>("full/b").unwrap(), None);
     }

@@ -7,183 +7,55 @@ fn b(s: &str) -> Value {
 
 #[test]
 fn integers_of_different_widths_and_decimals_of_different_scales() {
-    assert!(values_equal(
-        &Value::Int(5),
-        Kind::Int,
-        &Value::UInt(5),
-        Kind::Int
-    ));
-    assert!(values_equal(
-        &Value::Int(5),
-        Kind::Int,
-        &b("5.000"),
-        Kind::Decimal
-    ));
-    assert!(values_equal(
-        &b("12.30"),
-        Kind::Decimal,
-        &b("12.3"),
-        Kind::Decimal
-    ));
-    assert!(values_equal(
-        &b("-0.00"),
-        Kind::Decimal,
-        &b("0"),
-        Kind::Decimal
-    ));
-    assert!(!values_equal(
-        &b("12.31"),
-        Kind::Decimal,
-        &b("12.3"),
-        Kind::Decimal
-    ));
-    assert!(!values_equal(
-        &Value::Int(-1),
-        Kind::Int,
-        &Value::UInt(u64::MAX),
-        Kind::Int
-    ));
-    assert!(values_equal(
-        &Value::UInt(u64::MAX),
-        Kind::Int,
-        &b("18446744073709551615"),
-        Kind::Int
-    ));
+    assert!(values_equal(&Value::Int(5), Kind::Int, &Value::UInt(5), Kind::Int));
+    assert!(values_equal(&Value::Int(5), Kind::Int, &b("5.000"), Kind::Decimal));
+    assert!(values_equal(&b("12.30"), Kind::Decimal, &b("12.3"), Kind::Decimal));
+    assert!(values_equal(&b("-0.00"), Kind::Decimal, &b("0"), Kind::Decimal));
+    assert!(!values_equal(&b("12.31"), Kind::Decimal, &b("12.3"), Kind::Decimal));
+    assert!(!values_equal(&Value::Int(-1), Kind::Int, &Value::UInt(u64::MAX), Kind::Int));
+    assert!(values_equal(&Value::UInt(u64::MAX), Kind::Int, &b("18446744073709551615"), Kind::Int));
 }
 
 #[test]
 fn floats_and_doubles() {
-    assert!(values_equal(
-        &Value::Float(1.5),
-        Kind::Float,
-        &Value::Double(1.5),
-        Kind::Double
-    ));
-    assert!(values_equal(
-        &Value::Float(0.1),
-        Kind::Float,
-        &b("0.1"),
-        Kind::Float
-    ));
-    assert!(!values_equal(
-        &Value::Double(0.1),
-        Kind::Double,
-        &Value::Double(0.2),
-        Kind::Double
-    ));
-    assert!(values_equal(
-        &Value::Double(-0.0),
-        Kind::Double,
-        &Value::Double(0.0),
-        Kind::Double
-    ));
+    assert!(values_equal(&Value::Float(1.5), Kind::Float, &Value::Double(1.5), Kind::Double));
+    assert!(values_equal(&Value::Float(0.1), Kind::Float, &b("0.1"), Kind::Float));
+    assert!(!values_equal(&Value::Double(0.1), Kind::Double, &Value::Double(0.2), Kind::Double));
+    assert!(values_equal(&Value::Double(-0.0), Kind::Double, &Value::Double(0.0), Kind::Double));
 }
 
 #[test]
 fn temporal_values_ignore_declared_fractional_digits() {
     let a = Value::Date(2026, 11, 21, 10, 0, 0, 500_000);
-    assert!(values_equal(
-        &a,
-        Kind::DateTime,
-        &b("2026-11-21 10:00:00.5"),
-        Kind::DateTime
-    ));
-    assert!(values_equal(
-        &a,
-        Kind::DateTime,
-        &b("2026-11-21 10:00:00.500000"),
-        Kind::DateTime
-    ));
-    assert!(!values_equal(
-        &a,
-        Kind::DateTime,
-        &b("2026-11-21 10:00:00.500001"),
-        Kind::DateTime
-    ));
+    assert!(values_equal(&a, Kind::DateTime, &b("2026-11-21 10:00:00.5"), Kind::DateTime));
+    assert!(values_equal(&a, Kind::DateTime, &b("2026-11-21 10:00:00.500000"), Kind::DateTime));
+    assert!(!values_equal(&a, Kind::DateTime, &b("2026-11-21 10:00:00.500001"), Kind::DateTime));
     let t = Value::Time(true, 1, 2, 3, 4, 500);
-    assert!(values_equal(
-        &t,
-        Kind::Time,
-        &b("-26:03:04.0005"),
-        Kind::Time
-    ));
-    assert!(!values_equal(
-        &t,
-        Kind::Time,
-        &b("26:03:04.0005"),
-        Kind::Time
-    ));
-    assert!(values_equal(
-        &Value::Date(2026, 1, 2, 0, 0, 0, 0),
-        Kind::DateTime,
-        &b("2026-01-02"),
-        Kind::DateTime
-    ));
+    assert!(values_equal(&t, Kind::Time, &b("-26:03:04.0005"), Kind::Time));
+    assert!(!values_equal(&t, Kind::Time, &b("26:03:04.0005"), Kind::Time));
+    assert!(values_equal(&Value::Date(2026, 1, 2, 0, 0, 0, 0), Kind::DateTime, &b("2026-01-02"), Kind::DateTime));
 }
 
 #[test]
 fn json_by_value() {
-    assert!(values_equal(
-        &b(r#"{"a":1,"b":[1,2]}"#),
-        Kind::Json,
-        &b(r#"{ "b": [1, 2], "a": 1.0 }"#),
-        Kind::Json
-    ));
-    assert!(!values_equal(
-        &b(r#"{"a":1}"#),
-        Kind::Json,
-        &b(r#"{"a":"1"}"#),
-        Kind::Json
-    ));
-    assert!(!values_equal(
-        &b(r#"[1,2]"#),
-        Kind::Json,
-        &b(r#"[2,1]"#),
-        Kind::Json
-    ));
+    assert!(values_equal(&b(r#"{"a":1,"b":[1,2]}"#), Kind::Json, &b(r#"{ "b": [1, 2], "a": 1.0 }"#), Kind::Json));
+    assert!(!values_equal(&b(r#"{"a":1}"#), Kind::Json, &b(r#"{"a":"1"}"#), Kind::Json));
+    assert!(!values_equal(&b(r#"[1,2]"#), Kind::Json, &b(r#"[2,1]"#), Kind::Json));
     // A JSON column migrated to TEXT still compares as JSON.
-    assert!(values_equal(
-        &b(r#"{"a":1}"#),
-        Kind::Json,
-        &b(r#"{"a": 1}"#),
-        Kind::Bytes
-    ));
+    assert!(values_equal(&b(r#"{"a":1}"#), Kind::Json, &b(r#"{"a": 1}"#), Kind::Bytes));
 }
 
 #[test]
 fn strings_are_byte_exact_whatever_the_collation() {
-    assert!(!values_equal(
-        &b("abc"),
-        Kind::Bytes,
-        &b("ABC"),
-        Kind::Bytes
-    ));
+    assert!(!values_equal(&b("abc"), Kind::Bytes, &b("ABC"), Kind::Bytes));
     assert!(!values_equal(&b("a"), Kind::Bytes, &b("a "), Kind::Bytes));
-    assert!(!values_equal(
-        &Value::Bytes(vec![0, 0xff]),
-        Kind::Bytes,
-        &Value::Bytes(vec![0, 0xfe]),
-        Kind::Bytes
-    ));
-    assert!(values_equal(
-        &b("😀键"),
-        Kind::Bytes,
-        &b("😀键"),
-        Kind::Bytes
-    ));
+    assert!(!values_equal(&Value::Bytes(vec![0, 0xff]), Kind::Bytes, &Value::Bytes(vec![0, 0xfe]), Kind::Bytes));
+    assert!(values_equal(&b("😀键"), Kind::Bytes, &b("😀键"), Kind::Bytes));
 }
 
 #[test]
 fn null_equals_only_null() {
-    for k in [
-        Kind::Int,
-        Kind::Decimal,
-        Kind::Float,
-        Kind::DateTime,
-        Kind::Time,
-        Kind::Json,
-        Kind::Bytes,
-    ] {
+    for k in [Kind::Int, Kind::Decimal, Kind::Float, Kind::DateTime, Kind::Time, Kind::Json, Kind::Bytes] {
         assert!(values_equal(&Value::NULL, k, &Value::NULL, k));
         assert!(!values_equal(&Value::NULL, k, &b("0"), k), "{k:?}");
         assert!(!values_equal(&b(""), k, &Value::NULL, k), "{k:?}");
@@ -202,22 +74,12 @@ fn unlike_shapes_are_different() {
 
 #[test]
 fn rows() {
-    let kinds = [
-        (Kind::Int, Kind::Int),
-        (Kind::Bytes, Kind::Bytes),
-        (Kind::Json, Kind::Json),
-    ];
+    let kinds = [(Kind::Int, Kind::Int), (Kind::Bytes, Kind::Bytes), (Kind::Json, Kind::Json)];
     let r1 = [Value::Int(1), b("x"), b("{}")];
     let r2 = [Value::UInt(1), b("y"), b("[]")];
     assert_eq!(compare_rows(&kinds, Some(&r1), Some(&r1)), Outcome::Equal);
-    assert_eq!(
-        compare_rows(&kinds, Some(&r1), Some(&r2)),
-        Outcome::Neq(vec![1, 2])
-    );
-    assert_eq!(
-        compare_rows(&kinds, Some(&r1), None),
-        Outcome::TargetMissing
-    );
+    assert_eq!(compare_rows(&kinds, Some(&r1), Some(&r2)), Outcome::Neq(vec![1, 2]));
+    assert_eq!(compare_rows(&kinds, Some(&r1), None), Outcome::TargetMissing);
     assert_eq!(compare_rows(&kinds, None, Some(&r1)), Outcome::BaseMissing);
 }
 
@@ -257,10 +119,7 @@ fn reorder(v: &serde_json::Value) -> String {
                 .collect();
             format!("{{ {} }}", parts.join(" , "))
         }
-        serde_json::Value::Array(a) => format!(
-            "[ {} ]",
-            a.iter().map(reorder).collect::<Vec<_>>().join(", ")
-        ),
+        serde_json::Value::Array(a) => format!("[ {} ]", a.iter().map(reorder).collect::<Vec<_>>().join(", ")),
         other => other.to_string(),
     }
 }

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The local test environment: two MariaDB servers on private ports with their own data directories (the
+# base one with log_bin, binlog_format=ROW, binlog_row_metadata=FULL) and a Kafka-protocol broker (nisshi).
+#
+#   scripts/testenv.sh ensure                      install what is missing (MariaDB from Debian, nisshi from crates.io)
+#   scripts/testenv.sh up                          start the source/target pair and the broker; write .testenv/env
+#   scripts/testenv.sh down                        stop everything this script started
+#   scripts/testenv.sh start-mariadb NAME PORT base|plain
+#   scripts/testenv.sh stop-mariadb NAME
+#   scripts/testenv.sh start-broker NAME PORT
+#   scripts/testenv.sh stop-broker NAME
+#
+# Everything lives under $BV_TESTENV_DIR (default: .testenv in the repository).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DIR=${BV_TESTENV_DIR:-$ROOT/.testenv}
+SOURCE_PORT=${BV_TEST_SOURCE_PORT:-33061}
+TARGET_PORT=${BV_TEST_TARGET_PORT:-33062}
+BROKER_PORT=${BV_TEST_BROKER_PORT:-19092}
+NISSHI_VERSION=0.8.1
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf 'testenv: %s\n' "$*" >&2; }
+die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
+
+# Waits up to $1 seconds for the command after it to succeed.
+wait_for() {
+  local secs=$1; shift
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.2
+  done
+}
+
+ensure() {
+  if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb >/dev/null 2>&1; then
+    log "installing MariaDB from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+  fi
+  if ! command -v nisshi >/dev/null 2>&1; then
+    log "building the nisshi broker $NISSHI_VERSION (about 12 minutes, once per machine)"
+    cargo install nisshi --version "$NISSHI_VERSION" --locked --no-default-features \
+      --features dynostore,libsql --ignore-rust-version
+  fi
+}
+
+start_mariadb() {
+  local name=$1 port=$2 role=$3
+  local d=$DIR/$name
+  command -v mariadbd >/dev/null 2>&1 || die "mariadbd is not installed; run scripts/testenv.sh ensure"
+  mkdir -p "$d"
+  if [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+    log "$name already running on port $port"
+    return 0
+  fi
+  if [ ! -d "$d/data/mysql" ]; then
+    mariadb-install-db --no-defaults --datadir="$d/data" --user=root \
+      --auth-root-authentication-method=normal --skip-test-db >"$d/install.log" 2>&1 \
+      || die "mariadb-install-db failed for $name; see $d/install.log"
+  fi
+  local args=(--no-defaults --datadir="$d/data" --port="$port" --bind-address=127.0.0.1
+    --socket="$d/sock" --pid-file="$d/pid" --log-error="$d/error.log" --user=root
+    --server-id="$port" --skip-name-resolve --max-allowed-packet=1G
+    --innodb-buffer-pool-size=512M --innodb-flush-log-at-trx-commit=2 --innodb-log-file-size=256M
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci)
+  if [ "$role" = base ]; then
+    args+=(--log-bin="$d/data/mysql-bin" --binlog-format=ROW --binlog-row-image=FULL
+      --binlog-row-metadata=FULL --sync-binlog=0 --expire-logs-days=2)
+  fi
+  nohup mariadbd "${args[@]}" >"$d/stdout.log" 2>&1 &
+  echo $! >"$d/pid"
+  wait_for 60 mariadb-admin --no-defaults --socket="$d/sock" -uroot ping \
+    || die "$name did not start on port $port; see $d/error.log"
+  mariadb --no-defaults --socket="$d/sock" -uroot -e "
+    CREATE USER IF NOT EXISTS 'bv'@'127.0.0.1' IDENTIFIED BY 'bv';
+    GRANT ALL PRIVILEGES ON *.* TO 'bv'@'127.0.0.1' WITH GRANT OPTION;
+    CREATE USER IF NOT EXISTS 'bv'@'localhost' IDENTIFIED BY 'bv';
+    GRANT ALL PRIVILEGES ON *.* TO 'bv'@'localhost' WITH GRANT OPTION;"
+  log "$name ($role) up on 127.0.0.1:$port"
+}
+
+stop_pidfile() {
+  local pidfile=$1
+  [ -f "$pidfile" ] || return 0
+  local pid
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    wait_for 60 bash -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+stop_mariadb() { stop_pidfile "$DIR/$1/pid"; }
+
+start_broker() {
+  local name=$1 port=$2
+  local d=$DIR/$name
+  command -v nisshi >/dev/null 2>&1 || die "nisshi is not installed; run scripts/testenv.sh ensure"
+  mkdir -p "$d"
+  if [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+    log "$name already running on port $port"
+    return 0
+  fi
+  # Its sqlite path is relative to the working directory, and it reads .env and LISTENER_URL-style
+  # variables: run it from its own folder with a clean environment and explicit flags.
+  (cd "$d" && env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn nohup nisshi broker \
+    --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine "sqlite://nisshi.db" --group-initial-rebalance-delay 0s >"$d/broker.log" 2>&1 &
+    echo $! >"$d/pid")
+  wait_for 60 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" || die "broker $name did not start on port $port; see $d/broker.log"
+  log "broker $name up on 127.0.0.1:$port"
+}
+
+stop_broker() { stop_pidfile "$DIR/$1/pid"; }
+
+up() {
+  mkdir -p "$DIR"
+  start_mariadb source "$SOURCE_PORT" base
+  start_mariadb target "$TARGET_PORT" plain
+  start_broker broker "$BROKER_PORT"
+  cat >"$DIR/env" <<EOF
+BVT_SOURCE_URL=mysql://bv:bv@127.0.0.1:$SOURCE_PORT
+BVT_TARGET_URL=mysql://bv:bv@127.0.0.1:$TARGET_PORT
+BVT_BROKERS=127.0.0.1:$BROKER_PORT
+BVT_TESTENV=$ROOT/scripts/testenv.sh
+BVT_TESTENV_DIR=$DIR
+EOF
+}
+
+down() {
+  for p in "$DIR"/*/pid; do
+    [ -e "$p" ] && stop_pidfile "$p"
+  done
+  return 0
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  ensure) ensure ;;
+  up) up ;;
+  down) down ;;
+  start-mariadb) start_mariadb "$@" ;;
+  stop-mariadb) stop_mariadb "$@" ;;
+  start-broker) start_broker "$@" ;;
+  stop-broker) stop_broker "$@" ;;
+  *) die "usage: $0 ensure|up|down|start-mariadb NAME PORT base|plain|stop-mariadb NAME|start-broker NAME PORT|stop-broker NAME" ;;
+esac
