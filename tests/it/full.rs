@@ -100,10 +100,9 @@ async fn every_column_type_compares_exactly() {
     // Row 1: typical values, row 2: all NULL, rows 100+k: column k will differ on the target.
     p.both(&insert(1, &values)).await;
     p.both("INSERT INTO types (id) VALUES (2)").await;
-    for k in 0..TYPES.len() {
+    for (k, t) in TYPES.iter().enumerate() {
         p.both(&insert(100 + k, &values)).await;
-        p.exec(Side::Target, &format!("UPDATE types SET `{}` = {} WHERE id = {}", TYPES[k].0, TYPES[k].4, 100 + k))
-            .await;
+        p.exec(Side::Target, &format!("UPDATE types SET `{}` = {} WHERE id = {}", t.0, t.4, 100 + k)).await;
     }
     // NULL against a value, both ways.
     p.both(&insert(200, &values)).await;
