@@ -3,6 +3,7 @@
 # base one with log_bin, binlog_format=ROW, binlog_row_metadata=FULL) and a Kafka-protocol broker (nisshi).
 #
 #   scripts/testenv.sh ensure                      install what is missing (MariaDB from Debian, nisshi from crates.io)
+#   scripts/testenv.sh ensure-mariadb              install MariaDB only
 #   scripts/testenv.sh up                          start the source/target pair and the broker; write .testenv/env
 #   scripts/testenv.sh down                        stop everything this script started
 #   scripts/testenv.sh start-mariadb NAME PORT base|plain
@@ -34,13 +35,17 @@ wait_for() {
   done
 }
 
-ensure() {
+ensure_mariadb() {
   if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb >/dev/null 2>&1; then
     log "installing MariaDB from Debian"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq mariadb-server mariadb-client >/dev/null
   fi
+}
+
+ensure() {
+  ensure_mariadb
   if ! command -v nisshi >/dev/null 2>&1; then
     log "building the nisshi broker $NISSHI_VERSION (about 12 minutes, once per machine)"
     cargo install nisshi --version "$NISSHI_VERSION" --locked --no-default-features \
@@ -143,6 +148,7 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
   ensure) ensure ;;
+  ensure-mariadb) ensure_mariadb ;;
   up) up ;;
   down) down ;;
   start-mariadb) start_mariadb "$@" ;;

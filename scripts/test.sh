@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test against real servers: installs what is missing (MariaDB, the nisshi broker), starts the
+# MariaDB pair and the broker on private ports, runs the whole test suite, and stops them again.
+# A missing or unreachable server fails the integration tests; nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/testenv.sh ensure
+trap 'scripts/testenv.sh down' EXIT
+scripts/testenv.sh up
+set -a
+. .testenv/env
+set +a
+cargo test --locked "$@"
