@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Result, Side};
 use crate::metrics::Stats;
-use crate::schema::{plan_all, TablePlan};
+use crate::schema::{plan_all, PlanSet};
 use crate::settle::Settle;
 use crate::sink::{drain, AnySink};
 use crate::state::Store;
@@ -18,7 +18,7 @@ pub struct Engine {
     pub cfg: Arc<Config>,
     pub base: Arc<Db>,
     pub other: Arc<Db>,
-    pub plans: Vec<Arc<TablePlan>>,
+    pub plans: Arc<PlanSet>,
     pub store: Arc<Store>,
     pub settle: Arc<Settle>,
     pub stats: Arc<Stats>,
@@ -47,7 +47,7 @@ impl Running {
     pub async fn start(cfg: Config, stats: Arc<Stats>) -> Result<Running> {
         let conns = cfg.full.parallel * 2 + 4;
         let (base, other) = connect(&cfg, conns).await?;
-        let plans: Vec<Arc<TablePlan>> = plan_all(&cfg, &base, &other).await?.into_iter().map(Arc::new).collect();
+        let plans = Arc::new(PlanSet::new(plan_all(&cfg, &base, &other).await?));
         std::fs::create_dir_all(&cfg.state.dir).map_err(|e| {
             crate::error::Error::Config(format!(
                 "state.dir {}: cannot create it: {e}; fix state.dir",
@@ -61,7 +61,7 @@ impl Running {
             store.clone(),
             base.clone(),
             other.clone(),
-            &plans,
+            plans.clone(),
             cfg.check.settle,
             cfg.check.batch_size,
             cfg.sink.outbox_max,

@@ -86,6 +86,19 @@ pub enum Error {
     #[error("sink: {0}")]
     Sink(String),
 
+    /// The binlog cannot be used as it is (binlog off, minimal row metadata, an event that cannot be
+    /// decoded); the message says what to change.
+    #[error("binlog: {0}")]
+    Binlog(String),
+
+    /// The binlog file to resume from is gone from the server.
+    #[error("binlog file {file} is no longer on the base server (purged: {detail}); changes since the checkpoint cannot be read. Run `binlog-validator full` to re-establish parity, then start incr again with a fresh state.dir (or binlog.start = \"now\")")]
+    BinlogGone { file: String, detail: String },
+
+    /// The binlog stream went silent or closed; reconnect.
+    #[error("binlog stream: {0}")]
+    Stalled(String),
+
     /// The user asked to stop.
     #[error("interrupted")]
     Interrupted,
@@ -108,7 +121,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Db { source, .. } | Error::Connect { source, .. } => mysql_transient(source),
-            Error::Sink(_) => true,
+            Error::Sink(_) | Error::Stalled(_) => true,
             _ => false,
         }
     }

@@ -14,12 +14,15 @@
 //! - [`sink`]: event sinks (Kafka, file, stdout) and the outbox drain
 //! - [`engine`]: the connected pieces every mode shares, and their background tasks
 //! - [`scan`]: full mode: segments, chunked keyset walk, resume
+//! - [`binlog`]: binlog mode: replica stream → keys → checks → checkpoint
 //! - [`doctor`]: preflight checks with their fixes
 //! - [`metrics`]: counters and every metric name
+//! - [`position`]: binlog positions (numeric file order), checkpoints, MariaDB GTID state
 //!
 //! Data flows from a feed (full scan, later binlog and poll) through [`check`]/[`compare`] into
 //! [`settle`], then into the [`state`] outbox, from which [`sink::drain`] delivers at least once.
 
+pub mod binlog;
 pub mod check;
 pub mod compare;
 pub mod config;
@@ -30,6 +33,7 @@ pub mod error;
 pub mod event;
 pub mod key;
 pub mod metrics;
+pub mod position;
 pub mod scan;
 pub mod schema;
 pub mod settle;

@@ -4,7 +4,7 @@
 use binlog_validator::engine::Running;
 use binlog_validator::metrics::Stats;
 use binlog_validator::scan::{run_full, FullOptions};
-use binlog_validator::{doctor, Config, Error};
+use binlog_validator::{binlog, doctor, Config, Error};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -116,13 +116,38 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(if checks.iter().all(|c| c.ok) { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
-        Command::Incr { mode } => Err(Error::Config(format!(
-            "incr --mode {mode} is not available in this build yet; run `binlog-validator full` for a parity pass"
-        ))),
+        Command::Incr { mode } => incr(cfg, &mode).await,
         Command::Serve | Command::Compare => Err(Error::Config(
             "this command is not available in this build yet; run `binlog-validator full` for a parity pass".into(),
         )),
     }
+}
+
+/// Incremental validation until SIGINT/SIGTERM; the checkpoint is saved on the way out.
+async fn incr(cfg: Config, mode: &str) -> Result<ExitCode, Error> {
+    if mode != "binlog" {
+        return Err(Error::Config(format!("incr --mode {mode} is not available in this build yet; use --mode binlog")));
+    }
+    let checks = doctor::run(&cfg, true).await;
+    let failed: Vec<&doctor::Check> = checks.iter().filter(|c| !c.ok).collect();
+    if !failed.is_empty() {
+        for c in &failed {
+            eprintln!("{c}");
+        }
+        return Err(Error::Config(format!(
+            "{} preflight check(s) failed (above); fix them and start again (`binlog-validator doctor` repeats the checks)",
+            failed.len()
+        )));
+    }
+    let shutdown = shutdown_signal();
+    let stats = Arc::new(Stats::default());
+    let running = Running::start(cfg, stats.clone()).await?;
+    stats.incr_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let result = binlog::run(&running.engine, None, shutdown).await;
+    running.stop().await;
+    result?;
+    eprintln!("stopped; checkpoint {}", stats.checkpoint());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn full(cfg: Config, tables: Vec<String>, restart: bool) -> Result<ExitCode, Error> {

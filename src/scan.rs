@@ -96,14 +96,14 @@ impl FullSummary {
 pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Receiver<bool>) -> Result<FullSummary> {
     let started = Instant::now();
     let plans: Vec<Arc<TablePlan>> = if opts.tables.is_empty() {
-        engine.plans.clone()
+        engine.plans.all()
     } else {
         let mut v = Vec::new();
         for t in &opts.tables {
-            let p = engine.plans.iter().find(|p| &p.name == t).ok_or_else(|| {
+            let p = engine.plans.get(t).ok_or_else(|| {
                 Error::Config(format!("table `{t}` is not configured; add a [[table]] for it or drop it from --tables"))
             })?;
-            v.push(p.clone());
+            v.push(p);
         }
         v
     };

@@ -276,3 +276,46 @@ mod tests {
         assert!(plan(&t, Side::Source, &k1, &k2).unwrap_err().to_string().contains("`zz`"));
     }
 }
+
+/// The current plan of every configured table, shared by all stages. A table's plan is replaced when
+/// its schema changes (DDL seen in the binlog); readers take a snapshot `Arc` per batch.
+#[derive(Default)]
+pub struct PlanSet {
+    plans: std::sync::RwLock<Vec<std::sync::Arc<TablePlan>>>,
+}
+
+impl PlanSet {
+    pub fn new(plans: Vec<TablePlan>) -> PlanSet {
+        PlanSet { plans: std::sync::RwLock::new(plans.into_iter().map(std::sync::Arc::new).collect()) }
+    }
+
+    pub fn get(&self, table: &str) -> Option<std::sync::Arc<TablePlan>> {
+        self.plans.read().unwrap_or_else(|e| e.into_inner()).iter().find(|p| p.name == table).cloned()
+    }
+
+    pub fn all(&self) -> Vec<std::sync::Arc<TablePlan>> {
+        self.plans.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, plan: TablePlan) {
+        let mut plans = self.plans.write().unwrap_or_else(|e| e.into_inner());
+        match plans.iter_mut().find(|p| p.name == plan.name) {
+            Some(slot) => *slot = std::sync::Arc::new(plan),
+            None => plans.push(std::sync::Arc::new(plan)),
+        }
+    }
+}
+
+/// Re-reads one table's schema on both sides and replaces its plan (after DDL).
+pub async fn refresh(cfg: &crate::config::Config, plans: &PlanSet, base: &Db, other: &Db, table: &str) -> Result<()> {
+    let Some(tc) = cfg.tables.iter().find(|t| t.name == table) else { return Ok(()) };
+    let (Some(bs), Some(os)) = (load(base, table).await?, load(other, table).await?) else {
+        return Err(Error::schema(table, "disappeared from a side after DDL; recreate it or remove its [[table]]"));
+    };
+    let (plan, warnings) = plan(tc, base.side, &bs, &os)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    plans.replace(plan);
+    Ok(())
+}

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::event::{now_ms, Event, Mode};
 use crate::key::Key;
 use crate::metrics::Stats;
-use crate::schema::TablePlan;
+use crate::schema::{PlanSet, TablePlan};
 use crate::state::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -36,7 +36,7 @@ pub struct Settle {
     store: Arc<Store>,
     base: Arc<Db>,
     other: Arc<Db>,
-    plans: HashMap<String, Arc<TablePlan>>,
+    plans: Arc<PlanSet>,
     window: Duration,
     interval: Duration,
     batch_size: usize,
@@ -54,7 +54,7 @@ impl Settle {
         store: Arc<Store>,
         base: Arc<Db>,
         other: Arc<Db>,
-        plans: &[Arc<TablePlan>],
+        plans: Arc<PlanSet>,
         window: Duration,
         batch_size: usize,
         outbox_max: usize,
@@ -68,7 +68,7 @@ impl Settle {
             store,
             base,
             other,
-            plans: plans.iter().map(|p| (p.name.clone(), p.clone())).collect(),
+            plans,
             window,
             interval,
             batch_size,
@@ -154,7 +154,7 @@ impl Settle {
             by_table.entry(p.table.clone()).or_default().push(p);
         }
         for (table, items) in by_table {
-            let Some(plan) = self.plans.get(&table).cloned() else {
+            let Some(plan) = self.plans.get(&table) else {
                 tracing::warn!(table = %table, "pending re-check for a table no longer configured; dropped");
                 self.store.pending_remove(&items)?;
                 continue;
