@@ -58,7 +58,7 @@ start_mariadb() {
   local d=$DIR/$name
   command -v mariadbd >/dev/null 2>&1 || die "mariadbd is not installed; run scripts/testenv.sh ensure"
   mkdir -p "$d"
-  if [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+  if [ -f "$d/pid" ] && alive "$(cat "$d/pid")"; then
     log "$name already running on port $port"
     return 0
   fi
@@ -88,14 +88,23 @@ start_mariadb() {
   log "$name ($role) up on 127.0.0.1:$port"
 }
 
+# Whether a process runs (a zombie, which no parent reaps here, does not).
+alive() {
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ $stat != Z* ]]
+}
+
 stop_pidfile() {
   local pidfile=$1
   [ -f "$pidfile" ] || return 0
   local pid
   pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill "$pid" 2>/dev/null || true
-    wait_for 60 bash -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
+    local end=$((SECONDS + 60))
+    while alive "$pid" && [ $SECONDS -lt $end ]; do sleep 0.1; done
+    if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$pidfile"
 }
@@ -107,7 +116,7 @@ start_broker() {
   local d=$DIR/$name
   command -v nisshi >/dev/null 2>&1 || die "nisshi is not installed; run scripts/testenv.sh ensure"
   mkdir -p "$d"
-  if [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then
+  if [ -f "$d/pid" ] && alive "$(cat "$d/pid")"; then
     log "$name already running on port $port"
     return 0
   fi

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 pub fn env_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -33,16 +34,20 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub struct Pair {
     pub db: String,
     pub dir: tempfile::TempDir,
-    source: mysql_async::Pool,
-    target: mysql_async::Pool,
+    source_server: String,
+    target_server: String,
 }
 
 impl Pair {
     pub async fn new(tag: &str) -> Pair {
+        Pair::new_with_source(tag, &server_url(Side::Source)).await
+    }
+
+    /// A pair whose source is another server (one a test restarts or purges).
+    pub async fn new_with_source(tag: &str, source_server: &str) -> Pair {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let db = format!("t_{tag}_{}_{n}", std::process::id());
-        for side in [Side::Source, Side::Target] {
-            let url = server_url(side);
+        for (side, url) in [(Side::Source, source_server.to_string()), (Side::Target, server_url(Side::Target))] {
             let mut conn = mysql_async::Conn::from_url(&url)
                 .await
                 .unwrap_or_else(|e| panic!("cannot reach the {side:?} test server at {url}: {e}; run scripts/test.sh"));
@@ -50,18 +55,32 @@ impl Pair {
             conn.query_drop(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4")).await.unwrap();
             conn.disconnect().await.unwrap();
         }
-        let pool = |side| mysql_async::Pool::new(format!("{}/{db}?", server_url(side)).as_str());
-        Pair { source: pool(Side::Source), target: pool(Side::Target), dir: tempfile::tempdir().unwrap(), db }
+        Pair {
+            source_server: source_server.to_string(),
+            target_server: server_url(Side::Target),
+            dir: tempfile::tempdir().unwrap(),
+            db,
+        }
     }
 
     pub fn url(&self, side: Side) -> String {
-        format!("{}/{}", server_url(side), self.db)
+        let server = if side == Side::Source { &self.source_server } else { &self.target_server };
+        format!("{server}/{}", self.db)
     }
 
+    /// Runs SQL on one side, on a fresh connection (so a restarted server needs no special care).
     pub async fn exec(&self, side: Side, sql: &str) {
-        let pool = if side == Side::Source { &self.source } else { &self.target };
-        let mut conn = pool.get_conn().await.unwrap();
+        let mut conn = mysql_async::Conn::from_url(self.url(side)).await.unwrap_or_else(|e| panic!("{side:?}: {e}"));
         conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{side:?}: {sql}: {e}"));
+        let _ = conn.disconnect().await;
+    }
+
+    /// The first column of the first row of a query on the source.
+    pub async fn source_value(&self, sql: &str) -> String {
+        let mut conn = mysql_async::Conn::from_url(self.url(Side::Source)).await.unwrap();
+        let row: Option<mysql_async::Row> = conn.query_first(sql).await.unwrap();
+        let _ = conn.disconnect().await;
+        row.and_then(|r| r.get::<String, _>(0)).unwrap_or_default()
     }
 
     pub async fn both(&self, sql: &str) {
@@ -94,6 +113,17 @@ impl Pair {
     /// Runs the binary with the config written by [`Pair::config`].
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
+    }
+
+    /// Runs the binary, killing it if it has not exited after `limit` (the output then shows it ran on).
+    pub fn run_for(&self, args: &[&str], limit: Duration) -> Output {
+        let mut child = self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let end = Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -150,4 +180,97 @@ pub fn testenv(args: &[&str]) {
     let script = env_var("BVT_TESTENV");
     let st = Command::new("bash").arg(script).args(args).status().unwrap();
     assert!(st.success(), "testenv {args:?} failed");
+}
+
+/// A running `incr` process whose stderr is collected line by line.
+pub struct Incr {
+    pub child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Incr {
+    pub fn start(pair: &Pair, args: &[&str]) -> Incr {
+        let mut all = vec!["incr"];
+        all.extend_from_slice(args);
+        let mut child = pair.command(&all).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Incr { child, lines }
+    }
+
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a stderr line contains `needle` (the `n`-th such line).
+    pub async fn wait_log(&self, needle: &str, n: usize) {
+        let what = format!("`{needle}` in the validator's log");
+        eventually(Duration::from_secs(60), &what, || async {
+            (self.lines.lock().unwrap().iter().filter(|l| l.contains(needle)).count() >= n).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.log()));
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let code = self.child.wait().unwrap().code();
+        // The reader thread sees EOF after the exit; give it a moment to drain the pipe.
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end && !self.log().contains("stopped") && code == Some(0) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (code, self.log())
+    }
+
+    /// SIGKILL (by dropping).
+    pub fn kill9(self) {}
+}
+
+impl Drop for Incr {
+    /// A test that fails half-way must not leave its validator running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pair {
+    /// Waits until the events include every expected (type, key) pair; returns all events by then.
+    pub async fn wait_events(&self, expected: &BTreeSet<(String, String)>) -> Vec<J> {
+        let r = eventually(Duration::from_secs(60), "the expected events", || async {
+            let ev = self.events();
+            kinds_and_keys(&ev).is_superset(expected).then_some(ev)
+        })
+        .await;
+        r.unwrap_or_else(|e| {
+            panic!("{e}: expected {expected:?}\ngot {:?}", kinds_and_keys(&self.events()));
+        })
+    }
+}
+
+/// Polls `f` until it returns Some, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() >= end {
+            return Err(format!("timed out after {timeout:?} waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
