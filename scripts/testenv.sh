@@ -122,10 +122,10 @@ start_broker() {
   fi
   # Its sqlite path is relative to the working directory, and it reads .env and LISTENER_URL-style
   # variables: run it from its own folder with a clean environment and explicit flags.
-  (cd "$d" && env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn nohup nisshi broker \
+  (cd "$d" && exec env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn nohup nisshi broker \
     --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine "sqlite://nisshi.db" --group-initial-rebalance-delay 0s >"$d/broker.log" 2>&1 &
-    echo $! >"$d/pid")
+    --storage-engine "sqlite://nisshi.db" --group-initial-rebalance-delay 0s >"$d/broker.log" 2>&1) &
+  echo $! >"$d/pid"
   wait_for 60 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" || die "broker $name did not start on port $port; see $d/broker.log"
   log "broker $name up on 127.0.0.1:$port"
 }
