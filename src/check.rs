@@ -36,6 +36,11 @@ pub fn row_key(plan: &TablePlan, row: &Row) -> Key {
     Key::from_values(&row[..plan.key.len().min(row.len())])
 }
 
+/// The canonical bytes of a row's key, without building a [`Key`].
+pub fn row_identity(plan: &TablePlan, row: &Row) -> Vec<u8> {
+    crate::key::canonical_of(&row[..plan.key.len().min(row.len())])
+}
+
 /// Compares one row pair (either may be absent).
 pub fn verdict(plan: &TablePlan, base: Option<&Row>, other: Option<&Row>) -> Option<Mismatch> {
     let k = plan.key.len();
@@ -46,9 +51,8 @@ pub fn verdict(plan: &TablePlan, base: Option<&Row>, other: Option<&Row>) -> Opt
 /// Reads `keys` on both sides and returns the mismatching ones.
 pub async fn check_keys(base: &Db, other: &Db, plan: &TablePlan, keys: &[Key]) -> Result<Vec<(Key, Mismatch)>> {
     let (b, o) = tokio::join!(base.read_keys(plan, keys), other.read_keys(plan, keys));
-    let index = |rows: Vec<Row>| -> HashMap<Vec<u8>, Row> {
-        rows.into_iter().map(|r| (row_key(plan, &r).canonical(), r)).collect()
-    };
+    let index =
+        |rows: Vec<Row>| -> HashMap<Vec<u8>, Row> { rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect() };
     let (b, o) = (index(b?), index(o?));
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();

@@ -107,6 +107,10 @@ pub fn compare_rows(kinds: &[(Kind, Kind)], base: Option<&[Value]>, other: Optio
 
 /// True when `a` (of kind `ka`) and `b` (of kind `kb`) mean the same value.
 pub fn values_equal(a: &Value, ka: Kind, b: &Value, kb: Kind) -> bool {
+    // Identical values mean the same thing under every rule below; most rows take this path.
+    if a == b {
+        return true;
+    }
     // JSON on either side decides the interpretation: a JSON column migrated to TEXT still holds JSON.
     let (ka, kb) = if ka == Kind::Json || kb == Kind::Json { (Kind::Json, Kind::Json) } else { (ka, kb) };
     match (canon(a, ka), canon(b, kb)) {

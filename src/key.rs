@@ -55,49 +55,58 @@ impl From<&KeyVal> for Value {
     }
 }
 
-impl KeyVal {
-    /// Appends a self-delimiting canonical encoding: equal values, equal bytes.
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            KeyVal::Null => out.push(0),
-            KeyVal::Int(i) => {
-                out.push(1);
-                out.extend_from_slice(&i128::from(*i).to_be_bytes());
-            }
-            KeyVal::UInt(u) => {
-                out.push(1);
-                out.extend_from_slice(&i128::from(*u).to_be_bytes());
-            }
-            KeyVal::Bytes(b) => {
-                out.push(2);
-                out.extend_from_slice(&(b.len() as u64).to_be_bytes());
-                out.extend_from_slice(b);
-            }
-            KeyVal::Float(f) => {
-                out.push(3);
-                out.extend_from_slice(&f64::from(*f).to_bits().to_be_bytes());
-            }
-            KeyVal::Double(d) => {
-                out.push(3);
-                out.extend_from_slice(&d.to_bits().to_be_bytes());
-            }
-            KeyVal::Date(y, mo, d, h, mi, s, us) => {
-                out.push(4);
-                out.extend_from_slice(&y.to_be_bytes());
-                out.extend_from_slice(&[*mo, *d, *h, *mi, *s]);
-                out.extend_from_slice(&us.to_be_bytes());
-            }
-            KeyVal::Time(n, d, h, mi, s, us) => {
-                out.push(5);
-                let micros = ((i128::from(*d) * 24 + i128::from(*h)) * 3600 + i128::from(*mi) * 60 + i128::from(*s))
-                    * 1_000_000
-                    + i128::from(*us);
-                let micros = if *n { -micros } else { micros };
-                out.extend_from_slice(&micros.to_be_bytes());
-            }
+/// Appends a self-delimiting canonical encoding of one key value: equal values, equal bytes.
+fn encode(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::NULL => out.push(0),
+        Value::Int(i) => {
+            out.push(1);
+            out.extend_from_slice(&i128::from(*i).to_be_bytes());
+        }
+        Value::UInt(u) => {
+            out.push(1);
+            out.extend_from_slice(&i128::from(*u).to_be_bytes());
+        }
+        Value::Bytes(b) => {
+            out.push(2);
+            out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+        Value::Float(f) => {
+            out.push(3);
+            out.extend_from_slice(&f64::from(*f).to_bits().to_be_bytes());
+        }
+        Value::Double(d) => {
+            out.push(3);
+            out.extend_from_slice(&d.to_bits().to_be_bytes());
+        }
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            out.push(4);
+            out.extend_from_slice(&y.to_be_bytes());
+            out.extend_from_slice(&[*mo, *d, *h, *mi, *s]);
+            out.extend_from_slice(&us.to_be_bytes());
+        }
+        Value::Time(n, d, h, mi, s, us) => {
+            out.push(5);
+            let micros = ((i128::from(*d) * 24 + i128::from(*h)) * 3600 + i128::from(*mi) * 60 + i128::from(*s))
+                * 1_000_000
+                + i128::from(*us);
+            let micros = if *n { -micros } else { micros };
+            out.extend_from_slice(&micros.to_be_bytes());
         }
     }
+}
 
+/// The canonical bytes of a key given as the values read from a row (no `Key` needs building).
+pub fn canonical_of(values: &[Value]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(18 * values.len());
+    for v in values {
+        encode(v, &mut out);
+    }
+    out
+}
+
+impl KeyVal {
     /// The value as JSON for events: numbers as numbers, text as strings, other bytes as `0x`-prefixed hex.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
@@ -176,9 +185,9 @@ impl Key {
 
     /// Canonical bytes: the identity of the row, used for maps and state-store keys.
     pub fn canonical(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 * self.0.len());
+        let mut out = Vec::with_capacity(18 * self.0.len());
         for v in &self.0 {
-            v.encode(&mut out);
+            encode(&Value::from(v), &mut out);
         }
         out
     }

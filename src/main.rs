@@ -12,6 +12,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Reading rows allocates once per value; mimalloc makes full mode about a third faster than glibc's
+/// allocator (measured with scripts/bench-full.sh).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "binlog-validator", version, about = "Data-consistency validation for online MySQL migrations")]
 struct Cli {

@@ -12,7 +12,7 @@
 //! whatever the table size. Finished chunks are recorded in the state store (only after their mismatches
 //! are durable as pending re-checks), so an interrupted pass resumes where it stopped.
 
-use crate::check::{row_key, verdict, Mismatch};
+use crate::check::{row_identity, row_key, verdict, Mismatch};
 use crate::db::{Db, Row};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -179,6 +179,8 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
         b.finish_and_clear();
     }
     if let Some(e) = first_err {
+        // Keep what the interrupted pass finished (progress records are written lazily).
+        store.flush().await?;
         return Err(e);
     }
     // Every chunk is done; let the settle window of the last mismatches end and their events go out.
@@ -320,7 +322,8 @@ impl Walker {
                 b.inc(rows);
             }
             let rec = SegmentRecord::V1 { done_to: hi.clone(), finished: !more, rows: self.done_rows };
-            self.engine.store.put(&seg_name(self.index), &rec).await?;
+            // Mismatches of this chunk are durable (submit flushed them); the record itself may lag.
+            self.engine.store.put_lazy(&seg_name(self.index), &rec)?;
             tracing::debug!(table = %self.plan.name, segment = self.index, rows = self.done_rows, "chunk done");
             match next? {
                 Some(n) => base_rows = n,
@@ -343,21 +346,19 @@ impl Walker {
     ) -> Result<(Vec<(Key, Mismatch)>, u64)> {
         let plan = &self.plan;
         let mut rows = base_rows.len() as u64;
-        let mut base: HashMap<Vec<u8>, Row> =
-            base_rows.into_iter().map(|r| (row_key(plan, &r).canonical(), r)).collect();
+        let mut base: HashMap<Vec<u8>, Row> = base_rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
         let mut found = Vec::new();
         let mut olo = lo.cloned();
         loop {
             let page = other.read_range(plan, olo.as_ref(), hi, self.chunk).await?;
             let full = page.len() == self.chunk;
             for r in &page {
-                let key = row_key(plan, r);
-                let b = base.remove(&key.canonical());
+                let b = base.remove(&row_identity(plan, r));
                 if b.is_none() {
                     rows += 1;
                 }
                 if let Some(m) = verdict(plan, b.as_ref(), Some(r)) {
-                    found.push((key, m));
+                    found.push((row_key(plan, r), m));
                 }
             }
             if !full {

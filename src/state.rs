@@ -87,7 +87,7 @@ impl Store {
         Ok(store)
     }
 
-    async fn flush(&self) -> Result<()> {
+    pub async fn flush(&self) -> Result<()> {
         self.db.flush_async().await.map_err(|e| Error::state("flushing", e))?;
         Ok(())
     }
@@ -225,6 +225,14 @@ impl Store {
     pub async fn put<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
         self.progress.insert(name, encode(value)).map_err(|e| Error::state(format!("writing {name}"), e))?;
         self.flush().await
+    }
+
+    /// Writes a progress record without waiting for the disk: for progress that is only an optimisation
+    /// (a lost record means work is redone, never skipped), such as full-pass chunks. sled flushes it
+    /// within its flush interval.
+    pub fn put_lazy<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        self.progress.insert(name, encode(value)).map_err(|e| Error::state(format!("writing {name}"), e))?;
+        Ok(())
     }
 
     /// Removes every progress record whose name starts with `prefix`.

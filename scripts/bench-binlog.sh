@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Binlog decoding benchmark: writes ROWS (default 1M) row changes of a 10-column table to the base's
+# binlog, then reads that binlog range with binlog-validator's decoding path (examples/decode_bench.rs)
+# and with python-mysql-replication (PyPI mysql-replication), runs alternating, and reports median rows/s
+# of each and their ratio.
+#
+#   scripts/bench-binlog.sh
+#   ROWS=200000 RUNS=3 scripts/bench-binlog.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${ROWS:-1000000}
+RUNS=${RUNS:-3}
+SRC=33061
+OUT=.testenv/bench-binlog
+mysql_() { mariadb --no-defaults -h127.0.0.1 -ubv -pbv -P$SRC "$@"; }
+
+scripts/testenv.sh ensure-mariadb
+python3 -c "import pymysqlreplication" 2>/dev/null || pip install --quiet "mysql-replication>=1.0"
+scripts/testenv.sh start-mariadb source $SRC base
+cargo build --release --locked --quiet --example decode_bench
+mkdir -p $OUT
+
+mysql_ -e "DROP DATABASE IF EXISTS bench_bl; CREATE DATABASE bench_bl CHARACTER SET utf8mb4"
+mysql_ bench_bl -e "CREATE TABLE t (id BIGINT PRIMARY KEY, a INT, b BIGINT, c VARCHAR(64), d VARCHAR(255),
+  e DECIMAL(12,2), f DOUBLE, g DATETIME(6), h TEXT, i DATE)"
+read -r file pos _ < <(mysql_ -N -e "SHOW MASTER STATUS")
+echo "writing $ROWS row changes to the binlog from $file:$pos..." >&2
+step=10000
+for ((from = 1; from <= ROWS; from += step)); do
+  to=$((from + step - 1 < ROWS ? from + step - 1 : ROWS))
+  mysql_ bench_bl -e "INSERT INTO t SELECT seq, seq % 1000, seq * 7919, CONCAT('name-', seq), REPEAT(MD5(seq), 3),
+    seq / 100, seq / 7, TIMESTAMPADD(MICROSECOND, seq * 1001, '2026-01-01'), CONCAT('text ', seq),
+    DATE_ADD('2000-01-01', INTERVAL seq % 9000 DAY) FROM seq_${from}_to_${to}"
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+: >$OUT/ours; : >$OUT/peer
+for r in $(seq "$RUNS"); do
+  target/release/examples/decode_bench "mysql://bv:bv@127.0.0.1:$SRC/bench_bl" "$file" "$pos" t >>$OUT/ours
+  python3 scripts/bench_decode_peer.py $SRC "$file" "$pos" t >>$OUT/peer
+  echo "run $r: binlog-validator $(tail -1 $OUT/ours | cut -d' ' -f1,3) rows, rows/s; python-mysql-replication $(tail -1 $OUT/peer | cut -d' ' -f1,3)" >&2
+done
+for f in ours peer; do
+  n=$(cut -d' ' -f1 $OUT/$f | sort -u)
+  [ "$n" = "$ROWS" ] || { echo "$f decoded $n rows, expected $ROWS" >&2; exit 1; }
+done
+ours=$(cut -d' ' -f3 $OUT/ours | median)
+peer=$(cut -d' ' -f3 $OUT/peer | median)
+cat <<EOF
+| decoder ($ROWS row changes, 10 columns, median of $RUNS) | rows/s | ratio |
+|---|---|---|
+| binlog-validator (mysql_async + our decoding path) | $ours | $(awk "BEGIN {printf \"%.1f\", $ours/$peer}")x |
+| python-mysql-replication | $peer | 1 |
+EOF
