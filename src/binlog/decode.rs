@@ -32,7 +32,10 @@ pub enum DecodeError {
 pub struct TableShape {
     pub database: String,
     pub table: String,
+    /// column names; `@0`, `@1`… when the binlog has none (binlog_row_metadata=MINIMAL)
     pub names: Vec<String>,
+    /// whether `names` came from the binlog
+    pub named: bool,
     types: Vec<Option<ColumnType>>,
     meta: Vec<Vec<u8>>,
     unsigned: Vec<bool>,
@@ -54,9 +57,8 @@ impl TableShape {
             .map(|r| r.map(|c| c.name().into_owned()))
             .collect::<Result<_, _>>()
             .map_err(bad)?;
-        if names.len() != n {
-            return Err(DecodeError::MinimalMetadata { table });
-        }
+        let named = names.len() == n;
+        let names = if named { names } else { (0..n).map(|i| format!("@{i}")).collect() };
         let types: Vec<Option<ColumnType>> = (0..n).map(|i| tme.get_column_type(i).ok().flatten()).collect();
         let mut signedness = meta_x.iter_signedness();
         let mut charsets = meta_x.iter_charset();
@@ -75,7 +77,16 @@ impl TableShape {
             });
         }
         let meta = (0..n).map(|i| tme.get_column_metadata(i).unwrap_or(&[]).to_vec()).collect();
-        Ok(TableShape { database: tme.database_name().into_owned(), table, names, types, meta, unsigned, charset })
+        Ok(TableShape {
+            database: tme.database_name().into_owned(),
+            table,
+            names,
+            named,
+            types,
+            meta,
+            unsigned,
+            charset,
+        })
     }
 
     pub fn index_of(&self, column: &str) -> Option<usize> {
@@ -124,35 +135,50 @@ impl TableShape {
         Some(if b0 & 0x30 != 0x30 { b1 | (((b0 & 0x30) ^ 0x30) << 4) } else { b1 })
     }
 
-    /// A row's values by column, repaired, with JSON as text. `None` for a column absent from the image.
-    pub fn values(&self, row: &BinlogRow) -> Vec<Option<Value>> {
-        (0..row.len())
-            .map(|i| match row.as_ref(i) {
-                Some(BinlogValue::Value(v)) => Some(self.fix(i, v.clone())),
-                Some(BinlogValue::Jsonb(j)) => {
-                    let text = serde_json::Value::try_from(j.clone()).map(|v| v.to_string()).unwrap_or_default();
-                    Some(Value::Bytes(text.into_bytes()))
-                }
-                Some(BinlogValue::JsonDiff(_)) | None => None,
-            })
-            .collect()
+    /// The table column of each value of a row image (an image may hold only some columns).
+    fn image_columns(&self, row: &BinlogRow) -> Vec<Option<usize>> {
+        row.columns_ref().iter().map(|c| self.index_of(&c.name_str())).collect()
     }
 
-    /// The key of a row, by key-column name.
-    pub fn key(&self, row: &BinlogRow, key_cols: &[String]) -> Result<Key, DecodeError> {
+    /// A row image's values by table column, repaired, with JSON as text. `None` for a column absent
+    /// from the image or holding a partial JSON update.
+    pub fn values(&self, row: &BinlogRow) -> Vec<Option<Value>> {
+        let mut out = vec![None; self.names.len()];
+        for (j, col) in self.image_columns(row).into_iter().enumerate() {
+            let Some(i) = col else { continue };
+            out[i] = match row.as_ref(j) {
+                Some(BinlogValue::Value(v)) => Some(self.fix(i, v.clone())),
+                // Through the JSON DOM, which also renders opaque values (DECIMAL, DATE… inside JSON).
+                Some(BinlogValue::Jsonb(v)) => v
+                    .clone()
+                    .parse()
+                    .ok()
+                    .map(|dom| Value::Bytes(serde_json::Value::from(dom).to_string().into_bytes())),
+                Some(BinlogValue::JsonDiff(_)) | None => None,
+            };
+        }
+        out
+    }
+
+    /// The key of a row image by key-column name; `None` when the image leaves the key out (a minimal
+    /// after-image of an update that did not change it).
+    pub fn key(&self, row: &BinlogRow, key_cols: &[String]) -> Result<Option<Key>, DecodeError> {
+        if !self.named {
+            return Err(DecodeError::MinimalMetadata { table: self.table.clone() });
+        }
+        let cols = self.image_columns(row);
         let mut parts = Vec::with_capacity(key_cols.len());
         for c in key_cols {
-            let missing = || DecodeError::MissingKeyColumn { table: self.table.clone(), column: c.clone() };
-            let i = self.index_of(c).ok_or_else(missing)?;
-            if row.len() != self.names.len() {
-                return Err(missing());
-            }
-            match row.as_ref(i) {
+            let Some(i) = self.index_of(c) else {
+                return Err(DecodeError::MissingKeyColumn { table: self.table.clone(), column: c.clone() });
+            };
+            let Some(j) = cols.iter().position(|x| *x == Some(i)) else { return Ok(None) };
+            match row.as_ref(j) {
                 Some(BinlogValue::Value(v)) => parts.push(KeyVal::from(&self.fix(i, v.clone()))),
-                _ => return Err(missing()),
+                _ => return Ok(None),
             }
         }
-        Ok(Key(parts))
+        Ok(Some(Key(parts)))
     }
 }
 
@@ -180,9 +206,12 @@ pub fn rows_event_keys(
     for r in ev.rows(tme) {
         let (before, after) = r.map_err(|e| DecodeError::Rows { table: shape.table.clone(), source: e })?;
         changes += 1;
-        let before_key = before.as_ref().map(|row| shape.key(row, key_cols)).transpose()?;
-        let after_key = after.as_ref().map(|row| shape.key(row, key_cols)).transpose()?;
+        let before_key = before.as_ref().map(|row| shape.key(row, key_cols)).transpose()?.flatten();
+        let after_key = after.as_ref().map(|row| shape.key(row, key_cols)).transpose()?.flatten();
         match (before_key, after_key) {
+            (None, None) => {
+                return Err(DecodeError::MissingKeyColumn { table: shape.table.clone(), column: key_cols.join(", ") })
+            }
             (Some(b), Some(a)) if b == a => keys.push(a),
             (b, a) => keys.extend(b.into_iter().chain(a)),
         }

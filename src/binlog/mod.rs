@@ -12,6 +12,9 @@ pub mod decode;
 pub mod reader;
 mod start;
 
+#[cfg(test)]
+mod fixtures;
+
 use crate::check::check_keys;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
