@@ -1,8 +1,11 @@
 //! Binlog decoding throughput: streams a binlog range from a server (non-blocking: it ends at the end of
-//! the binlog) and decodes every rows event of one table through binlog mode's own decoding path
-//! (`TableShape`, `rows_event_keys`, and every value of every row image). Prints rows and rows/s.
+//! the binlog) and decodes every rows event of one table. Prints rows, seconds, rows/s.
 //!
-//!   cargo run --release --example decode_bench -- URL FILE POS TABLE
+//!   cargo run --release --example decode_bench -- URL FILE POS TABLE [keys|values]
+//!
+//! `keys` (default) is binlog mode's own path: the key of every row change, from the row-image scanner
+//! (falling back to the full parser). `values` also decodes every value of every row image, as a
+//! general-purpose binlog reader does.
 //! (scripts/bench-binlog.sh runs it beside python-mysql-replication on the same binlog.)
 
 use binlog_validator::binlog::decode::{rows_event_keys, TableShape};
@@ -15,9 +18,13 @@ use std::time::Instant;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, file, pos, table] = args.as_slice() else {
-        eprintln!("usage: decode_bench URL FILE POS TABLE");
-        std::process::exit(2);
+    let (url, file, pos, table, values_too) = match args.as_slice() {
+        [_, url, file, pos, table] => (url, file, pos, table, false),
+        [_, url, file, pos, table, mode] => (url, file, pos, table, mode == "values"),
+        _ => {
+            eprintln!("usage: decode_bench URL FILE POS TABLE [keys|values]");
+            std::process::exit(2);
+        }
     };
     let conn = Conn::new(Opts::from_url(url)?).await?;
     let request = BinlogStreamRequest::new(9_999)
@@ -43,8 +50,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 v.insert((shape, key))
             }
         };
-        let (_, n) = rows_event_keys(&data, tme, shape, key)?;
+        let (_, n) = match binlog_validator::binlog::image::keys(&data, shape, key) {
+            Some(fast) => fast?,
+            None => rows_event_keys(&data, tme, shape, key)?,
+        };
         rows += n;
+        if !values_too {
+            continue;
+        }
         for r in data.rows(tme) {
             let (before, after) = r?;
             for row in before.iter().chain(after.iter()) {

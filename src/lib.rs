@@ -14,6 +14,7 @@
 //! - [`sink`]: event sinks (Kafka, file, stdout) and the outbox drain
 //! - [`engine`]: the connected pieces every mode shares, and their background tasks
 //! - [`scan`]: full mode: segments, chunked keyset walk, resume
+//! - [`api`]: the HTTP control API of `serve`, its scheduler, the OpenAPI document
 //! - [`binlog`]: binlog mode: replica stream → keys → checks → checkpoint
 //! - [`doctor`]: preflight checks with their fixes
 //! - [`metrics`]: counters and every metric name
@@ -22,6 +23,7 @@
 //! Data flows from a feed (full scan, later binlog and poll) through [`check`]/[`compare`] into
 //! [`settle`], then into the [`state`] outbox, from which [`sink::drain`] delivers at least once.
 
+pub mod api;
 pub mod binlog;
 pub mod check;
 pub mod compare;

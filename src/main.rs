@@ -122,10 +122,28 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(if checks.iter().all(|c| c.ok) { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         Command::Incr { mode } => incr(cfg, &mode).await,
-        Command::Serve | Command::Compare => Err(Error::Config(
-            "this command is not available in this build yet; run `binlog-validator full` for a parity pass".into(),
-        )),
+        Command::Serve => serve(cfg).await,
+        Command::Compare => {
+            Err(Error::Config("compare is not available in this build yet; run `incr` and `full` on their own".into()))
+        }
     }
+}
+
+/// The HTTP control API until SIGINT/SIGTERM; validations it started stop with their checkpoints saved.
+async fn serve(cfg: Config) -> Result<ExitCode, Error> {
+    let listen = cfg.http.listen.clone();
+    let token = cfg.http.token.clone();
+    let mut shutdown = shutdown_signal();
+    let running = Running::start(cfg, Arc::new(Stats::default())).await?;
+    let scheduler = binlog_validator::api::scheduler::Scheduler::new(running.engine.clone());
+    let signal = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    let result = binlog_validator::api::serve(scheduler, &listen, token, signal).await;
+    running.stop().await;
+    result?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Incremental validation until SIGINT/SIGTERM; the checkpoint is saved on the way out.

@@ -203,7 +203,7 @@ impl Settle {
         // Into the outbox first, then out of pending: a crash in between reports twice, never zero times.
         self.store.outbox_push(&events, self.outbox_max).await?;
         for e in &events {
-            self.stats.event(e.kind).fetch_add(1, Relaxed);
+            self.stats.reported(&e.table, e.kind);
             tracing::info!(table = %e.table, kind = e.kind.as_str(), "inconsistency reported");
         }
         self.store.pending_remove(&report)?;

@@ -89,6 +89,14 @@ impl TableShape {
         })
     }
 
+    pub fn column_type(&self, i: usize) -> Option<(ColumnType, &[u8])> {
+        Some((self.types.get(i).copied().flatten()?, self.meta.get(i)?.as_slice()))
+    }
+
+    pub fn is_unsigned(&self, i: usize) -> bool {
+        self.unsigned.get(i).copied().unwrap_or(false)
+    }
+
     pub fn index_of(&self, column: &str) -> Option<usize> {
         self.names.iter().position(|n| n.eq_ignore_ascii_case(column))
     }
@@ -208,15 +216,28 @@ pub fn rows_event_keys(
         changes += 1;
         let before_key = before.as_ref().map(|row| shape.key(row, key_cols)).transpose()?.flatten();
         let after_key = after.as_ref().map(|row| shape.key(row, key_cols)).transpose()?.flatten();
-        match (before_key, after_key) {
-            (None, None) => {
-                return Err(DecodeError::MissingKeyColumn { table: shape.table.clone(), column: key_cols.join(", ") })
-            }
-            (Some(b), Some(a)) if b == a => keys.push(a),
-            (b, a) => keys.extend(b.into_iter().chain(a)),
-        }
+        pair_keys(shape, key_cols, before_key, after_key, &mut keys)?;
     }
     Ok((keys, changes))
+}
+
+/// The keys one row change touches: both for a key-changing update, one when they are the same (or an
+/// image leaves the key out because it did not change). A change with no key at all is an error.
+pub fn pair_keys(
+    shape: &TableShape,
+    key_cols: &[String],
+    before: Option<Key>,
+    after: Option<Key>,
+    keys: &mut Vec<Key>,
+) -> Result<(), DecodeError> {
+    match (before, after) {
+        (None, None) => {
+            return Err(DecodeError::MissingKeyColumn { table: shape.table.clone(), column: key_cols.join(", ") })
+        }
+        (Some(b), Some(a)) if b == a => keys.push(a),
+        (b, a) => keys.extend(b.into_iter().chain(a)),
+    }
+    Ok(())
 }
 
 /// A MariaDB GTID event (type 162): (domain, sequence number); the server id is in the event header.

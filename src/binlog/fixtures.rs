@@ -71,6 +71,11 @@ fn rows<T: std::io::BufRead>(
         Ok((keys, _)) => Ok(keys),
         Err(e) => Err(e.to_string()),
     };
+    // The fast key scanner, where it applies, must agree with the full parser exactly.
+    if let Some(fast) = super::image::keys(&data, &shape, &key_cols) {
+        let fast = fast.map(|(k, _)| k).map_err(|e| e.to_string());
+        assert_eq!(fast, keys, "fast and full key decoding differ for `{}`", shape.table);
+    }
     let mut images = Vec::new();
     for r in data.rows(tme) {
         let (before, after) = r.map_err(|e| DecodeError::Rows { table: shape.table.clone(), source: e })?;

@@ -9,6 +9,7 @@
 //!   the checkpoint never passes a change whose check is not done or durable, and never moves backward.
 
 pub mod decode;
+pub mod image;
 pub mod reader;
 mod start;
 
@@ -26,7 +27,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-pub use start::{resolve_start, StartPoint};
+pub use start::{resolve_start, Start, StartPoint};
 
 /// State-store name of the binlog checkpoint.
 pub const CHECKPOINT: &str = "binlog/checkpoint";
@@ -53,6 +54,12 @@ pub fn saved_checkpoint(engine: &Engine) -> Result<Option<Checkpoint>> {
 /// API's `utime`) applies only when there is no checkpoint.
 pub async fn run(engine: &Engine, override_start: Option<StartPoint>, shutdown: watch::Receiver<bool>) -> Result<()> {
     let start = resolve_start(engine, override_start).await?;
+    run_from(engine, start, shutdown).await
+}
+
+/// Runs binlog mode from an already resolved start (resolve first when the caller must know the
+/// position is fixed before it answers, as `/incr/start` does).
+pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Receiver<bool>) -> Result<()> {
     tracing::info!(start = %start.pos, "tailing the binlog");
     let (tx, rx) = mpsc::channel(4);
     let reader = reader::Reader::new(engine.clone(), start, tx, shutdown.clone());

@@ -244,8 +244,11 @@ impl Reader {
         let Some(tme) = stream.get_tme(data.table_id()) else {
             return Err(Error::Binlog(format!("rows event for `{}` without its table map", shape.table)));
         };
-        let (keys, changes) =
-            rows_event_keys(&data, tme, shape, &plan.key).map_err(|e| Error::Binlog(e.to_string()))?;
+        let decoded = match super::image::keys(&data, shape, &plan.key) {
+            Some(fast) => fast,
+            None => rows_event_keys(&data, tme, shape, &plan.key),
+        };
+        let (keys, changes) = decoded.map_err(|e| Error::Binlog(e.to_string()))?;
         self.engine.stats.binlog_changes.fetch_add(changes, Relaxed);
         txn.entry(shape.table.clone()).or_default().extend(keys);
         Ok(())

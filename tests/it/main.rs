@@ -1,6 +1,7 @@
 //! Integration tests against the real MariaDB pair and broker started by scripts/testenv.sh
 //! (scripts/test.sh starts them, runs these, and stops them).
 
+mod api;
 mod binlog;
 mod cli;
 mod full;

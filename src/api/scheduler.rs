@@ -1,0 +1,208 @@
+//! Owns the running validations of `serve`: at most one full pass and one incremental validation.
+//!
+//! Every start and stop holds one lock for its whole duration, including waiting for the previous run to
+//! wind down and save its checkpoint. The original design assigned its cancel function outside its lock,
+//! so a stop racing a start could cancel nothing or the wrong run; here a request sees either the state
+//! before another request or the state after it, never one in between.
+
+use crate::binlog::StartPoint;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::event::now_ms;
+use crate::scan::{run_full, FullOptions};
+use std::sync::atomic::Ordering::Relaxed;
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+
+struct Job {
+    cancel: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+    started_ms: u64,
+    detail: String,
+}
+
+impl Job {
+    fn running(&self) -> bool {
+        !self.handle.is_finished()
+    }
+
+    /// Asks the job to stop and waits until it has (checkpoint saved, checks in flight persisted).
+    async fn stop(self) {
+        let _ = self.cancel.send(true);
+        let _ = self.handle.await;
+    }
+}
+
+#[derive(Default)]
+struct Jobs {
+    full: Option<Job>,
+    incr: Option<Job>,
+}
+
+/// Why a request was refused; maps to an HTTP status.
+#[derive(Debug)]
+pub enum Refusal {
+    /// 409: conflicts with what runs
+    Conflict(String),
+    /// 400: the request itself is wrong
+    Invalid(String),
+}
+
+pub struct Scheduler {
+    engine: Engine,
+    jobs: Mutex<Jobs>,
+    /// Results written by finished jobs, read by `status`.
+    results: std::sync::Mutex<(Option<serde_json::Value>, Option<String>)>,
+}
+
+/// What `/incr/start` asks for.
+#[derive(Debug, Default, Clone)]
+pub struct IncrRequest {
+    pub mode: String,
+    pub utime_ms: Option<u64>,
+    pub interval_ms: Option<u64>,
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+impl Scheduler {
+    pub fn new(engine: Engine) -> std::sync::Arc<Scheduler> {
+        std::sync::Arc::new(Scheduler { engine, jobs: Mutex::new(Jobs::default()), results: Default::default() })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub async fn start_full(self: &std::sync::Arc<Self>, tables: Vec<String>) -> Result<Vec<String>, Refusal> {
+        let mut jobs = self.jobs.lock().await;
+        if jobs.full.as_ref().is_some_and(Job::running) {
+            return Err(Refusal::Conflict(
+                "a full validation is already running; stop it first (POST /full/stop)".into(),
+            ));
+        }
+        for t in &tables {
+            if self.engine.plans.get(t).is_none() {
+                return Err(Refusal::Invalid(format!("table `{t}` is not configured")));
+            }
+        }
+        let names = if tables.is_empty() {
+            self.engine.plans.all().iter().map(|p| p.name.clone()).collect()
+        } else {
+            tables.clone()
+        };
+        let (cancel, rx) = watch::channel(false);
+        let me = self.clone();
+        let opts = FullOptions { tables, restart: false, progress_bar: false };
+        let handle = tokio::spawn(async move {
+            let started = now_ms();
+            let result = match run_full(&me.engine, &opts, rx).await {
+                Ok(s) => serde_json::json!({
+                    "finished_at": rfc3339(now_ms()),
+                    "started_at": rfc3339(started),
+                    "elapsed_ms": s.elapsed.as_millis() as u64,
+                    "rows": s.tables.iter().map(|t| (t.table.clone(), serde_json::Value::from(t.rows))).collect::<serde_json::Map<_, _>>(),
+                    "events": s.events.iter().map(|(k, n)| (k.as_str().to_string(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
+                    "resolved": s.resolved,
+                    "outcome": "finished",
+                }),
+                Err(Error::Interrupted) => serde_json::json!({"outcome": "stopped", "started_at": rfc3339(started)}),
+                Err(e) => {
+                    serde_json::json!({"outcome": "failed", "error": e.to_string(), "started_at": rfc3339(started)})
+                }
+            };
+            me.results.lock().unwrap_or_else(|e| e.into_inner()).0 = Some(result);
+        });
+        jobs.full = Some(Job { cancel, handle, started_ms: now_ms(), detail: names.join(",") });
+        Ok(names)
+    }
+
+    pub async fn stop_full(&self) -> Result<(), Refusal> {
+        let mut jobs = self.jobs.lock().await;
+        match jobs.full.take() {
+            Some(job) if job.running() => {
+                job.stop().await;
+                Ok(())
+            }
+            _ => Err(Refusal::Conflict("no full validation is running".into())),
+        }
+    }
+
+    /// Starts incremental validation, replacing a running one (which stops and saves its checkpoint first).
+    pub async fn start_incr(self: &std::sync::Arc<Self>, req: IncrRequest) -> Result<String, Refusal> {
+        if req.mode != "binlog" {
+            return Err(Refusal::Invalid(format!(
+                "mode \"{}\" is not available in this build; use \"binlog\"",
+                req.mode
+            )));
+        }
+        let mut jobs = self.jobs.lock().await;
+        let replaced = match jobs.incr.take() {
+            Some(job) if job.running() => {
+                job.stop().await;
+                true
+            }
+            _ => false,
+        };
+        // Fix the start position before answering: "started" means changes from now on are seen.
+        let start = crate::binlog::resolve_start(&self.engine, req.utime_ms.map(StartPoint::Time))
+            .await
+            .map_err(|e| Refusal::Conflict(format!("cannot start binlog mode: {e}")))?;
+        let (cancel, rx) = watch::channel(false);
+        let me = self.clone();
+        me.results.lock().unwrap_or_else(|e| e.into_inner()).1 = None;
+        self.engine.stats.incr_runs.fetch_add(1, Relaxed);
+        let handle = tokio::spawn(async move {
+            if let Err(e) = crate::binlog::run_from(&me.engine, start, rx).await {
+                tracing::error!(error = %e, "incremental validation stopped");
+                me.results.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(e.to_string());
+            }
+        });
+        jobs.incr = Some(Job { cancel, handle, started_ms: now_ms(), detail: req.mode.clone() });
+        Ok(if replaced { "incremental validation restarted".into() } else { "incremental validation started".into() })
+    }
+
+    pub async fn stop_incr(&self) -> Result<(), Refusal> {
+        let mut jobs = self.jobs.lock().await;
+        match jobs.incr.take() {
+            Some(job) if job.running() => {
+                job.stop().await;
+                Ok(())
+            }
+            _ => Err(Refusal::Conflict("no incremental validation is running".into())),
+        }
+    }
+
+    /// Stops everything (shutdown): checkpoints saved, undelivered events stay in the outbox.
+    pub async fn stop_all(&self) {
+        let mut jobs = self.jobs.lock().await;
+        if let Some(j) = jobs.full.take() {
+            j.stop().await;
+        }
+        if let Some(j) = jobs.incr.take() {
+            j.stop().await;
+        }
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        let jobs = self.jobs.lock().await;
+        let (last_full, incr_error) = self.results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let stats = &self.engine.stats;
+        let job = |j: &Option<Job>| match j {
+            Some(j) if j.running() => {
+                serde_json::json!({"running": true, "since": rfc3339(j.started_ms), "detail": j.detail})
+            }
+            _ => serde_json::json!({"running": false}),
+        };
+        let mut full = job(&jobs.full);
+        full["last"] = last_full.unwrap_or(serde_json::Value::Null);
+        let mut incr = job(&jobs.incr);
+        let checkpoint = stats.checkpoint();
+        incr["checkpoint"] = if checkpoint.is_empty() { serde_json::Value::Null } else { checkpoint.into() };
+        incr["lag_seconds"] = serde_json::json!(stats.binlog_lag_ms.load(Relaxed) as f64 / 1000.0);
+        incr["error"] = incr_error.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null);
+        serde_json::json!({"full": full, "incr": incr})
+    }
+}
