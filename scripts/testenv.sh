@@ -10,6 +10,7 @@
 #   scripts/testenv.sh stop-mariadb NAME
 #   scripts/testenv.sh start-broker NAME PORT
 #   scripts/testenv.sh stop-broker NAME
+#   scripts/testenv.sh destroy NAME                stop a server or broker and delete its data
 #
 # Everything lives under $BV_TESTENV_DIR (default: .testenv in the repository).
 set -euo pipefail
@@ -111,6 +112,12 @@ stop_pidfile() {
 
 stop_mariadb() { stop_pidfile "$DIR/$1/pid"; }
 
+# Stops an instance and deletes its data (for the throw-away servers of single tests).
+destroy() {
+  stop_pidfile "$DIR/$1/pid"
+  rm -rf "${DIR:?}/$1"
+}
+
 start_broker() {
   local name=$1 port=$2
   local d=$DIR/$name
@@ -164,5 +171,6 @@ case "$cmd" in
   stop-mariadb) stop_mariadb "$@" ;;
   start-broker) start_broker "$@" ;;
   stop-broker) stop_broker "$@" ;;
+  destroy) destroy "$@" ;;
   *) die "usage: $0 ensure|up|down|start-mariadb NAME PORT base|plain|stop-mariadb NAME|start-broker NAME PORT|stop-broker NAME" ;;
 esac

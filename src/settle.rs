@@ -99,6 +99,12 @@ impl Settle {
                 last,
             })
             .collect();
+        if window == 0 {
+            // No window to wait out: the caller has just checked, so report at once (one fsync, no re-read).
+            let plan = self.plans.get(table);
+            let key_cols = plan.map(|p| p.key.clone()).unwrap_or_default();
+            return self.report(&key_cols, &items, now).await;
+        }
         let count = items.len();
         self.store.pending_put(&items).await?;
         tracing::info!(table, count, mode = mode.as_str(), "mismatches wait out the settle window");
@@ -133,22 +139,31 @@ impl Settle {
             if *shutdown.borrow() {
                 return;
             }
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "settle re-check failed; retrying");
-            }
+            // Sleep until the earliest entry is due (a report is not held back by a fixed tick), at
+            // most one interval; after a failure, one interval before retrying.
+            let nap = match self.pass().await {
+                Ok(Some(due_ms)) => Duration::from_millis(due_ms.saturating_sub(now_ms())).min(self.interval),
+                Ok(None) => Duration::from_secs(2),
+                Err(e) => {
+                    tracing::warn!(error = %e, "settle re-check failed; retrying");
+                    self.interval
+                }
+            };
             self.passed.notify_waiters();
             tokio::select! {
-                _ = tokio::time::sleep(self.interval) => {}
+                _ = tokio::time::sleep(nap) => {}
                 _ = self.wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
         }
     }
 
-    /// One pass: re-checks every pending entry that is due.
-    async fn pass(&self) -> Result<()> {
+    /// One pass: re-checks every pending entry that is due. Returns when the next entry falls due.
+    async fn pass(&self) -> Result<Option<u64>> {
         let now = now_ms();
-        let due: Vec<Pending> = self.store.pending_all()?.into_iter().filter(|p| p.next_check_ms <= now).collect();
+        let (due, later): (Vec<Pending>, Vec<Pending>) =
+            self.store.pending_all()?.into_iter().partition(|p| p.next_check_ms <= now);
+        let mut next = later.iter().map(|p| p.next_check_ms).min();
         let mut by_table: HashMap<String, Vec<Pending>> = HashMap::new();
         for p in due {
             by_table.entry(p.table.clone()).or_default().push(p);
@@ -160,14 +175,18 @@ impl Settle {
                 continue;
             };
             for chunk in items.chunks(self.batch_size) {
-                self.recheck(&plan, chunk).await?;
+                if let Some(n) = self.recheck(&plan, chunk).await? {
+                    next = Some(next.map_or(n, |m| m.min(n)));
+                }
             }
         }
         self.stats.pending.store(self.store.pending_len() as i64, Relaxed);
-        Ok(())
+        Ok(next)
     }
 
-    async fn recheck(&self, plan: &TablePlan, items: &[Pending]) -> Result<()> {
+    /// Re-checks entries; reports those whose window ended, drops those that resolved. Returns when the
+    /// earliest entry kept falls due.
+    async fn recheck(&self, plan: &TablePlan, items: &[Pending]) -> Result<Option<u64>> {
         let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
         let still: HashMap<Vec<u8>, Mismatch> = check_keys(&self.base, &self.other, plan, &keys)
             .await?
@@ -187,29 +206,37 @@ impl Settle {
                 }),
             }
         }
-        let events: Vec<Event> = report
+        self.report(&plan.key, &report, now).await?;
+        self.store.pending_remove(&resolved)?;
+        self.stats.resolved.fetch_add(resolved.len() as u64, Relaxed);
+        self.store.pending_put(&keep).await?;
+        Ok(keep.iter().map(|p| p.next_check_ms).min())
+    }
+
+    /// Turns mismatches into events in the outbox, then drops them from pending: a crash in between
+    /// reports twice, never zero times.
+    async fn report(&self, key_columns: &[String], items: &[Pending], now: u64) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<Event> = items
             .iter()
             .map(|p| Event {
                 kind: p.last.kind,
                 direction: self.direction.to_string(),
                 table: p.table.clone(),
-                key_columns: plan.key.clone(),
+                key_columns: key_columns.to_vec(),
                 key: p.key.clone(),
                 mode: p.mode,
                 columns: p.last.columns.clone(),
                 detected_at_ms: now,
             })
             .collect();
-        // Into the outbox first, then out of pending: a crash in between reports twice, never zero times.
         self.store.outbox_push(&events, self.outbox_max).await?;
         for e in &events {
             self.stats.reported(&e.table, e.kind);
             tracing::info!(table = %e.table, kind = e.kind.as_str(), "inconsistency reported");
         }
-        self.store.pending_remove(&report)?;
-        self.store.pending_remove(&resolved)?;
-        self.stats.resolved.fetch_add(resolved.len() as u64, Relaxed);
-        self.store.pending_put(&keep).await?;
-        Ok(())
+        self.store.pending_remove(items)
     }
 }

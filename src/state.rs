@@ -87,8 +87,15 @@ impl Store {
         Ok(store)
     }
 
+    /// Writes everything so far to disk. Not sled's `flush_async`: concurrent calls to it deadlock in
+    /// release builds of sled 0.34 (spacejam/sled#1308, unfixed in any release); the blocking flush on
+    /// tokio's blocking pool does not.
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await.map_err(|e| Error::state("flushing", e))?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| Error::Sink(format!("state store flush task failed: {e}")))?
+            .map_err(|e| Error::state("flushing", e))?;
         Ok(())
     }
 
@@ -117,9 +124,15 @@ impl Store {
             let id = self.db.generate_id().map_err(|e| Error::state("numbering an event", e))?;
             batch.insert(&id.to_be_bytes(), encode(&OutboxRecord::V1(e.clone())));
         }
-        self.outbox.apply_batch(batch).map_err(|e| Error::state("storing events", e))?;
-        self.flush().await?;
+        // Count the events before the drain can see them: counted after, a fast drain could subtract
+        // them first and the count would wrap around, which other pushes read as a full outbox forever.
         self.outbox_len.fetch_add(events.len(), Ordering::Relaxed);
+        let stored = self.outbox.apply_batch(batch).map_err(|e| Error::state("storing events", e));
+        if let Err(e) = stored {
+            self.outbox_len.fetch_sub(events.len(), Ordering::Relaxed);
+            return Err(e);
+        }
+        self.flush().await?;
         self.outbox_added.notify_one();
         Ok(())
     }
@@ -296,6 +309,23 @@ mod tests {
         s.outbox_ack(&[id]).await.unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(5), blocked).await.unwrap().unwrap().unwrap();
         assert_eq!(s.outbox_peek(5).unwrap()[0].1.key, ev(2).key);
+    }
+
+    /// Many tasks flushing at once must all finish (sled 0.34's own flush_async deadlocks here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_flushes_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move { s.outbox_push(&[ev(i)], 1000).await })
+            })
+            .collect();
+        let all = futures_util::future::join_all(tasks);
+        let done = tokio::time::timeout(std::time::Duration::from_secs(30), all).await.expect("flushes deadlocked");
+        assert!(done.into_iter().all(|r| r.unwrap().is_ok()));
+        assert_eq!(s.outbox_len(), 64);
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::event::Mode;
 use crate::key::Key;
 use crate::position::{Checkpoint, CheckpointRecord};
+use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -76,26 +77,52 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
 /// Checks batches in order and advances the checkpoint behind them.
 async fn check_batches(engine: &Engine, mut rx: mpsc::Receiver<Batch>, shutdown: watch::Receiver<bool>) -> Result<()> {
     let mut last = saved_checkpoint(engine)?;
-    while let Some(batch) = rx.recv().await {
-        for (table, keys) in batch.keys {
-            let Some(plan) = engine.plans.get(&table) else { continue };
-            let mut seen = HashSet::new();
-            let keys: Vec<Key> = keys.into_iter().filter(|k| seen.insert(k.canonical())).collect();
-            for chunk in keys.chunks(engine.cfg.check.batch_size) {
-                let found = retry(&shutdown, || check_keys(&engine.base, &engine.other, &plan, chunk)).await?;
-                engine.settle.submit(&table, Mode::Binlog, found).await?;
-            }
-            engine.stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
-        }
-        if let Some(end) = batch.end {
+    let result = check_in_order(engine, &mut rx, &shutdown, &mut last).await;
+    engine.store.flush().await?;
+    result
+}
+
+async fn check_in_order(
+    engine: &Engine,
+    rx: &mut mpsc::Receiver<Batch>,
+    shutdown: &watch::Receiver<bool>,
+    last: &mut Option<Checkpoint>,
+) -> Result<()> {
+    // Several batches are checked at once, but `buffered` yields them in the order they came, so the
+    // checkpoint still only ever moves behind every batch before it.
+    let batches = futures_util::stream::poll_fn(|cx| rx.poll_recv(cx));
+    let mut checked = batches.map(|batch| check_batch(engine, shutdown, batch)).buffered(CHECKS_IN_FLIGHT);
+    while let Some(end) = checked.next().await {
+        if let Some(end) = end? {
             if last.as_ref().is_none_or(|l| end.pos > l.pos) {
-                engine.store.put(CHECKPOINT, &CheckpointRecord::V1(end.clone())).await?;
+                // Written after this batch's pending entries and events were flushed, so whenever it
+                // reaches the disk it is behind durable work; it need not wait for the disk itself
+                // (sled flushes it within its interval, and on shutdown).
+                engine.store.put_lazy(CHECKPOINT, &CheckpointRecord::V1(end.clone()))?;
                 engine.stats.set_checkpoint(end.to_string());
-                last = Some(end);
+                *last = Some(end);
             }
         }
     }
     Ok(())
+}
+
+/// Batches checked concurrently.
+const CHECKS_IN_FLIGHT: usize = 4;
+
+/// Checks one batch's keys and hands mismatches to the settle stage; returns the batch's end position.
+async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: Batch) -> Result<Option<Checkpoint>> {
+    for (table, keys) in batch.keys {
+        let Some(plan) = engine.plans.get(&table) else { continue };
+        let mut seen = HashSet::new();
+        let keys: Vec<Key> = keys.into_iter().filter(|k| seen.insert(k.canonical())).collect();
+        for chunk in keys.chunks(engine.cfg.check.batch_size) {
+            let found = retry(shutdown, || check_keys(&engine.base, &engine.other, &plan, chunk)).await?;
+            engine.settle.submit(&table, Mode::Binlog, found).await?;
+        }
+        engine.stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
+    }
+    Ok(batch.end)
 }
 
 /// Retries a transient failure with backoff until it succeeds, fails definitely, or shutdown is asked

@@ -225,6 +225,10 @@ impl Reader {
                     self.hand_over().await;
                 }
             }
+            // Under a sustained stream the read never times out: hand over on age here too.
+            if self.batch_since.is_some_and(|t| t.elapsed() >= FLUSH_AFTER) {
+                self.hand_over().await;
+            }
         }
     }
 

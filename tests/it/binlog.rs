@@ -216,7 +216,7 @@ impl OwnServer {
 
 impl Drop for OwnServer {
     fn drop(&mut self) {
-        self.stop();
+        testenv(&["destroy", &self.name]);
     }
 }
 

@@ -102,7 +102,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down() {
     let out = p.run(&["full"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let got: Vec<J> = consume(&brokers, &topic, 2).into_iter().map(|(_, p)| p).collect();
-    testenv(&["stop-broker", &name]);
+    testenv(&["destroy", &name]);
     assert_eq!(
         kinds_and_keys(&got),
         expect(&[("target_missing", json!({"id": 3})), ("target_missing", json!({"id": 4}))])
