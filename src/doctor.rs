@@ -52,21 +52,18 @@ async fn variable(db: &Db, name: &str) -> Option<String> {
     let rows = db.rows(&format!("SELECT @@GLOBAL.{name}"), vec![], "reading a variable").await.ok()?;
     match rows.first()?.first()? {
         Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::Int(i) => Some(if *i == 1 {
-            "ON".into()
-        } else if *i == 0 {
-            "OFF".into()
-        } else {
-            i.to_string()
-        }),
-        Value::UInt(u) => Some(if *u == 1 {
-            "ON".into()
-        } else if *u == 0 {
-            "OFF".into()
-        } else {
-            u.to_string()
-        }),
+        Value::Int(i) => Some(switch(i128::from(*i))),
+        Value::UInt(u) => Some(switch(i128::from(*u))),
         _ => None,
+    }
+}
+
+/// Boolean server variables read as numbers: 1 is ON, 0 is OFF.
+fn switch(n: i128) -> String {
+    match n {
+        1 => "ON".into(),
+        0 => "OFF".into(),
+        n => n.to_string(),
     }
 }
 

@@ -33,6 +33,17 @@ impl Job {
     }
 }
 
+/// Stops the job in `slot` if it runs (waiting until it has); a conflict saying `idle` if none does.
+async fn stop_running(slot: &mut Option<Job>, idle: &str) -> Result<(), Refusal> {
+    match slot.take() {
+        Some(job) if job.running() => {
+            job.stop().await;
+            Ok(())
+        }
+        _ => Err(Refusal::Conflict(idle.into())),
+    }
+}
+
 #[derive(Default)]
 struct Jobs {
     full: Option<Job>,
@@ -121,13 +132,7 @@ impl Scheduler {
 
     pub async fn stop_full(&self) -> Result<(), Refusal> {
         let mut jobs = self.jobs.lock().await;
-        match jobs.full.take() {
-            Some(job) if job.running() => {
-                job.stop().await;
-                Ok(())
-            }
-            _ => Err(Refusal::Conflict("no full validation is running".into())),
-        }
+        stop_running(&mut jobs.full, "no full validation is running").await
     }
 
     /// Starts incremental validation, replacing a running one (which stops and saves its checkpoint first).
@@ -139,13 +144,7 @@ impl Scheduler {
             )));
         }
         let mut jobs = self.jobs.lock().await;
-        let replaced = match jobs.incr.take() {
-            Some(job) if job.running() => {
-                job.stop().await;
-                true
-            }
-            _ => false,
-        };
+        let replaced = stop_running(&mut jobs.incr, "").await.is_ok();
         // Fix the start position before answering: "started" means changes from now on are seen.
         let start = crate::binlog::resolve_start(&self.engine, req.utime_ms.map(StartPoint::Time))
             .await
@@ -166,13 +165,7 @@ impl Scheduler {
 
     pub async fn stop_incr(&self) -> Result<(), Refusal> {
         let mut jobs = self.jobs.lock().await;
-        match jobs.incr.take() {
-            Some(job) if job.running() => {
-                job.stop().await;
-                Ok(())
-            }
-            _ => Err(Refusal::Conflict("no incremental validation is running".into())),
-        }
+        stop_running(&mut jobs.incr, "no incremental validation is running").await
     }
 
     /// Stops everything (shutdown): checkpoints saved, undelivered events stay in the outbox.

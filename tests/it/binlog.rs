@@ -8,6 +8,13 @@ use std::time::Duration;
 
 static SERVER_IDS: AtomicU32 = AtomicU32::new(0);
 
+/// Starts `incr` and waits until it tails the binlog (its start position is fixed by then).
+async fn tailing(p: &Pair) -> Incr {
+    let incr = Incr::start(p, &[]);
+    incr.wait_log("tailing the binlog", 1).await;
+    incr
+}
+
 /// A replica server id no other test uses at the same time.
 fn server_id() -> u32 {
     20_000 + (std::process::id() % 1000) * 64 + SERVER_IDS.fetch_add(1, Ordering::Relaxed)
@@ -29,8 +36,7 @@ async fn catches_all_types_including_key_changing_updates_and_composite_keys() {
     p.both("CREATE TABLE untracked (id INT PRIMARY KEY)").await;
     p.both("INSERT INTO t VALUES (3, 3), (4, 4), (6, 6)").await;
     config(&p, "300ms", &["t", "ck"]);
-    let incr = Incr::start(&p, &[]);
-    incr.wait_log("tailing the binlog", 1).await;
+    let incr = tailing(&p).await;
 
     p.exec(Side::Source, "INSERT INTO t VALUES (1, 1)").await; // target_missing
     p.exec(Side::Source, "INSERT INTO t VALUES (2, 2)").await;
@@ -65,8 +71,7 @@ async fn lag_that_resolves_within_the_settle_window_is_not_reported() {
     let p = Pair::new("bl_lag").await;
     p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
     config(&p, "3s", &["t"]);
-    let incr = Incr::start(&p, &[]);
-    incr.wait_log("tailing the binlog", 1).await;
+    let incr = tailing(&p).await;
     p.exec(Side::Source, "INSERT INTO t VALUES (1, 1)").await;
     // The validator has seen the mismatch; now the lagging write arrives.
     incr.wait_log("settle window", 1).await;
@@ -99,8 +104,7 @@ async fn sigkill_in_a_write_burst_loses_nothing() {
             expected.push(("target_missing", json!({"id": i})));
         }
     }
-    let incr = Incr::start(&p, &[]);
-    incr.wait_log("tailing the binlog", 1).await;
+    let incr = tailing(&p).await;
     // Before the crash: 500 rows in 50 transactions.
     for chunk in (0..500).step_by(10) {
         let (s, t) = burst(chunk, chunk + 10);
@@ -142,8 +146,7 @@ async fn key_values_of_awkward_types_are_decoded_exactly() {
     p.both("CREATE TABLE tm (id TIME(6) PRIMARY KEY, v INT)").await;
     p.both("CREATE TABLE big (id BIGINT UNSIGNED PRIMARY KEY, v INT)").await;
     config(&p, "200ms", &["mi", "bin", "l1", "dt", "tm", "big"]);
-    let incr = Incr::start(&p, &[]);
-    incr.wait_log("tailing the binlog", 1).await;
+    let incr = tailing(&p).await;
     for sql in [
         "INSERT INTO mi VALUES (-8388608, 1), (-1, 1)",
         "INSERT INTO bin VALUES (0x61000000, 1), (0x00000000, 1)",
@@ -175,8 +178,7 @@ async fn ddl_mid_stream_and_a_20_mb_row() {
     let p = Pair::new("bl_ddl").await;
     p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT, b LONGBLOB)").await;
     config(&p, "200ms", &["t"]);
-    let incr = Incr::start(&p, &[]);
-    incr.wait_log("tailing the binlog", 1).await;
+    let incr = tailing(&p).await;
     p.both("INSERT INTO t VALUES (1, 1, NULL)").await;
     p.both("ALTER TABLE t ADD COLUMN w VARCHAR(10) NULL").await;
     p.exec(Side::Source, "UPDATE t SET w = 'new' WHERE id = 1").await;
@@ -232,8 +234,7 @@ async fn reconnects_after_a_source_restart_and_misses_nothing() {
     let (server, p) = own_pair("bl_restart", port).await;
     p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
     config(&p, "200ms", &["t"]);
-    let incr = Incr::start(&p, &[]);
-    incr.wait_log("tailing the binlog", 1).await;
+    let incr = tailing(&p).await;
     p.exec(Side::Source, "INSERT INTO t VALUES (1, 1)").await;
     p.wait_events(&expect(&[("target_missing", json!({"id": 1}))])).await;
     server.restart(port);
@@ -252,8 +253,7 @@ async fn a_purged_binlog_stops_with_a_clear_message() {
     let (_server, p) = own_pair("bl_purge", port).await;
     p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
     config(&p, "200ms", &["t"]);
-    let incr = Incr::start(&p, &[]);
-    incr.wait_log("tailing the binlog", 1).await;
+    let incr = tailing(&p).await;
     p.exec(Side::Source, "INSERT INTO t VALUES (1, 1)").await;
     p.wait_events(&expect(&[("target_missing", json!({"id": 1}))])).await;
     let (code, log) = incr.stop();
