@@ -18,6 +18,7 @@
 //! - [`binlog`]: binlog mode: replica stream → keys → checks → checkpoint
 //! - [`doctor`]: preflight checks with their fixes
 //! - [`metrics`]: counters and every metric name
+//! - [`poll`]: poll mode: `(utime, key)` keyset cursor, and the reverse `base_missing` sweep
 //! - [`position`]: binlog positions (numeric file order), checkpoints, MariaDB GTID state
 //!
 //! Data flows from a feed (full scan, later binlog and poll) through [`check`]/[`compare`] into
@@ -35,6 +36,7 @@ pub mod error;
 pub mod event;
 pub mod key;
 pub mod metrics;
+pub mod poll;
 pub mod position;
 pub mod scan;
 pub mod schema;

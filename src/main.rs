@@ -48,6 +48,12 @@ enum Command {
     },
     /// The HTTP control API.
     Serve,
+    /// The reverse sweep on its own: rows on the other side that the base lacks (exit 0/1/2 as `full`).
+    Sweep {
+        /// Only these tables (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+    },
     /// Preflight: connectivity, privileges, binlog settings, table keys.
     Doctor,
     /// Binlog and poll modes side by side under a generated workload.
@@ -123,6 +129,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Incr { mode } => incr(cfg, &mode).await,
         Command::Serve => serve(cfg).await,
+        Command::Sweep { tables } => sweep(cfg, tables).await,
         Command::Compare => {
             Err(Error::Config("compare is not available in this build yet; run `incr` and `full` on their own".into()))
         }
@@ -148,10 +155,7 @@ async fn serve(cfg: Config) -> Result<ExitCode, Error> {
 
 /// Incremental validation until SIGINT/SIGTERM; the checkpoint is saved on the way out.
 async fn incr(cfg: Config, mode: &str) -> Result<ExitCode, Error> {
-    if mode != "binlog" {
-        return Err(Error::Config(format!("incr --mode {mode} is not available in this build yet; use --mode binlog")));
-    }
-    let checks = doctor::run(&cfg, true).await;
+    let checks = doctor::run(&cfg, mode == "binlog").await;
     let failed: Vec<&doctor::Check> = checks.iter().filter(|c| !c.ok).collect();
     if !failed.is_empty() {
         for c in &failed {
@@ -166,11 +170,63 @@ async fn incr(cfg: Config, mode: &str) -> Result<ExitCode, Error> {
     let stats = Arc::new(Stats::default());
     let running = Running::start(cfg, stats.clone()).await?;
     stats.incr_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let result = binlog::run(&running.engine, None, shutdown).await;
+    let result = if mode == "poll" {
+        binlog_validator::poll::run(&running.engine, None, None, shutdown).await
+    } else {
+        binlog::run(&running.engine, None, shutdown).await
+    };
     running.stop().await;
     result?;
-    eprintln!("stopped; checkpoint {}", stats.checkpoint());
+    if mode == "poll" {
+        eprintln!("stopped; poll cursors saved");
+    } else {
+        eprintln!("stopped; checkpoint {}", stats.checkpoint());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The reverse sweep on its own; reports after the settle window, then exits 0 (clean) or 1.
+async fn sweep(cfg: Config, tables: Vec<String>) -> Result<ExitCode, Error> {
+    let shutdown = shutdown_signal();
+    let stats = Arc::new(Stats::default());
+    let running = Running::start(cfg, stats.clone()).await?;
+    let engine = running.engine.clone();
+    let mut plans = Vec::new();
+    for t in &tables {
+        plans.push(engine.plans.get(t).ok_or_else(|| {
+            Error::Config(format!("table `{t}` is not configured; add a [[table]] for it or drop it from --tables"))
+        })?);
+    }
+    if plans.is_empty() {
+        plans = engine.plans.all();
+    }
+    let mut result = Ok(());
+    for plan in &plans {
+        if let Err(e) =
+            binlog_validator::poll::sweep_table(&engine, plan, binlog_validator::event::Mode::Poll, &shutdown).await
+        {
+            result = Err(e);
+            break;
+        }
+    }
+    let unsettled = match &result {
+        Ok(()) => {
+            let wait = engine.cfg.check.settle + engine.cfg.check.drain_timeout;
+            let left = engine.settle.wait_settled(binlog_validator::event::Mode::Poll, wait).await?;
+            engine.store.outbox_wait_empty(engine.cfg.check.drain_timeout).await;
+            left
+        }
+        Err(_) => 0,
+    };
+    running.stop().await;
+    result?;
+    let found = stats.base_missing.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("sweep finished: {found} rows on the other side that the base lacks");
+    if unsettled > 0 {
+        eprintln!("warning: {unsettled} mismatches were still being re-checked; they stay pending in the state store");
+        return Ok(ExitCode::from(2));
+    }
+    Ok(if found > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 async fn full(cfg: Config, tables: Vec<String>, restart: bool) -> Result<ExitCode, Error> {

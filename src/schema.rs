@@ -38,7 +38,9 @@ pub struct TablePlan {
     pub kinds: Vec<(Kind, Kind)>,
     /// Single integer key column: the event's `id` is its value and ranges can be split numerically.
     pub integer_key: bool,
-    pub utime: Option<String>,
+    /// Poll mode's change-time column, as named on the base, and its comparison kind (Int for BIGINT
+    /// milliseconds, DateTime for DATETIME/TIMESTAMP).
+    pub utime: Option<(String, Kind)>,
 }
 
 impl TablePlan {
@@ -194,7 +196,27 @@ pub fn plan(
         ));
     }
     let integer_key = key_names.len() == 1 && base.column(&key_names[0]).is_some_and(|c| c.kind == Kind::Int);
-    let utime = cfg.utime.clone();
+    let utime = match &cfg.utime {
+        None => None,
+        Some(u) => match base.column(u) {
+            Some(c) if matches!(c.kind, Kind::Int | Kind::DateTime) => Some((c.name.clone(), c.kind)),
+            Some(c) => {
+                return Err(Error::schema(
+                    t,
+                    format!(
+                        "utime column `{u}` is {}; poll mode needs BIGINT milliseconds, DATETIME or TIMESTAMP",
+                        c.data_type
+                    ),
+                ))
+            }
+            None => {
+                return Err(Error::schema(
+                    t,
+                    format!("utime column `{u}` does not exist on the {base_side} side; fix utime in its [[table]]"),
+                ))
+            }
+        },
+    };
     Ok((TablePlan { name: t.clone(), key: key_names, compared, kinds, integer_key, utime }, warnings))
 }
 

@@ -137,24 +137,31 @@ impl Scheduler {
 
     /// Starts incremental validation, replacing a running one (which stops and saves its checkpoint first).
     pub async fn start_incr(self: &std::sync::Arc<Self>, req: IncrRequest) -> Result<String, Refusal> {
-        if req.mode != "binlog" {
-            return Err(Refusal::Invalid(format!(
-                "mode \"{}\" is not available in this build; use \"binlog\"",
-                req.mode
-            )));
-        }
         let mut jobs = self.jobs.lock().await;
         let replaced = stop_running(&mut jobs.incr, "").await.is_ok();
         // Fix the start position before answering: "started" means changes from now on are seen.
-        let start = crate::binlog::resolve_start(&self.engine, req.utime_ms.map(StartPoint::Time))
-            .await
-            .map_err(|e| Refusal::Conflict(format!("cannot start binlog mode: {e}")))?;
+        let start = if req.mode == "binlog" {
+            let s = crate::binlog::resolve_start(&self.engine, req.utime_ms.map(StartPoint::Time))
+                .await
+                .map_err(|e| Refusal::Conflict(format!("cannot start binlog mode: {e}")))?;
+            Some(s)
+        } else {
+            if let Some(p) = self.engine.plans.all().iter().find(|p| p.utime.is_none()) {
+                return Err(Refusal::Invalid(format!("table `{}` has no utime column; poll mode needs one", p.name)));
+            }
+            None
+        };
         let (cancel, rx) = watch::channel(false);
         let me = self.clone();
         me.results.lock().unwrap_or_else(|e| e.into_inner()).1 = None;
         self.engine.stats.incr_runs.fetch_add(1, Relaxed);
+        let (since, interval) = (req.utime_ms.map(|u| u as i64), req.interval_ms.map(std::time::Duration::from_millis));
         let handle = tokio::spawn(async move {
-            if let Err(e) = crate::binlog::run_from(&me.engine, start, rx).await {
+            let result = match start {
+                Some(start) => crate::binlog::run_from(&me.engine, start, rx).await,
+                None => crate::poll::run(&me.engine, since, interval, rx).await,
+            };
+            if let Err(e) = result {
                 tracing::error!(error = %e, "incremental validation stopped");
                 me.results.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(e.to_string());
             }

@@ -7,3 +7,4 @@ mod cli;
 mod full;
 mod harness;
 mod kafka;
+mod poll;
