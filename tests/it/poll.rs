@@ -34,7 +34,7 @@ fn ut(utime_type: &str, n: u32) -> String {
 }
 
 async fn permanent_found_and_lag_ignored(utime_type: &str) {
-    let p = pair(&format!("poll_{}", utime_type.to_lowercase().replace('(', "").replace(')', "")), utime_type).await;
+    let p = pair(&format!("poll_{}", utime_type.to_lowercase().replace(['(', ')'], "")), utime_type).await;
     config(&p, "2s", 100);
     let incr = polling(&p).await;
     p.exec(Side::Source, &format!("INSERT INTO t VALUES (1, 1, {})", ut(utime_type, 1))).await; // target_missing
