@@ -22,6 +22,9 @@ pub struct Db {
     pub database: String,
     pub addr: String,
     pool: Pool,
+    /// Statements run and rows read through this pool (the load a mode puts on a server).
+    pub queries: std::sync::atomic::AtomicU64,
+    pub rows_read: std::sync::atomic::AtomicU64,
 }
 
 impl Db {
@@ -39,7 +42,7 @@ impl Db {
             .max_allowed_packet(Some(1 << 30))
             .pool_opts(PoolOpts::default().with_constraints(constraints));
         let pool = Pool::new(opts);
-        let db = Db { side, database, addr, pool };
+        let db = Db { side, database, addr, pool, queries: Default::default(), rows_read: Default::default() };
         let conn = db.pool.get_conn().await.map_err(|source| Error::Connect { side, addr: db.addr.clone(), source })?;
         drop(conn);
         Ok(db)
@@ -55,6 +58,8 @@ impl Db {
         let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
         let rows: Vec<mysql_async::Row> =
             conn.exec(sql, params).await.map_err(|e| Error::db(self.side, context.to_string(), e))?;
+        self.queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.rows_read.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(rows.into_iter().map(mysql_async::Row::unwrap).collect())
     }
 

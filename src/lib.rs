@@ -16,6 +16,7 @@
 //! - [`scan`]: full mode: segments, chunked keyset walk, resume
 //! - [`api`]: the HTTP control API of `serve`, its scheduler, the OpenAPI document
 //! - [`binlog`]: binlog mode: replica stream → keys → checks → checkpoint
+//! - [`side_by_side`]: the `compare` command: binlog vs poll mode under a generated workload
 //! - [`doctor`]: preflight checks with their fixes
 //! - [`metrics`]: counters and every metric name
 //! - [`poll`]: poll mode: `(utime, key)` keyset cursor, and the reverse `base_missing` sweep
@@ -41,6 +42,7 @@ pub mod position;
 pub mod scan;
 pub mod schema;
 pub mod settle;
+pub mod side_by_side;
 pub mod sink;
 pub mod state;
 

@@ -4,6 +4,7 @@
 mod api;
 mod binlog;
 mod cli;
+mod compare;
 mod full;
 mod harness;
 mod kafka;
