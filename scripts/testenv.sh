@@ -59,10 +59,7 @@ start_mariadb() {
   local d=$DIR/$name
   command -v mariadbd >/dev/null 2>&1 || die "mariadbd is not installed; run scripts/testenv.sh ensure"
   mkdir -p "$d"
-  if [ -f "$d/pid" ] && alive "$(cat "$d/pid")"; then
-    log "$name already running on port $port"
-    return 0
-  fi
+  running "$name" "$port" && return 0
   if [ ! -d "$d/data/mysql" ]; then
     mariadb-install-db --no-defaults --datadir="$d/data" --user=root \
       --auth-root-authentication-method=normal --skip-test-db >"$d/install.log" 2>&1 \
@@ -96,6 +93,16 @@ alive() {
   [[ $stat != Z* ]]
 }
 
+# Whether instance NAME already runs (then says so).
+running() {
+  local pidfile=$DIR/$1/pid
+  if [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; then
+    log "$1 already running on port $2"
+    return 0
+  fi
+  return 1
+}
+
 stop_pidfile() {
   local pidfile=$1
   [ -f "$pidfile" ] || return 0
@@ -123,10 +130,7 @@ start_broker() {
   local d=$DIR/$name
   command -v nisshi >/dev/null 2>&1 || die "nisshi is not installed; run scripts/testenv.sh ensure"
   mkdir -p "$d"
-  if [ -f "$d/pid" ] && alive "$(cat "$d/pid")"; then
-    log "$name already running on port $port"
-    return 0
-  fi
+  running "$name" "$port" && return 0
   # Its sqlite path is relative to the working directory, and it reads .env and LISTENER_URL-style
   # variables: run it from its own folder with a clean environment and explicit flags.
   (cd "$d" && exec env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn nohup nisshi broker \

@@ -108,7 +108,8 @@ impl Settle {
         let count = items.len();
         self.store.pending_put(&items).await?;
         tracing::info!(table, count, mode = mode.as_str(), "mismatches wait out the settle window");
-        self.stats.pending.store(self.store.pending_len() as i64, Relaxed);
+        // The gauge is refreshed by the pass this wakes (counting a sled tree walks all of it).
+        self.stats.pending.fetch_add(count as i64, Relaxed);
         self.wake.notify_one();
         Ok(())
     }
