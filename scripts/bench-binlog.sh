@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${ROWS:-1000000}
 RUNS=${RUNS:-3}
-SRC=33061
+SRC=23061
 OUT=.testenv/bench-binlog
 mysql_() { mariadb --no-defaults -h127.0.0.1 -ubv -pbv -P$SRC "$@"; }
 

@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${ROWS:-1000000}
 RUNS=${RUNS:-5}
-SRC=33061
-DST=33062
+SRC=23061
+DST=23062
 OUT=.testenv/bench
 mysql_() { mariadb --no-defaults -h127.0.0.1 -ubv -pbv "$@"; }
 

@@ -13,8 +13,8 @@ SECS=${SECONDS_LOAD:-20}
 WRITERS=${WRITERS:-4}
 ROWS=${ROWS:-1}
 SETTLE_MS=${SETTLE_MS:-0}
-SRC=33061
-DST=33062
+SRC=23061
+DST=23062
 OUT=.testenv/bench-latency
 mysql_() { mariadb --no-defaults -h127.0.0.1 -ubv -pbv "$@"; }
 

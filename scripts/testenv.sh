@@ -17,8 +17,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR=${BV_TESTENV_DIR:-$ROOT/.testenv}
-SOURCE_PORT=${BV_TEST_SOURCE_PORT:-33061}
-TARGET_PORT=${BV_TEST_TARGET_PORT:-33062}
+# Fixed ports stay below Linux's ephemeral range (32768-60999): a port in it can be taken at any moment
+# as the local end of some client connection, and the server then fails to bind.
+SOURCE_PORT=${BV_TEST_SOURCE_PORT:-23061}
+TARGET_PORT=${BV_TEST_TARGET_PORT:-23062}
 BROKER_PORT=${BV_TEST_BROKER_PORT:-19092}
 NISSHI_VERSION=0.8.1
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -230,7 +230,7 @@ async fn own_pair(tag: &str, port: u16) -> (OwnServer, Pair) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reconnects_after_a_source_restart_and_misses_nothing() {
-    let port = 33071;
+    let port = 23071;
     let (server, p) = own_pair("bl_restart", port).await;
     p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
     config(&p, "200ms", &["t"]);
@@ -249,7 +249,7 @@ async fn reconnects_after_a_source_restart_and_misses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purged_binlog_stops_with_a_clear_message() {
-    let port = 33072;
+    let port = 23072;
     let (_server, p) = own_pair("bl_purge", port).await;
     p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
     config(&p, "200ms", &["t"]);
