@@ -87,6 +87,33 @@ impl Running {
 }
 
 impl Engine {
+    /// The plans of the named tables (all of them when `names` is empty); an unknown name is an error
+    /// that says how to fix it.
+    pub fn select_tables(&self, names: &[String]) -> Result<Vec<Arc<crate::schema::TablePlan>>> {
+        if names.is_empty() {
+            return Ok(self.plans.all());
+        }
+        names
+            .iter()
+            .map(|t| {
+                self.plans.get(t).ok_or_else(|| {
+                    crate::error::Error::Config(format!(
+                        "table `{t}` is not configured; add a [[table]] for it or drop it from --tables"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// At the end of a one-shot run: waits for the settle window of `mode`'s last mismatches to end and
+    /// for their events to go out. Returns (mismatches still pending, events still undelivered).
+    pub async fn finish(&self, mode: crate::event::Mode) -> Result<(usize, usize)> {
+        let wait = self.cfg.check.settle + self.cfg.check.drain_timeout;
+        let unsettled = self.settle.wait_settled(mode, wait).await?;
+        let undelivered = self.store.outbox_wait_empty(self.cfg.check.drain_timeout).await;
+        Ok((unsettled, undelivered))
+    }
+
     pub fn side(&self, side: Side) -> &Db {
         if self.base.side == side {
             &self.base

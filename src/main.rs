@@ -214,15 +214,7 @@ async fn sweep(cfg: Config, tables: Vec<String>) -> Result<ExitCode, Error> {
     let stats = Arc::new(Stats::default());
     let running = Running::start(cfg, stats.clone()).await?;
     let engine = running.engine.clone();
-    let mut plans = Vec::new();
-    for t in &tables {
-        plans.push(engine.plans.get(t).ok_or_else(|| {
-            Error::Config(format!("table `{t}` is not configured; add a [[table]] for it or drop it from --tables"))
-        })?);
-    }
-    if plans.is_empty() {
-        plans = engine.plans.all();
-    }
+    let plans = engine.select_tables(&tables)?;
     let mut result = Ok(());
     for plan in &plans {
         if let Err(e) =
@@ -232,19 +224,19 @@ async fn sweep(cfg: Config, tables: Vec<String>) -> Result<ExitCode, Error> {
             break;
         }
     }
-    let unsettled = match &result {
-        Ok(()) => {
-            let wait = engine.cfg.check.settle + engine.cfg.check.drain_timeout;
-            let left = engine.settle.wait_settled(binlog_validator::event::Mode::Poll, wait).await?;
-            engine.store.outbox_wait_empty(engine.cfg.check.drain_timeout).await;
-            left
-        }
-        Err(_) => 0,
+    let (unsettled, undelivered) = match &result {
+        Ok(()) => engine.finish(binlog_validator::event::Mode::Poll).await?,
+        Err(_) => (0, 0),
     };
     running.stop().await;
     result?;
     let found = stats.base_missing.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("sweep finished: {found} rows on the other side that the base lacks");
+    if undelivered > 0 {
+        eprintln!(
+            "warning: {undelivered} events are not yet delivered; they stay in the outbox and go out at the next start"
+        );
+    }
     if unsettled > 0 {
         eprintln!("warning: {unsettled} mismatches were still being re-checked; they stay pending in the state store");
         return Ok(ExitCode::from(2));

@@ -95,18 +95,7 @@ impl FullSummary {
 /// One full pass over the configured tables.
 pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Receiver<bool>) -> Result<FullSummary> {
     let started = Instant::now();
-    let plans: Vec<Arc<TablePlan>> = if opts.tables.is_empty() {
-        engine.plans.all()
-    } else {
-        let mut v = Vec::new();
-        for t in &opts.tables {
-            let p = engine.plans.get(t).ok_or_else(|| {
-                Error::Config(format!("table `{t}` is not configured; add a [[table]] for it or drop it from --tables"))
-            })?;
-            v.push(p);
-        }
-        v
-    };
+    let plans = engine.select_tables(&opts.tables)?;
     let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     let store = &engine.store;
     let existing = if opts.restart { None } else { store.get::<RunRecord>(RUN)? };
@@ -184,9 +173,7 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
         return Err(e);
     }
     // Every chunk is done; let the settle window of the last mismatches end and their events go out.
-    let wait = engine.cfg.check.settle + engine.cfg.check.drain_timeout;
-    let unsettled = engine.settle.wait_settled(Mode::Full, wait).await?;
-    let undelivered = store.outbox_wait_empty(engine.cfg.check.drain_timeout).await;
+    let (unsettled, undelivered) = engine.finish(Mode::Full).await?;
     store.clear("full/").await?;
     Ok(FullSummary {
         tables: names.iter().map(|n| TableSummary { table: n.clone(), rows: rows[n].load(Relaxed) }).collect(),

@@ -207,15 +207,16 @@ impl Settle {
                 }),
             }
         }
+        // Into the outbox first, then out of pending: a crash in between reports twice, never zero times.
         self.report(&plan.key, &report, now).await?;
+        self.store.pending_remove(&report)?;
         self.store.pending_remove(&resolved)?;
         self.stats.resolved.fetch_add(resolved.len() as u64, Relaxed);
         self.store.pending_put(&keep).await?;
         Ok(keep.iter().map(|p| p.next_check_ms).min())
     }
 
-    /// Turns mismatches into events in the outbox, then drops them from pending: a crash in between
-    /// reports twice, never zero times.
+    /// Turns mismatches into events, stored durably in the outbox.
     async fn report(&self, key_columns: &[String], items: &[Pending], now: u64) -> Result<()> {
         if items.is_empty() {
             return Ok(());
@@ -238,6 +239,6 @@ impl Settle {
             self.stats.reported(&e.table, e.kind);
             tracing::info!(table = %e.table, kind = e.kind.as_str(), "inconsistency reported");
         }
-        self.store.pending_remove(items)
+        Ok(())
     }
 }
