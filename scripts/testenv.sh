@@ -6,7 +6,7 @@
 #   scripts/testenv.sh ensure-mariadb              install MariaDB only
 #   scripts/testenv.sh up                          start the source/target pair and the broker; write .testenv/env
 #   scripts/testenv.sh down                        stop everything this script started
-#   scripts/testenv.sh start-mariadb NAME PORT base|plain
+#   scripts/testenv.sh start-mariadb NAME PORT base|base-compressed|plain
 #   scripts/testenv.sh stop-mariadb NAME
 #   scripts/testenv.sh start-broker NAME PORT
 #   scripts/testenv.sh stop-broker NAME
@@ -72,9 +72,14 @@ start_mariadb() {
     --server-id="$port" --skip-name-resolve --max-allowed-packet=1G
     --innodb-buffer-pool-size=512M --innodb-flush-log-at-trx-commit=2 --innodb-log-file-size=256M
     --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci)
-  if [ "$role" = base ]; then
+  if [ "$role" = base ] || [ "$role" = base-compressed ]; then
     args+=(--log-bin="$d/data/mysql-bin" --binlog-format=ROW --binlog-row-image=FULL
       --binlog-row-metadata=FULL --sync-binlog=0 --expire-logs-days=2)
+  fi
+  if [ "$role" = base-compressed ]; then
+    # Compressed rows and query events (types 165-171) for every event over 10 bytes, the smallest
+    # threshold MariaDB allows, so small rows stay plain and larger ones are compressed.
+    args+=(--log-bin-compress=ON --log-bin-compress-min-len=10)
   fi
   nohup mariadbd "${args[@]}" >"$d/stdout.log" 2>&1 &
   echo $! >"$d/pid"

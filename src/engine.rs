@@ -22,6 +22,10 @@ pub struct Engine {
     pub store: Arc<Store>,
     pub settle: Arc<Settle>,
     pub stats: Arc<Stats>,
+    /// Held for the whole of a full pass: passes (a user's, a table re-check) run one at a time.
+    pub full_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Wakes the table re-check runner when a new re-check is recorded.
+    pub recheck_wake: Arc<tokio::sync::Notify>,
 }
 
 /// An engine with its background tasks (settle re-checks, outbox drain) running.
@@ -73,7 +77,17 @@ impl Running {
         }
         let (tx, rx) = watch::channel(false);
         let tasks = vec![tokio::spawn(drain(store.clone(), sink, rx.clone())), tokio::spawn(settle.clone().run(rx))];
-        let engine = Engine { cfg: Arc::new(cfg), base, other, plans, store, settle, stats };
+        let engine = Engine {
+            cfg: Arc::new(cfg),
+            base,
+            other,
+            plans,
+            store,
+            settle,
+            stats,
+            full_gate: Arc::default(),
+            recheck_wake: Arc::default(),
+        };
         Ok(Running { engine, shutdown: tx, tasks })
     }
 

@@ -99,6 +99,10 @@ pub enum Error {
     #[error("binlog stream: {0}")]
     Stalled(String),
 
+    /// Checking a table's changed rows failed for good; binlog mode stops with this.
+    #[error("table `{table}`: checking changed rows failed: {problem}; {fix}")]
+    Check { table: String, problem: String, fix: String },
+
     /// The user asked to stop.
     #[error("interrupted")]
     Interrupted,
@@ -115,6 +119,14 @@ impl Error {
 
     pub fn schema(table: impl Into<String>, problem: impl Into<String>) -> Self {
         Error::Schema { table: table.into(), problem: problem.into() }
+    }
+
+    /// The server's error code, when a server refused a query.
+    pub fn server_code(&self) -> Option<u16> {
+        match self {
+            Error::Db { source: mysql_async::Error::Server(s), .. } => Some(s.code),
+            _ => None,
+        }
     }
 
     /// True for failures worth retrying with backoff: the same request may succeed later.

@@ -194,6 +194,14 @@ async fn incr(cfg: Config, mode: &str) -> Result<ExitCode, Error> {
         binlog::run(&running.engine, None, shutdown).await
     };
     running.stop().await;
+    if mode != "poll" {
+        // Also when binlog mode stopped on an error: what was seen, checked and not checked, and where
+        // it will resume.
+        eprintln!("{}", stats.accounting());
+        if result.is_err() {
+            eprintln!("checkpoint saved: {}", stats.checkpoint());
+        }
+    }
     result?;
     if mode == "poll" {
         eprintln!("stopped; poll cursors saved");
@@ -247,7 +255,7 @@ async fn sweep(cfg: Config, tables: Vec<String>) -> Result<ExitCode, Error> {
 async fn full(cfg: Config, tables: Vec<String>, restart: bool) -> Result<ExitCode, Error> {
     let shutdown = shutdown_signal();
     let running = Running::start(cfg, Arc::new(Stats::default())).await?;
-    let opts = FullOptions { tables, restart, progress_bar: std::io::stderr().is_terminal() };
+    let opts = FullOptions { tables, restart, progress_bar: std::io::stderr().is_terminal(), run: String::new() };
     let result = run_full(&running.engine, &opts, shutdown).await;
     running.stop().await;
     let summary = match result {

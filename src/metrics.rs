@@ -1,6 +1,6 @@
 //! Counters kept for `/stats`, `/metrics` and run summaries, with every metric name defined here.
 
-use crate::event::EventType;
+use crate::event::{EventType, Mode};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 pub const ROWS_CHECKED: &str = "bv_rows_checked_total";
@@ -14,6 +14,28 @@ pub const BINLOG_CHANGES: &str = "bv_binlog_row_changes_total";
 pub const BINLOG_LAG: &str = "bv_binlog_lag_seconds";
 pub const CHECKPOINT_AGE: &str = "bv_checkpoint_age_seconds";
 pub const POLL_CURSOR_LAG: &str = "bv_poll_cursor_lag_seconds";
+pub const CHANGES_CHECKED: &str = "bv_row_changes_checked_total";
+pub const CHANGES_NOT_CHECKED: &str = "bv_row_changes_not_checked_total";
+pub const XA_HELD: &str = "bv_xa_prepared_held";
+pub const RECHECKS_PENDING: &str = "bv_table_rechecks_pending";
+
+/// Why a row change of a tracked table was seen and not checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NotChecked {
+    /// It precedes the start time asked for (`binlog.start` or the API's `utime`).
+    BeforeStart,
+    /// The table has no usable plan any more (its schema could not be read after DDL).
+    NoPlan,
+}
+
+impl NotChecked {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotChecked::BeforeStart => "before_start",
+            NotChecked::NoPlan => "no_plan",
+        }
+    }
+}
 
 /// Process-wide counters. Cheap to bump from any task.
 #[derive(Default, Debug)]
@@ -27,7 +49,17 @@ pub struct Stats {
     pub full_runs: AtomicU64,
     pub incr_runs: AtomicU64,
     /// row changes of tracked tables seen in the binlog
-    pub binlog_changes: AtomicU64,
+    pub changes_seen: AtomicU64,
+    /// … of which checked (compared, with any mismatch pending or reported)
+    pub changes_checked: AtomicU64,
+    /// … not checked, by (table, reason)
+    not_checked: std::sync::Mutex<std::collections::BTreeMap<(String, NotChecked), u64>>,
+    /// prepared XA transactions whose changes wait for XA COMMIT/ROLLBACK
+    pub xa_held: AtomicI64,
+    /// tables waiting for a full re-check (after TRUNCATE, DROP, CREATE, RENAME)
+    pub rechecks_pending: AtomicI64,
+    /// reported events by mode (binlog, poll, full) and type
+    by_mode: [[AtomicU64; 3]; 3],
     /// seconds behind the base's newest event, in ms (0 when caught up)
     pub binlog_lag_ms: AtomicI64,
     checkpoint: std::sync::Mutex<String>,
@@ -55,10 +87,55 @@ impl Stats {
     }
 
     /// Counts a reported event.
-    pub fn reported(&self, table: &str, t: EventType) {
+    pub fn reported(&self, table: &str, mode: Mode, t: EventType) {
         self.event(t).fetch_add(1, Relaxed);
+        self.by_mode[mode_index(mode)][type_index(t)].fetch_add(1, Relaxed);
         *self.by_table.lock().unwrap_or_else(|e| e.into_inner()).entry((table.to_string(), t.as_str())).or_default() +=
             1;
+    }
+
+    /// Events of one mode and type reported so far.
+    pub fn events_of(&self, mode: Mode, t: EventType) -> u64 {
+        self.by_mode[mode_index(mode)][type_index(t)].load(Relaxed)
+    }
+
+    /// Counts row changes seen and deliberately not checked; the log says so once per table and reason.
+    pub fn not_checked(&self, table: &str, why: NotChecked, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut m = self.not_checked.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = m.entry((table.to_string(), why)).or_default();
+        if *slot == 0 {
+            tracing::warn!(table, reason = why.as_str(), "row changes of a tracked table are not checked");
+        }
+        *slot += n;
+    }
+
+    /// Not-checked counts by (table, reason).
+    pub fn not_checked_counts(&self) -> Vec<(String, &'static str, u64)> {
+        let m = self.not_checked.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|((t, w), n)| (t.clone(), w.as_str(), *n)).collect()
+    }
+
+    /// The accounting of row changes in one line, as `incr` prints it when it stops.
+    pub fn accounting(&self) -> String {
+        let not: Vec<String> =
+            self.not_checked_counts().iter().map(|(t, w, n)| format!("{n} of `{t}` ({w})")).collect();
+        format!(
+            "row changes: {} seen, {} checked, not checked: {}; {} prepared XA transactions held for their commit",
+            self.changes_seen.load(Relaxed),
+            self.changes_checked.load(Relaxed),
+            if not.is_empty() { "none".to_string() } else { not.join(", ") },
+            self.xa_held.load(Relaxed).max(0),
+        )
+    }
+
+    /// A warning naming every table and reason with changes not checked (at the end of a run).
+    pub fn warn_not_checked(&self) {
+        for (table, reason, n) in self.not_checked_counts() {
+            tracing::warn!(table = %table, reason, count = n, "row changes were seen and not checked");
+        }
     }
 
     pub fn checkpoint(&self) -> String {
@@ -67,6 +144,22 @@ impl Stats {
 
     pub fn events_total(&self) -> u64 {
         EventType::ALL.iter().map(|t| self.event(*t).load(Relaxed)).sum()
+    }
+}
+
+fn mode_index(m: Mode) -> usize {
+    match m {
+        Mode::Binlog => 0,
+        Mode::Poll => 1,
+        Mode::Full => 2,
+    }
+}
+
+fn type_index(t: EventType) -> usize {
+    match t {
+        EventType::TargetMissing => 0,
+        EventType::Neq => 1,
+        EventType::BaseMissing => 2,
     }
 }
 
@@ -108,7 +201,37 @@ pub fn render(s: &Stats, outbox: usize) -> String {
         BINLOG_CHANGES,
         "counter",
         "Row changes of tracked tables seen in the binlog.",
-        one(s.binlog_changes.load(Relaxed) as f64),
+        one(s.changes_seen.load(Relaxed) as f64),
+    );
+    metric(
+        CHANGES_CHECKED,
+        "counter",
+        "Row changes of tracked tables seen in the binlog and checked.",
+        one(s.changes_checked.load(Relaxed) as f64),
+    );
+    let mut not: Vec<(String, f64)> = s
+        .not_checked_counts()
+        .iter()
+        .map(|(t, w, n)| (format!("{{table=\"{}\",reason=\"{w}\"}}", label(t)), *n as f64))
+        .collect();
+    if not.is_empty() {
+        not = [NotChecked::BeforeStart, NotChecked::NoPlan]
+            .iter()
+            .map(|w| (format!("{{table=\"\",reason=\"{}\"}}", w.as_str()), 0.0))
+            .collect();
+    }
+    metric(CHANGES_NOT_CHECKED, "counter", "Row changes seen and not checked, by table and reason.", not);
+    metric(
+        XA_HELD,
+        "gauge",
+        "Prepared XA transactions whose changes wait for XA COMMIT or ROLLBACK.",
+        one(s.xa_held.load(Relaxed).max(0) as f64),
+    );
+    metric(
+        RECHECKS_PENDING,
+        "gauge",
+        "Tables waiting for a full re-check after TRUNCATE, DROP, CREATE or RENAME.",
+        one(s.rechecks_pending.load(Relaxed).max(0) as f64),
     );
     metric(
         BINLOG_LAG,
@@ -136,13 +259,18 @@ mod tests {
     #[test]
     fn renders_the_text_format() {
         let s = Stats::default();
-        s.reported("users", EventType::Neq);
-        s.reported("a\"b", EventType::TargetMissing);
+        s.reported("users", Mode::Binlog, EventType::Neq);
+        s.reported("a\"b", Mode::Full, EventType::TargetMissing);
+        s.not_checked("users", NotChecked::BeforeStart, 4);
         let text = render(&s, 3);
         assert!(text.contains("bv_events_total{table=\"users\",type=\"neq\"} 1"), "{text}");
         assert!(text.contains("bv_events_total{table=\"a\\\"b\",type=\"target_missing\"} 1"), "{text}");
         assert!(text.contains("bv_outbox_size 3"));
         assert!(text.contains("# TYPE bv_rows_checked_total counter"));
         assert!(text.contains("bv_checkpoint_age_seconds -1"));
+        assert!(text.contains("bv_row_changes_not_checked_total{table=\"users\",reason=\"before_start\"} 4"), "{text}");
+        assert_eq!(s.events_of(Mode::Full, EventType::TargetMissing), 1);
+        assert_eq!(s.events_of(Mode::Binlog, EventType::TargetMissing), 0);
+        assert!(s.accounting().contains("not checked: 4 of `users` (before_start);"), "{}", s.accounting());
     }
 }

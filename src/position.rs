@@ -107,6 +107,112 @@ impl fmt::Display for MariaGtids {
     }
 }
 
+/// A MySQL executed GTID set: per source UUID, the transaction numbers seen, as merged half-open
+/// intervals `[start, end)`. Prints and parses as MySQL does (`uuid:1-5:7,uuid2:1-3`, inclusive ranges).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GtidSet(pub std::collections::BTreeMap<[u8; 16], Vec<(u64, u64)>>);
+
+impl GtidSet {
+    /// Parses MySQL's text form; `None` when it is not a GTID set.
+    pub fn parse(s: &str) -> Option<GtidSet> {
+        let mut set = GtidSet::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let mut it = part.split(':');
+            let uuid = parse_uuid(it.next()?)?;
+            let mut any = false;
+            for range in it {
+                let (a, b) = match range.split_once('-') {
+                    Some((a, b)) => (a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?),
+                    None => {
+                        let a = range.trim().parse::<u64>().ok()?;
+                        (a, a)
+                    }
+                };
+                if a == 0 || b < a {
+                    return None;
+                }
+                set.add_range(uuid, a, b + 1);
+                any = true;
+            }
+            if !any {
+                return None;
+            }
+        }
+        (!set.0.is_empty()).then_some(set)
+    }
+
+    /// Adds one transaction.
+    pub fn add(&mut self, uuid: [u8; 16], gno: u64) {
+        self.add_range(uuid, gno, gno + 1);
+    }
+
+    /// Adds `[start, end)`, merging with what touches it.
+    pub fn add_range(&mut self, uuid: [u8; 16], start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let v = self.0.entry(uuid).or_default();
+        v.push((start, end));
+        v.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+        for &(a, b) in v.iter() {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *v = merged;
+    }
+
+    /// Adds every transaction of `other`.
+    pub fn union(&mut self, other: &GtidSet) {
+        for (uuid, ranges) in &other.0 {
+            for &(a, b) in ranges {
+                self.add_range(*uuid, a, b);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.trim().chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || s.trim().len() != 36 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A UUID in MySQL's text form (`3e11fa47-71ca-11e1-9e33-c80aa9429562`).
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+impl fmt::Display for GtidSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(u, ranges)| {
+                let r: Vec<String> = ranges
+                    .iter()
+                    .map(|&(a, b)| if b == a + 1 { a.to_string() } else { format!("{a}-{}", b - 1) })
+                    .collect();
+                format!("{}:{}", format_uuid(u), r.join(":"))
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +227,23 @@ mod tests {
         assert_eq!(BinlogPos::parse("mysql-bin.000003:120"), Some(BinlogPos::new("mysql-bin.000003", 120)));
         assert_eq!(BinlogPos::parse("nope"), None);
         assert_eq!(BinlogPos::parse(":4"), None);
+    }
+
+    #[test]
+    fn mysql_gtid_sets_parse_merge_and_print() {
+        let mut g =
+            GtidSet::parse("3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7, 97c7af02-4c50-11ec-acd8-681842034964:3")
+                .unwrap();
+        assert_eq!(g.to_string(), "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7,97c7af02-4c50-11ec-acd8-681842034964:3");
+        let u = parse_uuid("3e11fa47-71ca-11e1-9e33-c80aa9429562").unwrap();
+        g.add(u, 6);
+        assert_eq!(g.0[&u], vec![(1, 8)], "6 joins 1-5 and 7");
+        g.add(u, 9);
+        assert!(g.to_string().starts_with("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-7:9,"));
+        assert!(GtidSet::parse("0-1-100").is_none(), "a MariaDB GTID is not a MySQL set");
+        assert!(GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562").is_none(), "a UUID needs intervals");
+        assert!(GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:5-2").is_none());
+        assert!(GtidSet::parse("mysql-bin.000003:4").is_none());
     }
 
     #[test]

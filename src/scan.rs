@@ -42,6 +42,16 @@ pub struct FullOptions {
     /// Forget an interrupted pass and start over.
     pub restart: bool,
     pub progress_bar: bool,
+    /// Which pass this is (`main` for a user's `full` when empty; `recheck/<table>` for a table re-check):
+    /// each pass keeps its own progress, so one never clears or resumes another's.
+    pub run: String,
+}
+
+impl FullOptions {
+    fn prefix(&self) -> String {
+        let run = if self.run.is_empty() { "main" } else { &self.run };
+        format!("full/{run}/")
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -61,10 +71,11 @@ enum SegmentRecord {
     V1 { done_to: Option<Key>, finished: bool, rows: u64 },
 }
 
-const RUN: &str = "full/run";
-
-fn seg_name(i: usize) -> String {
-    format!("full/seg/{i:06}")
+/// Events the pass reported before it was interrupted (by type, in `EventType::ALL` order), so a resumed
+/// pass answers for the whole pass.
+#[derive(Serialize, Deserialize)]
+enum EventsRecord {
+    V1([u64; 3]),
 }
 
 #[derive(Debug, Default)]
@@ -94,27 +105,43 @@ impl FullSummary {
 
 /// One full pass over the configured tables.
 pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Receiver<bool>) -> Result<FullSummary> {
-    let started = Instant::now();
     let plans = engine.select_tables(&opts.tables)?;
+    let _one_at_a_time = engine.full_gate.lock().await;
+    let started = Instant::now();
     let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     let store = &engine.store;
-    let existing = if opts.restart { None } else { store.get::<RunRecord>(RUN)? };
+    let prefix = opts.prefix();
+    let (run_name, events_name) = (format!("{prefix}run"), format!("{prefix}events"));
+    let seg_name = |i: usize| format!("{prefix}seg/{i:06}");
+    let existing = if opts.restart { None } else { store.get::<RunRecord>(&run_name)? };
     let (segments, resumed) = match existing {
         Some(RunRecord::V1 { tables, segments }) if tables == names => (segments, true),
         _ => {
-            store.clear("full/").await?;
+            store.clear(&prefix).await?;
             let mut segments = Vec::new();
             for p in &plans {
                 segments.extend(split(engine, p).await?);
             }
-            store.put(RUN, &RunRecord::V1 { tables: names.clone(), segments: segments.clone() }).await?;
+            store.put(&run_name, &RunRecord::V1 { tables: names.clone(), segments: segments.clone() }).await?;
             (segments, false)
         }
+    };
+    let earlier = match store.get::<EventsRecord>(&events_name)? {
+        Some(EventsRecord::V1(n)) if resumed => n,
+        _ => [0; 3],
     };
     if resumed {
         tracing::info!("resuming an interrupted full pass (use --restart to start over)");
     }
-    let events_before: Vec<u64> = EventType::ALL.iter().map(|t| engine.stats.event(*t).load(Relaxed)).collect();
+    // Only this pass's own events count: not those of binlog or poll mode in the same process.
+    let events_before: Vec<u64> = EventType::ALL.iter().map(|t| engine.stats.events_of(Mode::Full, *t)).collect();
+    let events_so_far = || -> [u64; 3] {
+        let mut n = earlier;
+        for (i, t) in EventType::ALL.iter().enumerate() {
+            n[i] += engine.stats.events_of(Mode::Full, *t) - events_before[i];
+        }
+        n
+    };
     let resolved_before = engine.stats.resolved.load(Relaxed);
     engine.stats.full_runs.fetch_add(1, Relaxed);
 
@@ -140,7 +167,7 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
         let walker = Walker {
             engine: engine.clone(),
             plan,
-            index: i,
+            record: seg_name(i),
             hi: seg.hi,
             chunk: engine.cfg.full.chunk_rows,
             rows: rows[&seg.table].clone(),
@@ -169,19 +196,17 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     }
     if let Some(e) = first_err {
         // Keep what the interrupted pass finished (progress records are written lazily).
+        store.put_lazy(&events_name, &EventsRecord::V1(events_so_far()))?;
         store.flush().await?;
         return Err(e);
     }
     // Every chunk is done; let the settle window of the last mismatches end and their events go out.
     let (unsettled, undelivered) = engine.finish(Mode::Full).await?;
-    store.clear("full/").await?;
+    let events = events_so_far();
+    store.clear(&prefix).await?;
     Ok(FullSummary {
         tables: names.iter().map(|n| TableSummary { table: n.clone(), rows: rows[n].load(Relaxed) }).collect(),
-        events: EventType::ALL
-            .iter()
-            .zip(events_before)
-            .map(|(t, before)| (*t, engine.stats.event(*t).load(Relaxed) - before))
-            .collect(),
+        events: EventType::ALL.iter().copied().zip(events).collect(),
         resolved: engine.stats.resolved.load(Relaxed) - resolved_before,
         unsettled,
         undelivered,
@@ -271,7 +296,8 @@ async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
 struct Walker {
     engine: Engine,
     plan: Arc<TablePlan>,
-    index: usize,
+    /// the name of this segment's progress record
+    record: String,
     hi: Option<Key>,
     chunk: usize,
     rows: Arc<AtomicU64>,
@@ -310,8 +336,8 @@ impl Walker {
             }
             let rec = SegmentRecord::V1 { done_to: hi.clone(), finished: !more, rows: self.done_rows };
             // Mismatches of this chunk are durable (submit flushed them); the record itself may lag.
-            self.engine.store.put_lazy(&seg_name(self.index), &rec)?;
-            tracing::debug!(table = %self.plan.name, segment = self.index, rows = self.done_rows, "chunk done");
+            self.engine.store.put_lazy(&self.record, &rec)?;
+            tracing::debug!(table = %self.plan.name, segment = %self.record, rows = self.done_rows, "chunk done");
             match next? {
                 Some(n) => base_rows = n,
                 None => return Ok(()),

@@ -236,7 +236,7 @@ impl Settle {
             .collect();
         self.store.outbox_push(&events, self.outbox_max).await?;
         for e in &events {
-            self.stats.reported(&e.table, e.kind);
+            self.stats.reported(&e.table, e.mode, e.kind);
             tracing::info!(table = %e.table, kind = e.kind.as_str(), "inconsistency reported");
         }
         Ok(())

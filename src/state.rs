@@ -248,6 +248,23 @@ impl Store {
         Ok(())
     }
 
+    /// Every progress record whose name starts with `prefix`, with its name, in name order.
+    pub fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>> {
+        let mut out = Vec::new();
+        for item in self.progress.scan_prefix(prefix) {
+            let (k, v) = item.map_err(|e| Error::state(format!("scanning {prefix}"), e))?;
+            let name = String::from_utf8_lossy(&k).into_owned();
+            out.push((name.clone(), decode(&name, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Removes one progress record (lazily: sled writes it within its flush interval).
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.progress.remove(name).map_err(|e| Error::state(format!("removing {name}"), e))?;
+        Ok(())
+    }
+
     /// Removes every progress record whose name starts with `prefix`.
     pub async fn clear(&self, prefix: &str) -> Result<()> {
         for item in self.progress.scan_prefix(prefix) {
@@ -335,7 +352,13 @@ mod tests {
         s.put("full/a", &(1u32, "x".to_string())).await.unwrap();
         s.put("full/b", &(2u32, "y".to_string())).await.unwrap();
         assert_eq!(s.get::<(u32, String)>("full/a").unwrap(), Some((1, "x".into())));
+        s.put("fuller", &(3u32, "z".to_string())).await.unwrap();
+        let listed: Vec<String> = s.scan::<(u32, String)>("full/").unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(listed, ["full/a", "full/b"]);
+        s.remove("full/a").unwrap();
+        assert_eq!(s.get::<(u32, String)>("full/a").unwrap(), None);
         s.clear("full/").await.unwrap();
         assert_eq!(s.get::<(u32, String)>("full/b").unwrap(), None);
+        assert!(s.get::<(u32, String)>("fuller").unwrap().is_some(), "clear keeps other prefixes");
     }
 }

@@ -140,7 +140,14 @@ fn stats_json(app: &App) -> serde_json::Value {
         "transient_mismatches_resolved": s.resolved.load(Relaxed),
         "pending_rechecks": s.pending.load(Relaxed),
         "undelivered_events": e.store.outbox_len(),
-        "binlog_row_changes": s.binlog_changes.load(Relaxed),
+        "binlog_row_changes": s.changes_seen.load(Relaxed),
+        "row_changes": {
+            "seen": s.changes_seen.load(Relaxed),
+            "checked": s.changes_checked.load(Relaxed),
+            "held_in_prepared_xa": s.xa_held.load(Relaxed).max(0),
+            "not_checked": s.not_checked_counts().iter().map(|(t, w, n)| serde_json::json!({"table": t, "reason": w, "count": n})).collect::<Vec<_>>(),
+        },
+        "table_rechecks_pending": s.rechecks_pending.load(Relaxed).max(0),
         "binlog_lag_seconds": s.binlog_lag_ms.load(Relaxed) as f64 / 1000.0,
     })
 }

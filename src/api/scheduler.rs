@@ -106,7 +106,7 @@ impl Scheduler {
         };
         let (cancel, rx) = watch::channel(false);
         let me = self.clone();
-        let opts = FullOptions { tables, restart: false, progress_bar: false };
+        let opts = FullOptions { tables, restart: false, progress_bar: false, run: String::new() };
         let handle = tokio::spawn(async move {
             let started = now_ms();
             let result = match run_full(&me.engine, &opts, rx).await {

@@ -25,6 +25,14 @@ pub enum DecodeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot decode {what}: {source}")]
+    Event {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("table `{table}`: a rows event arrived without its table map")]
+    NoTableMap { table: String },
 }
 
 /// What a table map says about each column, computed once per table map.
@@ -254,29 +262,67 @@ pub enum Ddl {
     Altered(String),
     /// Every row is gone at once: re-check the table with a full pass.
     Truncated(String),
+    /// Another table took the name (CREATE, RENAME onto it: the cut-over of gh-ost and
+    /// pt-online-schema-change): re-read the schema and re-check every row.
+    Replaced(String),
+    /// The table is gone (DROP, RENAME away): its rows are re-checked once a table of that name is back.
+    Dropped(String),
+}
+
+impl Ddl {
+    pub fn table(&self) -> &str {
+        match self {
+            Ddl::Altered(t) | Ddl::Truncated(t) | Ddl::Replaced(t) | Ddl::Dropped(t) => t,
+        }
+    }
+
+    /// Why every row of the table must be re-checked, if it must.
+    pub fn recheck_reason(&self) -> Option<&'static str> {
+        match self {
+            Ddl::Altered(_) => None,
+            Ddl::Truncated(_) => Some("truncate"),
+            Ddl::Replaced(_) => Some("replaced"),
+            Ddl::Dropped(_) => Some("dropped"),
+        }
+    }
+}
+
+/// A table name as written in a statement, without quotes and schema.
+fn bare(w: &str) -> String {
+    let w = w.trim_matches(|c: char| c == ';' || c == ',' || c == '(' || c.is_whitespace());
+    let name = match w.rsplit_once('.') {
+        Some((_, n)) => n,
+        None => w,
+    };
+    name.trim_matches('`').to_string()
 }
 
 /// Recognises DDL on one of `tables` in a statement (case-insensitive, with or without backticks and a
 /// schema prefix).
 pub fn ddl(query: &str, tables: &[String]) -> Option<Ddl> {
     let q = query.trim_start().to_ascii_lowercase();
-    let words: Vec<&str> = q.split_whitespace().take(6).collect();
+    let words: Vec<&str> = q.split_whitespace().collect();
     let verb = *words.first()?;
-    let is_truncate = verb == "truncate";
-    let is_ddl = is_truncate || matches!(verb, "alter" | "create" | "drop" | "rename");
-    if !is_ddl {
+    if !matches!(verb, "alter" | "create" | "drop" | "rename" | "truncate") {
         return None;
     }
+    let is = |w: &str, t: &str| bare(w) == t.to_ascii_lowercase();
     let touched = |t: &str| {
-        let t = t.to_ascii_lowercase();
-        q.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ';').any(|w| {
-            let w = w.trim_matches('`');
-            let name = w.rsplit_once('.').map(|(_, n)| n.trim_matches('`')).unwrap_or(w);
-            name == t
-        })
+        q.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ';').any(|w| !w.is_empty() && is(w, t))
     };
-    let t = tables.iter().find(|t| touched(t))?;
-    Some(if is_truncate { Ddl::Truncated(t.clone()) } else { Ddl::Altered(t.clone()) })
+    let t = tables.iter().find(|t| touched(t))?.clone();
+    // `RENAME TABLE a TO b, c TO d` and `ALTER TABLE a RENAME [TO|AS] b`: destinations follow TO/AS.
+    let renamed_onto = words.windows(2).any(|w| matches!(w[0], "to" | "as") && is(w[1], &t));
+    let renames = verb == "rename"
+        || words.windows(2).any(|w| w[0] == "rename" && !matches!(w[1], "index" | "key" | "column" | "constraint"));
+    Some(match verb {
+        "truncate" => Ddl::Truncated(t),
+        "drop" if words.get(1).is_some_and(|w| *w == "table") => Ddl::Dropped(t),
+        "create" if words.iter().take(8).any(|w| *w == "table") => Ddl::Replaced(t),
+        _ if renames && renamed_onto => Ddl::Replaced(t),
+        _ if renames => Ddl::Dropped(t),
+        _ => Ddl::Altered(t),
+    })
 }
 
 #[cfg(test)]
@@ -292,6 +338,19 @@ mod tests {
         assert_eq!(ddl("ALTER TABLE users_archive ADD x INT", &t), None);
         assert_eq!(ddl("INSERT INTO users VALUES (1)", &t), None);
         assert_eq!(ddl("BEGIN", &t), None);
+        assert_eq!(ddl("DROP TABLE IF EXISTS `users`", &t), Some(Ddl::Dropped("users".into())));
+        assert_eq!(ddl("CREATE TABLE users (id INT PRIMARY KEY)", &t), Some(Ddl::Replaced("users".into())));
+        // gh-ost's cut-over: the tracked name is renamed away and the ghost table onto it.
+        assert_eq!(
+            ddl("RENAME TABLE `app`.`users` TO `app`.`_users_del`, `app`.`_users_gho` TO `app`.`users`", &t),
+            Some(Ddl::Replaced("users".into()))
+        );
+        assert_eq!(ddl("RENAME TABLE users TO users_old", &t), Some(Ddl::Dropped("users".into())));
+        assert_eq!(ddl("ALTER TABLE users_new RENAME TO users", &t), Some(Ddl::Replaced("users".into())));
+        assert_eq!(ddl("CREATE INDEX i ON users (v)", &t), Some(Ddl::Altered("users".into())));
+        assert_eq!(ddl("ALTER TABLE users RENAME COLUMN a TO b", &t), Some(Ddl::Altered("users".into())));
+        assert_eq!(Ddl::Truncated("users".into()).recheck_reason(), Some("truncate"));
+        assert_eq!(Ddl::Altered("users".into()).recheck_reason(), None);
     }
 
     #[test]

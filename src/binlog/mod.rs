@@ -2,15 +2,23 @@
 //! checks them on both sides, and checkpoints the position.
 //!
 //! Two stages joined by a bounded channel, so a slow check applies backpressure to the stream:
-//! - the [`reader`] turns events into [`Batch`]es of keys that end at a transaction boundary, carrying the
-//!   position right after that boundary;
-//! - the checker (here) checks each batch's keys, hands mismatches to the settle stage (which persists
-//!   them), and only then saves the batch's position as the checkpoint. Batches are handled in order, so
-//!   the checkpoint never passes a change whose check is not done or durable, and never moves backward.
+//! - the [`reader`] feeds events through the [`assemble`]r into [`Batch`]es of whole transactions,
+//!   carrying the position right after the last of them;
+//! - the checker (here) records what must outlive the checkpoint (held XA transactions, table re-checks),
+//!   checks each batch's keys, hands mismatches to the settle stage (which persists them), and only then
+//!   saves the batch's position as the checkpoint. Batches are handled in order, so the checkpoint never
+//!   passes a change whose check is not done or durable, and never moves backward.
+//!
+//! Every row change of a tracked table is accounted for: checked, held (a prepared XA transaction), or
+//! counted as not checked with a reason. A check that fails definitely stops the mode with the table,
+//! the problem and the fix, and the reader stops with it.
 
+pub mod assemble;
+pub mod compressed;
 pub mod decode;
 pub mod image;
 pub mod reader;
+pub mod recheck;
 mod start;
 
 #[cfg(test)]
@@ -22,8 +30,10 @@ use crate::error::{Error, Result};
 use crate::event::Mode;
 use crate::key::Key;
 use crate::position::{Checkpoint, CheckpointRecord};
+use assemble::{Boundary, Txn};
 use futures_util::StreamExt;
-use std::collections::{HashMap, HashSet};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -32,23 +42,78 @@ pub use start::{resolve_start, Start, StartPoint};
 
 /// State-store name of the binlog checkpoint.
 pub const CHECKPOINT: &str = "binlog/checkpoint";
+/// State-store prefix of prepared XA transactions whose keys wait for XA COMMIT/ROLLBACK.
+const XA_PREFIX: &str = "binlog/xa/";
 
-/// Keys of whole transactions, and the position after the last of them.
+#[derive(Serialize, Deserialize)]
+enum XaRecord {
+    V1(Txn),
+}
+
+/// Whole transactions, and the position after the last of them.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub keys: HashMap<String, Vec<Key>>,
+    /// keys to check now
+    pub txn: Txn,
+    /// changes deliberately not checked: they precede the requested start time
+    pub before_start: Txn,
     pub end: Option<Checkpoint>,
+    /// tables whose every row must be re-checked (TRUNCATE, DROP, CREATE, RENAME onto the name), and why
+    pub rechecks: Vec<(String, &'static str)>,
+    /// prepared XA transactions to hold durably, by XID
+    pub holds: Vec<(String, Txn)>,
+    /// XIDs whose held keys are in `txn`; their records go once the checkpoint has passed this batch
+    pub releases: Vec<String>,
 }
 
 impl Batch {
     pub fn key_count(&self) -> usize {
-        self.keys.values().map(Vec::len).sum()
+        self.txn.keys.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txn.is_empty()
+            && self.before_start.is_empty()
+            && self.end.is_none()
+            && self.rechecks.is_empty()
+            && self.holds.is_empty()
+            && self.releases.is_empty()
+    }
+
+    /// Adds one finished transaction.
+    pub fn add(&mut self, b: Boundary) {
+        self.txn.merge(b.txn);
+        self.before_start.merge(b.before_start);
+        if let Some(d) = &b.ddl {
+            if let Some(reason) = d.recheck_reason() {
+                self.rechecks.push((d.table().to_string(), reason));
+            }
+        }
+        if let Some(h) = b.hold {
+            self.holds.push(h);
+        }
+        if let Some(r) = b.release {
+            self.releases.push(r);
+        }
+        if b.end.is_some() {
+            self.end = b.end;
+        }
     }
 }
 
 /// The saved checkpoint, if any.
 pub fn saved_checkpoint(engine: &Engine) -> Result<Option<Checkpoint>> {
     Ok(engine.store.get::<CheckpointRecord>(CHECKPOINT)?.map(|CheckpointRecord::V1(c)| c))
+}
+
+/// Prepared XA transactions recorded by earlier runs, by XID.
+fn held_transactions(engine: &Engine) -> Result<BTreeMap<String, Txn>> {
+    Ok(engine
+        .store
+        .scan::<XaRecord>(XA_PREFIX)?
+        .into_iter()
+        .map(|(name, XaRecord::V1(t))| (name[XA_PREFIX.len()..].to_string(), t))
+        .collect())
 }
 
 /// Runs binlog mode until `shutdown` turns true or a definite error. `override_start` (a time, from the
@@ -62,8 +127,16 @@ pub async fn run(engine: &Engine, override_start: Option<StartPoint>, shutdown: 
 /// position is fixed before it answers, as `/incr/start` does).
 pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Receiver<bool>) -> Result<()> {
     tracing::info!(start = %start.pos, "tailing the binlog");
+    let held = held_transactions(engine)?;
+    if !held.is_empty() {
+        tracing::info!(count = held.len(), "prepared XA transactions from an earlier run wait for their XA COMMIT");
+    }
+    engine.stats.xa_held.store(held.len() as i64, Relaxed);
+    // Table re-checks recorded by an earlier run (a TRUNCATE seen just before a crash) resume now.
+    let rechecks = tokio::spawn(recheck::run(engine.clone(), shutdown.clone()));
     let (tx, rx) = mpsc::channel(4);
-    let reader = reader::Reader::new(engine.clone(), start, tx, shutdown.clone());
+    // The reader stops when the checker does (its channel closes), whatever the reason.
+    let reader = reader::Reader::new(engine.clone(), start, held, tx, shutdown.clone());
     let reading = tokio::spawn(reader.run());
     let checked = match check_batches(engine, rx, shutdown).await {
         // Stopped while a check was being retried: that batch stays behind the checkpoint.
@@ -71,6 +144,10 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
         other => other,
     };
     let read = reading.await.unwrap_or_else(|e| Err(Error::Binlog(format!("the binlog reader failed: {e}"))));
+    engine.recheck_wake.notify_one();
+    rechecks.abort();
+    let _ = rechecks.await;
+    engine.stats.warn_not_checked();
     checked.and(read)
 }
 
@@ -78,6 +155,8 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
 async fn check_batches(engine: &Engine, mut rx: mpsc::Receiver<Batch>, shutdown: watch::Receiver<bool>) -> Result<()> {
     let mut last = saved_checkpoint(engine)?;
     let result = check_in_order(engine, &mut rx, &shutdown, &mut last).await;
+    // Close the channel first, so a reader waiting to hand over a batch stops instead of waiting.
+    rx.close();
     engine.store.flush().await?;
     result
 }
@@ -92,8 +171,9 @@ async fn check_in_order(
     // checkpoint still only ever moves behind every batch before it.
     let batches = futures_util::stream::poll_fn(|cx| rx.poll_recv(cx));
     let mut checked = batches.map(|batch| check_batch(engine, shutdown, batch)).buffered(CHECKS_IN_FLIGHT);
-    while let Some(end) = checked.next().await {
-        if let Some(end) = end? {
+    while let Some(done) = checked.next().await {
+        let (end, releases) = done?;
+        if let Some(end) = end {
             if last.as_ref().is_none_or(|l| end.pos > l.pos) {
                 // Written after this batch's pending entries and events were flushed, so whenever it
                 // reaches the disk it is behind durable work; it need not wait for the disk itself
@@ -103,6 +183,12 @@ async fn check_in_order(
                 *last = Some(end);
             }
         }
+        // After the checkpoint: sled recovers a prefix of its writes, so a removal that survives a crash
+        // has the checkpoint past the XA COMMIT with it; one that does not is simply redone.
+        for xid in releases {
+            engine.store.remove(&format!("{XA_PREFIX}{xid}"))?;
+            engine.stats.xa_held.fetch_sub(1, Relaxed);
+        }
     }
     Ok(())
 }
@@ -110,19 +196,88 @@ async fn check_in_order(
 /// Batches checked concurrently.
 const CHECKS_IN_FLIGHT: usize = 4;
 
-/// Checks one batch's keys and hands mismatches to the settle stage; returns the batch's end position.
-async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: Batch) -> Result<Option<Checkpoint>> {
-    for (table, keys) in batch.keys {
-        let Some(plan) = engine.plans.get(&table) else { continue };
+/// Records what must outlive the checkpoint, checks one batch's keys and hands mismatches to the settle
+/// stage; returns the batch's end position and the XIDs it released.
+async fn check_batch(
+    engine: &Engine,
+    shutdown: &watch::Receiver<bool>,
+    batch: Batch,
+) -> Result<(Option<Checkpoint>, Vec<String>)> {
+    let stats = &engine.stats;
+    stats.changes_seen.fetch_add(batch.txn.change_count() + batch.before_start.change_count(), Relaxed);
+    for (xid, txn) in &batch.holds {
+        engine.store.put(&format!("{XA_PREFIX}{xid}"), &XaRecord::V1(txn.clone())).await?;
+        stats.changes_seen.fetch_add(txn.change_count(), Relaxed);
+        stats.xa_held.fetch_add(1, Relaxed);
+    }
+    for (table, reason) in &batch.rechecks {
+        recheck::record(engine, table, reason, batch.end.as_ref()).await?;
+    }
+    for (table, n) in &batch.before_start.changes {
+        stats.not_checked(table, crate::metrics::NotChecked::BeforeStart, *n);
+    }
+    for (table, keys) in batch.txn.keys {
+        let changes = batch.txn.changes.get(&table).copied().unwrap_or(0);
+        let Some(mut plan) = engine.plans.get(&table) else {
+            stats.not_checked(&table, crate::metrics::NotChecked::NoPlan, changes);
+            continue;
+        };
         let mut seen = HashSet::new();
         let keys: Vec<Key> = keys.into_iter().filter(|k| seen.insert(k.canonical())).collect();
         for chunk in keys.chunks(engine.cfg.check.batch_size) {
-            let found = retry(shutdown, || check_keys(&engine.base, &engine.other, &plan, chunk)).await?;
+            let found = loop {
+                match retry(shutdown, || check_keys(&engine.base, &engine.other, &plan, chunk)).await {
+                    Ok(found) => break found,
+                    Err(e) => plan = replan(engine, &plan, e).await?,
+                }
+            };
             engine.settle.submit(&table, Mode::Binlog, found).await?;
         }
-        engine.stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
+        stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
+        stats.changes_checked.fetch_add(changes, Relaxed);
     }
-    Ok(batch.end)
+    if !batch.rechecks.is_empty() {
+        engine.recheck_wake.notify_one();
+    }
+    Ok((batch.end, batch.releases))
+}
+
+/// A definite check failure: when the table's schema changed on a side (a column dropped or renamed
+/// on the target only), the plan is refreshed and, if the table is still comparable, the check goes on
+/// with the new plan. Anything else stops binlog mode naming the table, the problem and the fix.
+async fn replan(
+    engine: &Engine,
+    plan: &crate::schema::TablePlan,
+    e: Error,
+) -> Result<std::sync::Arc<crate::schema::TablePlan>> {
+    if matches!(e, Error::Interrupted) {
+        return Err(e);
+    }
+    let table = plan.name.clone();
+    let code = e.server_code();
+    if matches!(code, Some(1054 | 1146)) {
+        let refreshed = crate::schema::refresh(&engine.cfg, &engine.plans, &engine.base, &engine.other, &table).await;
+        if let (Ok(()), Some(new)) = (refreshed, engine.plans.get(&table)) {
+            if new.compared != plan.compared || new.key != plan.key {
+                tracing::warn!(
+                    table = %table,
+                    before = ?plan.compared,
+                    after = ?new.compared,
+                    "the table's columns changed on a side; its plan was refreshed and validation goes on"
+                );
+                return Ok(new);
+            }
+        }
+    }
+    let fix = match code {
+        Some(1054) => "its columns differ between the sides now; make them agree, or list the column in `ignore`",
+        Some(1146) => "it is missing on a side; recreate it or remove its [[table]]",
+        Some(1267 | 1270 | 1271) => {
+            "its key's character set or collation cannot be compared between the sides; give the key the same character set on both sides, or configure another key"
+        }
+        _ => "fix the problem above and start again; the checkpoint is saved before this change",
+    };
+    Err(Error::Check { table, problem: e.to_string(), fix: fix.to_string() })
 }
 
 /// Retries a transient failure with backoff until it succeeds, fails definitely, or shutdown is asked

@@ -4,7 +4,7 @@
 use crate::db::Db;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::position::{BinlogPos, Checkpoint, MariaGtids};
+use crate::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
 use mysql_async::Value;
 
 /// A resolved start: the position to request, the GTID state there (MariaDB), and the time before which
@@ -13,7 +13,9 @@ use mysql_async::Value;
 pub struct Start {
     pub pos: BinlogPos,
     pub gtids: Option<MariaGtids>,
-    /// Start by GTID (`@slave_connect_state`) instead of file and offset.
+    /// The MySQL executed GTID set there (MySQL).
+    pub mysql_gtids: Option<GtidSet>,
+    /// Start by GTID (MariaDB `@slave_connect_state`, MySQL COM_BINLOG_DUMP_GTID) instead of file and offset.
     pub by_gtid: bool,
     /// Unix seconds: changes of transactions before this are not checked.
     pub skip_before: Option<u32>,
@@ -27,6 +29,8 @@ pub enum StartPoint {
     Earliest,
     Pos(BinlogPos),
     Gtid(MariaGtids),
+    /// A MySQL GTID set: start after every transaction in it.
+    GtidSet(GtidSet),
     /// milliseconds since the epoch
     Time(u64),
 }
@@ -37,7 +41,7 @@ impl StartPoint {
         let s = s.trim();
         let bad = || {
             Error::Config(format!(
-                "binlog.start = \"{s}\" is not understood; use \"now\", \"earliest\", \"mysql-bin.000003:4\", a GTID position like \"0-1-100\", an RFC 3339 time or milliseconds since the epoch"
+                "binlog.start = \"{s}\" is not understood; use \"now\", \"earliest\", \"mysql-bin.000003:4\", a MariaDB GTID position like \"0-1-100\", a MySQL GTID set like \"3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77\", an RFC 3339 time or milliseconds since the epoch"
             ))
         };
         Ok(match s {
@@ -48,6 +52,9 @@ impl StartPoint {
                 if let Ok(t) = humantime::parse_rfc3339_weak(s) {
                     let ms = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| bad())?.as_millis() as u64;
                     StartPoint::Time(ms)
+                } else if let Some(g) = GtidSet::parse(s) {
+                    // Before file:pos: `uuid:5` would otherwise read as a file named by a UUID.
+                    StartPoint::GtidSet(g)
                 } else if let Some(p) = BinlogPos::parse(s) {
                     StartPoint::Pos(p)
                 } else if let Some(g) = MariaGtids::parse(s) {
@@ -104,10 +111,18 @@ pub async fn resolve_start(engine: &Engine, override_start: Option<StartPoint>) 
     let Some(first) = logs.first().cloned() else {
         return Err(Error::Binlog("the base lists no binary logs; is log_bin on?".into()));
     };
-    let mut start = Start { pos: BinlogPos::new(first, 4), gtids: None, by_gtid: false, skip_before: None, mariadb };
+    let mut start = Start {
+        pos: BinlogPos::new(first, 4),
+        gtids: None,
+        mysql_gtids: None,
+        by_gtid: false,
+        skip_before: None,
+        mariadb,
+    };
     if let Some(Checkpoint { pos, gtid }) = super::saved_checkpoint(engine)? {
         ensure_present(&logs, &pos)?;
         start.gtids = gtid.as_deref().and_then(MariaGtids::parse);
+        start.mysql_gtids = gtid.as_deref().and_then(GtidSet::parse);
         start.pos = pos;
         return Ok(start);
     }
@@ -125,6 +140,10 @@ pub async fn resolve_start(engine: &Engine, override_start: Option<StartPoint>) 
             let file = row.first().map(text).unwrap_or_default();
             let pos = row.get(1).map(text).and_then(|p| p.parse().ok()).unwrap_or(4);
             start.pos = BinlogPos::new(file, pos);
+            if !mariadb {
+                // MySQL: Executed_Gtid_Set, the fifth column, is the set at that position.
+                start.mysql_gtids = row.get(4).map(text).and_then(|g| GtidSet::parse(&g.replace('\n', "")));
+            }
         }
         StartPoint::Pos(p) => {
             ensure_present(&logs, &p)?;
@@ -137,6 +156,16 @@ pub async fn resolve_start(engine: &Engine, override_start: Option<StartPoint>) 
                 ));
             }
             start.gtids = Some(g);
+            start.by_gtid = true;
+            return Ok(start);
+        }
+        StartPoint::GtidSet(g) => {
+            if mariadb {
+                return Err(Error::Config(
+                    "binlog.start is a MySQL GTID set, but the base is MariaDB; give a MariaDB GTID position like \"0-1-100\" or file:pos".into(),
+                ));
+            }
+            start.mysql_gtids = Some(g);
             start.by_gtid = true;
             return Ok(start);
         }
@@ -182,6 +211,11 @@ mod tests {
         assert_eq!(StartPoint::parse("1763719200123").unwrap(), StartPoint::Time(1_763_719_200_123));
         assert_eq!(StartPoint::parse("2026-11-21T10:00:00Z").unwrap(), StartPoint::Time(1_795_255_200_000));
         assert!(matches!(StartPoint::parse("0-1-100").unwrap(), StartPoint::Gtid(_)));
+        assert!(matches!(
+            StartPoint::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77").unwrap(),
+            StartPoint::GtidSet(_)
+        ));
+        assert!(matches!(StartPoint::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:5").unwrap(), StartPoint::GtidSet(_)));
         let e = StartPoint::parse("yesterday").unwrap_err().to_string();
         assert!(e.contains("binlog.start") && e.contains("earliest"), "{e}");
     }

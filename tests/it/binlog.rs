@@ -9,18 +9,18 @@ use std::time::Duration;
 static SERVER_IDS: AtomicU32 = AtomicU32::new(0);
 
 /// Starts `incr` and waits until it tails the binlog (its start position is fixed by then).
-async fn tailing(p: &Pair) -> Incr {
+pub async fn tailing(p: &Pair) -> Incr {
     let incr = Incr::start(p, &[]);
     incr.wait_log("tailing the binlog", 1).await;
     incr
 }
 
 /// A replica server id no other test uses at the same time.
-fn server_id() -> u32 {
+pub fn server_id() -> u32 {
     20_000 + (std::process::id() % 1000) * 64 + SERVER_IDS.fetch_add(1, Ordering::Relaxed)
 }
 
-fn config(p: &Pair, settle: &str, tables: &[&str]) {
+pub fn config(p: &Pair, settle: &str, tables: &[&str]) {
     let mut extra = format!("[check]\nsettle = \"{settle}\"\n[binlog]\nserver_id = {}\n", server_id());
     for t in tables {
         extra.push_str(&format!("[[table]]\nname = \"{t}\"\n"));
@@ -196,15 +196,19 @@ async fn ddl_mid_stream_and_a_20_mb_row() {
     assert_eq!(code, Some(0), "{log}");
 }
 
-/// A dedicated base server for tests that restart or purge it.
-struct OwnServer {
+/// A dedicated base server for tests that restart or purge it, or need other settings.
+pub struct OwnServer {
     name: String,
 }
 
 impl OwnServer {
     fn start(tag: &str, port: u16) -> OwnServer {
+        OwnServer::start_as(tag, port, "base")
+    }
+    /// `role` as scripts/testenv.sh start-mariadb takes it (`base`, `base-compressed`).
+    pub fn start_as(tag: &str, port: u16, role: &str) -> OwnServer {
         let name = format!("{tag}-{}", std::process::id());
-        testenv(&["start-mariadb", &name, &port.to_string(), "base"]);
+        testenv(&["start-mariadb", &name, &port.to_string(), role]);
         OwnServer { name }
     }
     fn stop(&self) {

@@ -1,0 +1,464 @@
+//! Binlog events → whole transactions. Pure (no I/O), so the live stream and captured binlog files go
+//! through exactly the same code, and every rule below is unit-testable.
+//!
+//! What it accounts for, so that no change of a tracked table slips through unseen:
+//! - rows events of tracked tables, plain or MariaDB-compressed (`log_bin_compress`, types 166-171), and
+//!   the inner events of a MySQL transaction payload (`binlog_transaction_compression`), whose own
+//!   `log_pos` is 0: the payload's end position stands for their transaction's end;
+//! - transaction boundaries (XID, COMMIT, DDL, XA steps), which carry the position after them;
+//! - XA: rows of `XA START … XA PREPARE` are not visible until `XA COMMIT`; they are held (durably, by
+//!   the checker) under their XID and released for checking when `XA COMMIT` or `XA ROLLBACK` arrives,
+//!   however many transactions commit in between;
+//! - DDL on tracked tables (schema refresh, and a durable full re-check after TRUNCATE, DROP, CREATE or a
+//!   RENAME onto the name);
+//! - GTIDs: MariaDB's `domain-server-seq` state and MySQL's executed GTID set.
+
+use super::compressed;
+use super::decode::{ddl, maria_gtid, rows_event_keys, Ddl, DecodeError, TableShape};
+use crate::key::Key;
+use crate::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
+use mysql_async::binlog::events::{Event, EventData, QueryEvent, RotateEvent, TableMapEvent};
+use mysql_async::binlog::EventType;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+const MARIADB_GTID_EVENT: u8 = 162;
+const MARIADB_GTID_LIST_EVENT: u8 = 163;
+const XA_PREPARE_LOG_EVENT: u8 = 38;
+
+/// Row changes of one or more transactions: the keys to check and how many changes they stand for,
+/// by table.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Txn {
+    pub keys: BTreeMap<String, Vec<Key>>,
+    pub changes: BTreeMap<String, u64>,
+}
+
+impl Txn {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.changes.is_empty()
+    }
+
+    pub fn merge(&mut self, other: Txn) {
+        for (t, k) in other.keys {
+            self.keys.entry(t).or_default().extend(k);
+        }
+        for (t, n) in other.changes {
+            *self.changes.entry(t).or_default() += n;
+        }
+    }
+
+    pub fn change_count(&self) -> u64 {
+        self.changes.values().sum()
+    }
+}
+
+/// What the tracked tables are: name → key columns, in the base's database.
+#[derive(Debug, Clone, Default)]
+pub struct Tracked {
+    pub database: String,
+    pub tables: HashMap<String, Vec<String>>,
+}
+
+/// The end of a transaction (or of a statement that is its own transaction).
+#[derive(Debug, Default)]
+pub struct Boundary {
+    /// Keys to check now.
+    pub txn: Txn,
+    /// Changes seen but deliberately not checked because they precede the requested start time.
+    pub before_start: Txn,
+    /// The position right after this transaction; `None` when the stream gave no usable position
+    /// (the checkpoint then stays where it is).
+    pub end: Option<Checkpoint>,
+    /// DDL on a tracked table.
+    pub ddl: Option<Ddl>,
+    /// XA PREPARE: keys held under this XID until the XA transaction ends.
+    pub hold: Option<(String, Txn)>,
+    /// XA COMMIT/ROLLBACK: this XID's held keys are in `txn`; its record goes once the checkpoint passes.
+    pub release: Option<String>,
+    /// Event time (seconds since the epoch).
+    pub ts: u32,
+}
+
+/// What one event meant.
+#[derive(Debug)]
+pub enum Step {
+    Nothing,
+    Boundary(Box<Boundary>),
+}
+
+pub struct Assembler {
+    tracked: Tracked,
+    /// table id → the table's shape, or None for an untracked table
+    shapes: HashMap<u64, Option<Arc<TableShape>>>,
+    /// binlog files the server lists (to cut the fake rotate's checksum bytes)
+    known_files: Vec<String>,
+    pub file: String,
+    pub maria: MariaGtids,
+    pub mysql: GtidSet,
+    txn: Txn,
+    txn_maria: Option<(u32, u32, u64)>,
+    txn_mysql: Option<([u8; 16], u64)>,
+    /// end of the transaction payload whose inner events are being read
+    payload_end: Option<u64>,
+    /// the XID of the XA transaction whose events are being read (between XA START and XA PREPARE)
+    xa_open: Option<String>,
+    /// prepared XA transactions, by XID
+    held: BTreeMap<String, Txn>,
+    skip_before: Option<u32>,
+}
+
+impl Assembler {
+    /// `held` are prepared XA transactions recorded by an earlier run.
+    pub fn new(tracked: Tracked, file: String, held: BTreeMap<String, Txn>, skip_before: Option<u32>) -> Self {
+        Assembler {
+            tracked,
+            shapes: HashMap::new(),
+            known_files: Vec::new(),
+            file,
+            maria: MariaGtids::default(),
+            mysql: GtidSet::default(),
+            txn: Txn::default(),
+            txn_maria: None,
+            txn_mysql: None,
+            payload_end: None,
+            xa_open: None,
+            held,
+            skip_before,
+        }
+    }
+
+    /// A new connection: table ids are per connection; an unfinished transaction is read again.
+    pub fn reconnected(&mut self, known_files: Vec<String>, file: String) {
+        self.shapes.clear();
+        self.known_files = known_files;
+        self.file = file;
+        self.txn = Txn::default();
+        self.txn_maria = None;
+        self.txn_mysql = None;
+        self.payload_end = None;
+        self.xa_open = None;
+    }
+
+    /// Prepared XA transactions whose keys are held.
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Feeds one event; `tme` looks up the table map of a table id (the stream's own).
+    pub fn feed<'a>(
+        &mut self,
+        event: &Event,
+        tme: impl Fn(u64) -> Option<&'a TableMapEvent<'static>>,
+    ) -> Result<Step, DecodeError> {
+        let header = event.header();
+        let t = header.event_type_raw();
+        let mut query: Option<(String, String)> = None;
+        match t {
+            t if t == EventType::ROTATE_EVENT as u8 => {
+                let re: RotateEvent<'_> = event.read_event().map_err(io("a rotate event"))?;
+                self.file = super::reader::rotate_name(re.name_raw(), &self.known_files);
+                if !re.is_fake() {
+                    self.shapes.clear();
+                }
+                return Ok(Step::Nothing);
+            }
+            t if t == EventType::TABLE_MAP_EVENT as u8 => {
+                let m: TableMapEvent<'_> = event.read_event().map_err(io("a table map"))?;
+                let name = m.table_name();
+                let tracked = m.database_name() == self.tracked.database && self.tracked.tables.contains_key(&*name);
+                let shape = if tracked { Some(Arc::new(TableShape::new(&m)?)) } else { None };
+                self.shapes.insert(m.table_id(), shape);
+                return Ok(Step::Nothing);
+            }
+            t if t == EventType::TRANSACTION_PAYLOAD_EVENT as u8 => {
+                // The stream hands the payload's inner events over next; they carry log_pos 0.
+                self.payload_end = Some(u64::from(header.log_pos()));
+                return Ok(Step::Nothing);
+            }
+            t if is_rows_event(t) => {
+                self.rows(event, &tme)?;
+                return Ok(Step::Nothing);
+            }
+            t if compressed::is_compressed_rows(t) => {
+                let plain = compressed::rows_event(event)?;
+                self.rows(&plain, &tme)?;
+                return Ok(Step::Nothing);
+            }
+            t if t == EventType::QUERY_EVENT as u8 => {
+                let q: QueryEvent<'_> = event.read_event().map_err(io("a query event"))?;
+                query = Some((q.schema().into_owned(), q.query().into_owned()));
+            }
+            compressed::QUERY_COMPRESSED_EVENT => query = Some(compressed::query(event)?),
+            MARIADB_GTID_EVENT => {
+                if let Some((domain, seq)) = maria_gtid(event.data()) {
+                    self.txn_maria = Some((domain, header.server_id(), seq));
+                }
+                return Ok(Step::Nothing);
+            }
+            MARIADB_GTID_LIST_EVENT => {
+                if let Some(list) = maria_gtid_list(event.data()) {
+                    self.maria = list;
+                }
+                return Ok(Step::Nothing);
+            }
+            t if t == EventType::GTID_EVENT as u8 || t == EventType::GTID_TAGGED_LOG_EVENT as u8 => {
+                if let Ok(Some(EventData::GtidEvent(g))) = event.read_data() {
+                    self.txn_mysql = Some((g.sid(), g.gno()));
+                }
+                return Ok(Step::Nothing);
+            }
+            t if t == EventType::PREVIOUS_GTIDS_EVENT as u8 => {
+                if let Ok(Some(EventData::PreviousGtidsEvent(p))) = event.read_data() {
+                    for sid in p.sids() {
+                        for i in sid.intervals() {
+                            self.mysql.add_range(sid.uuid(), i.start(), i.end());
+                        }
+                    }
+                }
+                return Ok(Step::Nothing);
+            }
+            t if t == EventType::XID_EVENT as u8 => {}
+            XA_PREPARE_LOG_EVENT => {}
+            _ => return Ok(Step::Nothing),
+        }
+        let mut b = Boundary { ts: header.timestamp(), ..Boundary::default() };
+        if let Some((schema, text)) = query {
+            match classify(&text) {
+                Stmt::Open => return Ok(Step::Nothing),
+                Stmt::XaStart(xid) => {
+                    self.xa_open = Some(xid);
+                    return Ok(Step::Nothing);
+                }
+                Stmt::XaEnd(xid) => {
+                    // A prepared XA transaction ends: its rows are visible now (commit) or gone (rollback),
+                    // and either way the base decides. Keys held since an earlier run are released too.
+                    if let Some(held) = self.held.remove(&xid) {
+                        self.txn.merge(held);
+                    }
+                    b.release = Some(xid);
+                }
+                Stmt::Other => {
+                    if schema == self.tracked.database || mentions(&text, &self.tracked.database) {
+                        let names: Vec<String> = self.tracked.tables.keys().cloned().collect();
+                        b.ddl = ddl(&text, &names);
+                    }
+                }
+            }
+        }
+        if t == XA_PREPARE_LOG_EVENT {
+            // The rows are not visible until XA COMMIT: hold them under their XID (from the event itself;
+            // MariaDB writes no XA START query, its GTID event carries the XA flag).
+            let xid = xa_prepare_xid(event.data())
+                .or_else(|| self.xa_open.take())
+                .unwrap_or_else(|| format!("xa-at-{}:{}", self.file, header.log_pos()));
+            let held = std::mem::take(&mut self.txn);
+            self.held.insert(xid.clone(), held.clone());
+            b.hold = Some((xid, held));
+        }
+        self.xa_open = None;
+        if let Some((d, s, n)) = self.txn_maria.take() {
+            self.maria.update(d, s, n);
+        }
+        if let Some((sid, gno)) = self.txn_mysql.take() {
+            self.mysql.add(sid, gno);
+        }
+        let txn = std::mem::take(&mut self.txn);
+        if self.skip_before.is_some_and(|s| b.ts < s) && b.hold.is_none() {
+            // Before the requested start: neither its rows nor its DDL are judged (the plans are current).
+            b.before_start = txn;
+            b.ddl = None;
+        } else {
+            b.txn = txn;
+        }
+        let log_pos = match u64::from(header.log_pos()) {
+            0 => self.payload_end,
+            p => Some(p),
+        };
+        b.end = log_pos.map(|p| Checkpoint { pos: BinlogPos::new(self.file.clone(), p), gtid: self.gtid_text() });
+        Ok(Step::Boundary(Box::new(b)))
+    }
+
+    /// The GTID state as stored in a checkpoint: MariaDB's list or MySQL's set.
+    fn gtid_text(&self) -> Option<String> {
+        if !self.maria.0.is_empty() {
+            Some(self.maria.to_string())
+        } else if !self.mysql.is_empty() {
+            Some(self.mysql.to_string())
+        } else {
+            None
+        }
+    }
+
+    /// Adds the keys of a rows event of a tracked table to the open transaction.
+    fn rows<'a>(
+        &mut self,
+        event: &Event,
+        tme: &impl Fn(u64) -> Option<&'a TableMapEvent<'static>>,
+    ) -> Result<(), DecodeError> {
+        let Some(EventData::RowsEvent(data)) = event.read_data().map_err(io("a rows event"))? else {
+            return Ok(());
+        };
+        let Some(Some(shape)) = self.shapes.get(&data.table_id()) else { return Ok(()) };
+        let Some(key_cols) = self.tracked.tables.get(&shape.table) else { return Ok(()) };
+        let decoded = match super::image::keys(&data, shape, key_cols) {
+            Some(fast) => fast,
+            None => {
+                let Some(m) = tme(data.table_id()) else {
+                    return Err(DecodeError::NoTableMap { table: shape.table.clone() });
+                };
+                rows_event_keys(&data, m, shape, key_cols)
+            }
+        };
+        let (keys, changes) = decoded?;
+        self.txn.keys.entry(shape.table.clone()).or_default().extend(keys);
+        *self.txn.changes.entry(shape.table.clone()).or_default() += changes;
+        Ok(())
+    }
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> DecodeError {
+    move |source| DecodeError::Event { what, source }
+}
+
+fn is_rows_event(t: u8) -> bool {
+    use EventType::*;
+    [
+        WRITE_ROWS_EVENT,
+        UPDATE_ROWS_EVENT,
+        DELETE_ROWS_EVENT,
+        WRITE_ROWS_EVENT_V1,
+        UPDATE_ROWS_EVENT_V1,
+        DELETE_ROWS_EVENT_V1,
+        PARTIAL_UPDATE_ROWS_EVENT,
+    ]
+    .iter()
+    .any(|e| *e as u8 == t)
+}
+
+fn mentions(text: &str, database: &str) -> bool {
+    text.to_ascii_lowercase().contains(&database.to_ascii_lowercase())
+}
+
+/// What a query event means for transaction boundaries.
+#[derive(Debug, PartialEq)]
+enum Stmt {
+    /// Opens or continues a transaction (BEGIN, SAVEPOINT, ROLLBACK TO): no boundary.
+    Open,
+    /// `XA START xid` or `XA END xid`: the rows read belong to that XA transaction.
+    XaStart(String),
+    /// `XA COMMIT xid` / `XA ROLLBACK xid` of a prepared transaction.
+    XaEnd(String),
+    /// Anything else ends a transaction: COMMIT, ROLLBACK, DDL.
+    Other,
+}
+
+fn classify(q: &str) -> Stmt {
+    let upper = q.trim_start().to_ascii_uppercase();
+    let rest = |verb: &str| xid_of(q.trim_start()[verb.len()..].trim());
+    if upper.starts_with("BEGIN") || upper.starts_with("SAVEPOINT") || upper.starts_with("ROLLBACK TO") {
+        Stmt::Open
+    } else if upper.starts_with("XA START") || upper.starts_with("XA BEGIN") {
+        Stmt::XaStart(rest("XA START"))
+    } else if upper.starts_with("XA END") {
+        Stmt::XaStart(rest("XA END"))
+    } else if upper.starts_with("XA COMMIT") {
+        Stmt::XaEnd(rest("XA COMMIT"))
+    } else if upper.starts_with("XA ROLLBACK") {
+        Stmt::XaEnd(rest("XA ROLLBACK"))
+    } else {
+        Stmt::Other
+    }
+}
+
+/// The XID of an XA_PREPARE_LOG_EVENT (one-phase flag, format id, gtrid and bqual lengths, then both),
+/// in the form the server writes in `XA COMMIT X'…',X'…',fmt`.
+fn xa_prepare_xid(data: &[u8]) -> Option<String> {
+    let format = u32::from_le_bytes(data.get(1..5)?.try_into().ok()?);
+    let g = u32::from_le_bytes(data.get(5..9)?.try_into().ok()?) as usize;
+    let b = u32::from_le_bytes(data.get(9..13)?.try_into().ok()?) as usize;
+    let gtrid = data.get(13..13 + g)?;
+    let bqual = data.get(13 + g..13 + g + b)?;
+    let hex = |x: &[u8]| x.iter().map(|c| format!("{c:02X}")).collect::<String>();
+    Some(format!("X'{}',X'{}',{format}", hex(gtrid), hex(bqual)))
+}
+
+/// An XID as the server writes it (`X'31',X'',1`), without a trailing `ONE PHASE`, spaces folded.
+fn xid_of(s: &str) -> String {
+    let s = s.trim().trim_end_matches(';');
+    let upper = s.to_ascii_uppercase();
+    let s = match upper.rfind("ONE PHASE") {
+        Some(i) if upper[i..].trim() == "ONE PHASE" => &s[..i],
+        _ => s,
+    };
+    // Servers write the hex digits in either case; compare them in one.
+    s.split_whitespace().collect::<Vec<_>>().join("").to_ascii_uppercase()
+}
+
+/// MariaDB's GTID list event: the binlog state when the file began.
+pub fn maria_gtid_list(data: &[u8]) -> Option<MariaGtids> {
+    let count = u32::from_le_bytes(data.get(0..4)?.try_into().ok()?) & 0x0fff_ffff;
+    let mut g = MariaGtids::default();
+    for i in 0..count as usize {
+        let o = 4 + i * 16;
+        let d = u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?);
+        let s = u32::from_le_bytes(data.get(o + 4..o + 8)?.try_into().ok()?);
+        let n = u64::from_le_bytes(data.get(o + 8..o + 16)?.try_into().ok()?);
+        g.update(d, s, n);
+    }
+    Some(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_and_xids() {
+        assert_eq!(classify("BEGIN"), Stmt::Open);
+        assert_eq!(classify("SAVEPOINT a"), Stmt::Open);
+        assert_eq!(classify("COMMIT"), Stmt::Other);
+        assert_eq!(classify("ROLLBACK"), Stmt::Other);
+        assert_eq!(classify("ALTER TABLE t ADD c INT"), Stmt::Other);
+        assert_eq!(classify("XA START X'31',X'',1"), Stmt::XaStart("X'31',X'',1".into()));
+        assert_eq!(classify("XA END X'31',X'',1"), Stmt::XaStart("X'31',X'',1".into()));
+        assert_eq!(classify("XA COMMIT X'31',X'',1"), Stmt::XaEnd("X'31',X'',1".into()));
+        assert_eq!(classify("xa commit X'31', X'', 1 ONE PHASE"), Stmt::XaEnd("X'31',X'',1".into()));
+        assert_eq!(classify("XA ROLLBACK X'31',X'',1"), Stmt::XaEnd("X'31',X'',1".into()));
+    }
+
+    #[test]
+    fn xid_of_an_xa_prepare_event() {
+        let mut d = vec![0u8];
+        d.extend(1u32.to_le_bytes());
+        d.extend(2u32.to_le_bytes());
+        d.extend(1u32.to_le_bytes());
+        d.extend(b"x1\xab");
+        assert_eq!(xa_prepare_xid(&d).as_deref(), Some("X'7831',X'AB',1"));
+        assert_eq!(xa_prepare_xid(&d[..14]), None, "truncated");
+        // The same XID as the COMMIT statement writes it.
+        assert_eq!(classify("XA COMMIT X'7831',X'ab',1"), Stmt::XaEnd(xa_prepare_xid(&d).unwrap()));
+    }
+
+    #[test]
+    fn gtid_list() {
+        let mut d = 1u32.to_le_bytes().to_vec();
+        d.extend(0u32.to_le_bytes());
+        d.extend(1u32.to_le_bytes());
+        d.extend(77u64.to_le_bytes());
+        assert_eq!(maria_gtid_list(&d).unwrap().to_string(), "0-1-77");
+    }
+
+    #[test]
+    fn txns_merge_by_table() {
+        let mut a = Txn::default();
+        a.keys.insert("t".into(), vec![Key(vec![crate::key::KeyVal::Int(1)])]);
+        a.changes.insert("t".into(), 1);
+        let mut b = a.clone();
+        b.changes.insert("u".into(), 2);
+        a.merge(b);
+        assert_eq!(a.keys["t"].len(), 2);
+        assert_eq!(a.change_count(), 4);
+    }
+}
