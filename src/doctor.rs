@@ -84,7 +84,9 @@ pub async fn run(cfg: &Config, binlog: bool) -> Vec<Check> {
             Err(e) => {
                 // The connect error's hint names the setting to change (url, ssl_mode, ssl_ca, ...).
                 let (detail, fix) = match &e {
-                    Error::Connect { addr, source, hint, .. } => (format!("{addr}: {source}"), hint.clone()),
+                    Error::Connect { addr, source, hint, .. } => {
+                        (format!("{addr}: {}", crate::tls::describe(source)), hint.clone())
+                    }
                     other => (other.to_string(), format!("fix {side}.url or start the server")),
                 };
                 checks.push(Check::fail(format!("{side} connection"), detail, fix));

@@ -48,7 +48,7 @@ pub enum Error {
 
     /// A server could not be reached or refused the login; `hint` names the setting to check
     /// (built by [`crate::tls`], which knows whether the connection was encrypted).
-    #[error("cannot connect to the {side} database at {addr}: {source}; {hint}")]
+    #[error("cannot connect to the {side} database at {addr}: {}; {hint}", crate::tls::describe(.source))]
     Connect {
         side: Side,
         addr: String,

@@ -187,7 +187,10 @@ fn url_query_keys(url: &str) -> impl Iterator<Item = &str> {
 
 fn read(side: Side, key: &str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| {
-        Error::Config(format!("{side}.{key}: cannot read {}: {e}; point {side}.{key} at a readable PEM file", path.display()))
+        Error::Config(format!(
+            "{side}.{key}: cannot read {}: {e}; point {side}.{key} at a readable PEM file",
+            path.display()
+        ))
     })
 }
 
@@ -231,9 +234,8 @@ fn check_identity(side: Side, cert: &Path, key: &Path) -> Result<()> {
             key.display()
         ))
     })?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| {
-        Error::Config(format!("{side}.ssl_key: the key in {} is not supported: {e}", key.display()))
-    })?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&der)
+        .map_err(|e| Error::Config(format!("{side}.ssl_key: the key in {} is not supported: {e}", key.display())))?;
     match rustls::sign::CertifiedKey::new(certs, signer).keys_match() {
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Err(Error::Config(format!(
             "{side}.ssl_key: the key in {} does not belong to the certificate in {} ({side}.ssl_cert)",
@@ -297,8 +299,8 @@ pub struct Connector {
 impl Connector {
     pub fn new(side: Side, ep: &Endpoint) -> Result<Connector> {
         let tls = Tls::resolve(side, ep)?;
-        let url_opts = Opts::from_url(&ep.url)
-            .map_err(|e| Error::Config(format!("{side}.url is not a valid MySQL URL: {e}")))?;
+        let url_opts =
+            Opts::from_url(&ep.url).map_err(|e| Error::Config(format!("{side}.url is not a valid MySQL URL: {e}")))?;
         let addr = format!("{}:{}", url_opts.ip_or_hostname(), url_opts.tcp_port());
         Ok(Connector { side, url_opts, addr, tls })
     }
@@ -382,6 +384,15 @@ pub fn rustls_error(e: &mysql_async::Error) -> Option<&rustls::Error> {
     }
 }
 
+/// A connect error as one phrase: a failed TLS handshake says so (mysql_async writes "Input/output error"
+/// twice before it).
+pub fn describe(e: &mysql_async::Error) -> String {
+    match rustls_error(e) {
+        Some(re) => format!("TLS handshake failed: {re}"),
+        None => e.to_string(),
+    }
+}
+
 /// Whether a connect error is about TLS settings or certificates (never cured by retrying).
 pub fn is_tls_failure(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Io(mysql_async::IoError::Tls(_))) || rustls_error(e).is_some()
@@ -405,9 +416,9 @@ fn presented_name(e: &mysql_async::Error) -> Option<String> {
     })
 }
 
-/// MariaDB and MySQL refuse plain connections when `require_secure_transport=ON` with these codes
-/// (MySQL's ER_SECURE_TRANSPORT_REQUIRED, MariaDB's number for it).
-const SECURE_TRANSPORT_REQUIRED: &[u16] = &[3159, 4151];
+/// MySQL refuses a plain connection under `require_secure_transport=ON` with ER_SECURE_TRANSPORT_REQUIRED;
+/// MariaDB (10.11, tried) answers 1045 "Access denied", as it does for a REQUIRE SSL/X509 account.
+const SECURE_TRANSPORT_REQUIRED: &[u16] = &[3159];
 const ACCESS_DENIED: u16 = 1045;
 
 fn hint(side: Side, tls: &Tls, plain: bool, addr: &str, e: &mysql_async::Error) -> String {
@@ -448,5 +459,115 @@ fn hint(side: Side, tls: &Tls, plain: bool, addr: &str, e: &mysql_async::Error) 
             "check the user and password in {side}.url, and that the account accepts the certificate in {side}.ssl_cert"
         ),
         _ => format!("check {side}.url and that the server is running"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A CA certificate (public part only) made by scripts/testenv.sh's make_certs.
+    fn ca() -> String {
+        format!("{}/fixtures/tls/test-ca.pem", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn load(source: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text = format!(
+            "[source]\n{source}\n[target]\nurl = \"mysql://u:secret@127.0.0.1:3307/app\"\n[[table]]\nname = \"t\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path, true, env.iter().map(|(a, b)| (a.to_string(), b.to_string())))
+    }
+
+    fn tls(source: &str, env: &[(&str, &str)]) -> Result<Tls> {
+        let c = load(source, env)?;
+        Tls::resolve(Side::Source, &c.source)
+    }
+
+    const URL: &str = "url = \"mysql://u:secret@127.0.0.1:3306/app\"";
+
+    #[test]
+    fn modes_and_their_defaults() {
+        let t = tls(URL, &[]).unwrap();
+        assert_eq!((t.mode, t.ca.is_none(), t.identity.is_none(), t.from_url), (SslMode::Preferred, true, true, false));
+        // The MySQL client's rule: a CA without a mode verifies the CA.
+        let t = tls(&format!("{URL}\nssl_ca = \"{}\"", ca()), &[]).unwrap();
+        assert_eq!(t.mode, SslMode::VerifyCa);
+        assert_eq!(t.ca.as_deref(), Some(Path::new(&ca())));
+        // The client's spellings; a CA is not used by the modes that do not verify.
+        let t = tls(&format!("{URL}\nssl_mode = \"REQUIRED\"\nssl_ca = \"{}\"", ca()), &[]).unwrap();
+        assert_eq!((t.mode, t.ca), (SslMode::Required, None));
+        assert_eq!(tls(&format!("{URL}\nssl_mode = \"verify-identity\""), &[]).unwrap().mode, SslMode::VerifyIdentity);
+    }
+
+    #[test]
+    fn environment_overrides_the_tls_keys() {
+        let env = [("BV_SOURCE_SSL_MODE", "verify_identity"), ("BV_SOURCE_SSL_CA", ca().leak())];
+        let t = tls(URL, &env).unwrap();
+        assert_eq!((t.mode, t.ca.is_some()), (SslMode::VerifyIdentity, true));
+        let e = load(URL, &[("BV_TARGET_SSL_CA", "/nonexistent/ca.pem")]).unwrap_err().to_string();
+        assert!(e.contains("target.ssl_ca") && e.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_and_files_name_the_key() {
+        let e = load(&format!("{URL}\nssl_mode = \"strict\""), &[]).unwrap_err().to_string();
+        assert!(e.contains("source.ssl_mode") && e.contains("verify_identity"), "{e}");
+        let e = load(&format!("{URL}\nssl_ca = \"/nonexistent/ca.pem\""), &[]).unwrap_err().to_string();
+        assert!(e.contains("source.ssl_ca") && e.contains("cannot read"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let e = load(&format!("{URL}\nssl_ca = \"{}\"", junk.display()), &[]).unwrap_err().to_string();
+        assert!(e.contains("source.ssl_ca") && e.contains("no PEM certificate"), "{e}");
+        let e = load(&format!("{URL}\nssl_cert = \"{}\"", ca()), &[]).unwrap_err().to_string();
+        assert!(e.contains("source.ssl_cert") && e.contains("source.ssl_key"), "{e}");
+        // A key file that holds no key: named, its content not shown.
+        std::fs::write(&junk, "-----BEGIN SECRET-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END SECRET-----\n").unwrap();
+        let e = load(&format!("{URL}\nssl_cert = \"{}\"\nssl_key = \"{}\"", ca(), junk.display()), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("source.ssl_key") && !e.contains("c2VjcmV0"), "{e}");
+        let e = load(&format!("{URL}\nssl_key_file = \"x\""), &[]).unwrap_err().to_string();
+        assert!(e.contains("ssl_key_file"), "{e}");
+    }
+
+    #[test]
+    fn tls_in_the_url_still_works_but_not_mixed_with_the_keys() {
+        let url = "url = \"mysql://u:secret@127.0.0.1:3306/app?require_ssl=true&verify_ca=false\"";
+        let t = tls(url, &[]).unwrap();
+        assert_eq!((t.mode, t.from_url), (SslMode::Required, true));
+        let t = tls("url = \"mysql://u:p@h:1/app?require_ssl=true&verify_identity=false\"", &[]).unwrap();
+        assert_eq!(t.mode, SslMode::VerifyCa);
+        let e = load(&format!("{url}\nssl_mode = \"verify_identity\""), &[]).unwrap_err().to_string();
+        assert!(e.contains("require_ssl") && e.contains("source.ssl_mode") && !e.contains("secret"), "{e}");
+    }
+
+    fn tls_error(e: rustls::Error) -> mysql_async::Error {
+        mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+    }
+
+    #[test]
+    fn certificate_failures_are_definite_and_verify_ca_finds_a_presented_name() {
+        let unknown = tls_error(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+        assert!(is_tls_failure(&unknown));
+        let connect = |source| Error::Connect { side: Side::Source, addr: "h:1".into(), source, hint: String::new() };
+        assert!(!connect(unknown).is_transient());
+        let dropped = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::ErrorKind::ConnectionReset.into()));
+        assert!(connect(dropped).is_transient());
+        let name = |presented: &[&str]| {
+            presented_name(&tls_error(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext {
+                    expected: rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                    presented: presented.iter().map(|s| s.to_string()).collect(),
+                },
+            )))
+        };
+        assert_eq!(name(&["DirectoryName", "DnsName(\"*.db.example.com\")"]).as_deref(), Some("x.db.example.com"));
+        assert_eq!(name(&["IpAddress(10.0.0.1)"]).as_deref(), Some("10.0.0.1"));
+        assert_eq!(name(&[]), None);
     }
 }

@@ -9,3 +9,4 @@ mod full;
 mod harness;
 mod kafka;
 mod poll;
+mod tls;
