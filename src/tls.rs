@@ -367,7 +367,12 @@ impl Connector {
 
     /// The connect error, with a hint that names the setting to change.
     fn error(&self, source: mysql_async::Error, plain: bool) -> Error {
-        let hint = hint(self.side, &self.tls, plain || self.tls.mode == SslMode::Disabled, &self.addr, &source);
+        let plain = match (self.tls.mode, plain) {
+            (SslMode::Disabled, _) => Plain::BySetting,
+            (_, true) => Plain::NotOffered,
+            _ => Plain::No,
+        };
+        let hint = hint(self.side, &self.tls, plain, &self.addr, &source);
         Error::Connect { side: self.side, addr: self.addr.clone(), source, hint }
     }
 }
@@ -421,43 +426,63 @@ fn presented_name(e: &mysql_async::Error) -> Option<String> {
 const SECURE_TRANSPORT_REQUIRED: &[u16] = &[3159];
 const ACCESS_DENIED: u16 = 1045;
 
-fn hint(side: Side, tls: &Tls, plain: bool, addr: &str, e: &mysql_async::Error) -> String {
-    let mode = tls.mode;
+/// Why a connection went without TLS, when it did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plain {
+    /// It used TLS.
+    No,
+    /// `ssl_mode = disabled` (or the URL's `require_ssl=false`).
+    BySetting,
+    /// `preferred` found a server that does not offer TLS.
+    NotOffered,
+}
+
+fn hint(side: Side, tls: &Tls, plain: Plain, addr: &str, e: &mysql_async::Error) -> String {
+    let setting = if tls.from_url {
+        format!("the TLS parameters of {side}.url (better: remove them and set {side}.ssl_mode)")
+    } else {
+        format!("{side}.ssl_mode = {}", tls.mode)
+    };
     if let Some(re) = rustls_error(e) {
+        use rustls::{AlertDescription as A, CertificateError as C, Error as R};
         return match re {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })
-            | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName) => format!(
+            R::InvalidCertificate(C::NotValidForNameContext { .. } | C::NotValidForName) => format!(
                 "the server's certificate does not name the host in {side}.url ({addr}); connect by a name the certificate lists, or set {side}.ssl_mode = \"verify_ca\" to check only the CA"
             ),
-            rustls::Error::InvalidCertificate(_) => format!(
-                "the server's certificate was not accepted when checked against {} ({side}.ssl_mode = {mode}); set {side}.ssl_ca to the PEM file (or bundle) of the CA that issued it",
+            R::InvalidCertificate(_) => format!(
+                "the server's certificate was not accepted when checked against {} ({setting}); set {side}.ssl_ca to the PEM file (or bundle) of the CA that issued it",
                 tls.trust()
             ),
-            rustls::Error::AlertReceived(_) => format!(
+            R::PeerIncompatible(_) | R::AlertReceived(A::ProtocolVersion) => format!(
+                "the server's TLS is older than TLS 1.2, which this client needs (MySQL 5.6 and early 5.7 builds); enable TLS 1.2 on the server, or set {side}.ssl_mode = \"disabled\" to connect without TLS"
+            ),
+            R::AlertReceived(_) => format!(
                 "the server ended the TLS handshake; if it requires a client certificate, set {side}.ssl_cert and {side}.ssl_key, and check that the server trusts their CA"
             ),
-            _ => format!("the TLS handshake failed; check {side}.ssl_mode, {side}.ssl_ca, {side}.ssl_cert and {side}.ssl_key"),
+            _ => format!("the TLS handshake failed ({setting}); check {side}.ssl_mode, {side}.ssl_ca, {side}.ssl_cert and {side}.ssl_key"),
         };
     }
+    let denied = matches!(e, mysql_async::Error::Server(s) if s.code == ACCESS_DENIED);
     match e {
         mysql_async::Error::Io(mysql_async::IoError::Tls(_)) => format!(
             "the TLS settings could not be used; check the files in {side}.ssl_ca, {side}.ssl_cert and {side}.ssl_key"
         ),
         e if no_tls_offered(e) => format!(
-            "the server does not offer TLS but {side}.ssl_mode = {mode} requires it; enable TLS on the server or set {side}.ssl_mode = \"preferred\""
+            "the server does not offer TLS but {setting} requires it; enable TLS on the server or set {side}.ssl_mode = \"preferred\""
         ),
         mysql_async::Error::Server(s) if SECURE_TRANSPORT_REQUIRED.contains(&s.code) => format!(
-            "the server requires a secure (TLS) connection and {side}.ssl_mode = {mode} connects without one; set {side}.ssl_mode = \"verify_identity\" and {side}.ssl_ca to the server's CA"
+            "the server requires a secure (TLS) connection and {setting} connects without one; set {side}.ssl_mode = \"verify_identity\" and {side}.ssl_ca to the server's CA"
         ),
-        mysql_async::Error::Server(s) if s.code == ACCESS_DENIED && plain => format!(
-            "check the user and password in {side}.url; if the server or the account requires TLS (require_secure_transport, REQUIRE SSL or X509), note that {side}.ssl_mode = {mode} connects without it: set {side}.ssl_mode = \"verify_identity\" and {side}.ssl_ca"
+        _ if denied && plain == Plain::BySetting => format!(
+            "the login was refused on a connection without TLS ({setting}), which is how a server with require_secure_transport=ON or an account with REQUIRE SSL/X509 answers: set {side}.ssl_mode = \"verify_identity\" and {side}.ssl_ca; otherwise check the user and password in {side}.url"
         ),
-        mysql_async::Error::Server(s) if s.code == ACCESS_DENIED && tls.identity.is_none() => format!(
+        _ if denied && plain == Plain::No && tls.identity.is_none() => format!(
             "check the user and password in {side}.url; if the account requires a client certificate (REQUIRE X509), set {side}.ssl_cert and {side}.ssl_key"
         ),
-        mysql_async::Error::Server(s) if s.code == ACCESS_DENIED => format!(
+        _ if denied && plain == Plain::No => format!(
             "check the user and password in {side}.url, and that the account accepts the certificate in {side}.ssl_cert"
         ),
+        _ if denied => format!("check the user and password in {side}.url"),
         _ => format!("check {side}.url and that the server is running"),
     }
 }

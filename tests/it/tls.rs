@@ -139,7 +139,10 @@ async fn wrong_ca_missing_client_certificate_and_disabled_tls_fail_with_the_sett
     // "start the server".
     tls_config(&p, &s, "bv:bv", "127.0.0.1", "", TABLE_T);
     let out = p.command(&["full"]).env("BV_SOURCE_SSL_MODE", "disabled").output().unwrap();
-    assert_clean_failure(&out, &["source.ssl_mode = disabled", "requires TLS", "verify_identity"]);
+    assert_clean_failure(
+        &out,
+        &["without TLS (source.ssl_mode = disabled)", "require_secure_transport", "verify_identity"],
+    );
     assert!(!text(&out).contains("server is running"), "{}", text(&out));
     outputs.push(text(&out));
     let out = p.command(&["doctor"]).env("BV_SOURCE_SSL_MODE", "disabled").output().unwrap();
