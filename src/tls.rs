@@ -230,7 +230,7 @@ fn check_identity(side: Side, cert: &Path, key: &Path) -> Result<()> {
     let data = read(side, "ssl_key", key)?;
     let der = PrivateKeyDer::from_pem_slice(&data).map_err(|e| {
         Error::Config(format!(
-            "{side}.ssl_key: {} holds no usable private key (PEM, PKCS#1, PKCS#8 or SEC1): {e}",
+            "{side}.ssl_key: {} holds no usable private key ({e}); it must be an unencrypted PEM key (PKCS#8, PKCS#1 or SEC1): decrypt one with `openssl pkey -in KEY -out KEY.pem`",
             key.display()
         ))
     })?;

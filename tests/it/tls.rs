@@ -150,6 +150,11 @@ async fn wrong_ca_missing_client_certificate_and_disabled_tls_fail_with_the_sett
     assert!(log.contains("FAIL source connection") && log.contains("fix: ") && log.contains("ssl_mode"), "{log}");
     outputs.push(log);
 
+    // `required` against a server without TLS (the plain target) fails and says so; `preferred` would not.
+    tls_config(&p, &s, "bv:bv", "127.0.0.1", &no_cert, TABLE_T);
+    let out = p.command(&["full"]).env("BV_TARGET_SSL_MODE", "required").output().unwrap();
+    assert_clean_failure(&out, &["target", "does not offer TLS", "target.ssl_mode = required"]);
+
     // A host the certificate does not name: verify_identity refuses it and names verify_ca, which checks
     // the CA only and connects.
     tls_config(&p, &s, "bv:bv", "localhost", &no_cert, TABLE_T);
