@@ -398,9 +398,18 @@ pub fn describe(e: &mysql_async::Error) -> String {
     }
 }
 
-/// Whether a connect error is about TLS settings or certificates (never cured by retrying).
+/// Whether an error is about TLS settings or certificates, which retrying cannot cure: the driver could
+/// not use the files, or the handshake was refused. Other TLS errors (a record damaged mid-stream) stay
+/// transient like any broken connection.
 pub fn is_tls_failure(e: &mysql_async::Error) -> bool {
-    matches!(e, mysql_async::Error::Io(mysql_async::IoError::Tls(_))) || rustls_error(e).is_some()
+    use rustls::{AlertDescription as A, Error as R};
+    if matches!(e, mysql_async::Error::Io(mysql_async::IoError::Tls(_))) {
+        return true;
+    }
+    matches!(
+        rustls_error(e),
+        Some(R::InvalidCertificate(_) | R::PeerIncompatible(_) | R::NoCertificatesPresented | R::UnsupportedNameType)
+    ) || matches!(rustls_error(e), Some(R::AlertReceived(a)) if *a != A::CloseNotify)
 }
 
 /// For a certificate that does not name the host we connected to, one name it does present (a wildcard
@@ -583,6 +592,9 @@ mod tests {
         assert!(!connect(unknown).is_transient());
         let dropped = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::ErrorKind::ConnectionReset.into()));
         assert!(connect(dropped).is_transient());
+        let refused = tls_error(rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired));
+        assert!(!connect(refused).is_transient());
+        assert!(connect(tls_error(rustls::Error::DecryptError)).is_transient());
         let name = |presented: &[&str]| {
             presented_name(&tls_error(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForNameContext {
