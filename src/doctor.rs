@@ -135,8 +135,8 @@ async fn tls_check(db: &Db) -> Check {
         return Check::ok(
             name,
             format!(
-                "not encrypted: connected through the local server's Unix socket (ssl_mode = {}); set ssl_mode = \"required\" or stricter to keep TLS",
-                db.link.tls.mode
+                "not encrypted: connected through the local server's Unix socket (ssl_mode = {}); set {}.ssl_mode = \"required\" or stricter to keep TLS",
+                db.link.tls.mode, db.side
             ),
         );
     }

@@ -265,7 +265,7 @@ impl Link {
     /// What is verified about the server, given the TLS version the server reports (empty if none).
     pub fn describe(&self, version: &str) -> String {
         let mode = self.tls.mode;
-        let how = if self.tls.from_url { " (set by the URL's parameters)" } else { "" };
+        let how = if self.tls.from_url { ", set by the URL's parameters" } else { "" };
         if mode == SslMode::Disabled {
             return format!("not encrypted (ssl_mode = disabled{how})");
         }
@@ -448,7 +448,7 @@ enum Plain {
 
 fn hint(side: Side, tls: &Tls, plain: Plain, addr: &str, e: &mysql_async::Error) -> String {
     let setting = if tls.from_url {
-        format!("the TLS parameters of {side}.url (better: remove them and set {side}.ssl_mode)")
+        format!("the TLS parameters of {side}.url")
     } else {
         format!("{side}.ssl_mode = {}", tls.mode)
     };
@@ -457,6 +457,10 @@ fn hint(side: Side, tls: &Tls, plain: Plain, addr: &str, e: &mysql_async::Error)
         return match re {
             R::InvalidCertificate(C::NotValidForNameContext { .. } | C::NotValidForName) => format!(
                 "the server's certificate does not name the host in {side}.url ({addr}); connect by a name the certificate lists, or set {side}.ssl_mode = \"verify_ca\" to check only the CA"
+            ),
+            R::InvalidCertificate(_) if tls.from_url => format!(
+                "the server's certificate was not accepted when checked against {}; the URL's TLS parameters cannot name a CA: remove them from {side}.url and set {side}.ssl_ca to the PEM file (or bundle) of the CA that issued it",
+                tls.trust()
             ),
             R::InvalidCertificate(_) => format!(
                 "the server's certificate was not accepted when checked against {} ({setting}); set {side}.ssl_ca to the PEM file (or bundle) of the CA that issued it",

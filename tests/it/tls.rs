@@ -171,6 +171,17 @@ async fn wrong_ca_missing_client_certificate_and_disabled_tls_fail_with_the_sett
     tls_config(&p, &s, "bv:bv", "localhost", &ca_only_wrong, TABLE_T);
     assert_clean_failure(&p.run(&["full"]), &["source.ssl_ca"]);
 
+    // The only way before ssl_ca existed, mysql_async's own URL parameter, now leads to ssl_ca.
+    tls_config(&p, &s, "bv:bv", "127.0.0.1", "", TABLE_T);
+    let path = p.dir.path().join("binlog-validator.toml");
+    let with_param = std::fs::read_to_string(&path).unwrap().replacen(
+        &format!("/{}\"", p.db),
+        &format!("/{}?require_ssl=true\"", p.db),
+        1,
+    );
+    std::fs::write(&path, with_param).unwrap();
+    assert_clean_failure(&p.run(&["full"]), &["UnknownIssuer", "remove them from source.url", "source.ssl_ca"]);
+
     // Files that cannot be used are config errors naming the key: a key that is not the certificate's,
     // a CA file that is missing.
     let mismatched =
