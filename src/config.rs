@@ -345,7 +345,14 @@ impl Config {
                     redact_url(url)
                 ));
             }
-            Tls::resolve(side, self.endpoint(side))?;
+            let tls = Tls::resolve(side, self.endpoint(side))?;
+            if self.endpoint(side).ssl_ca.is_some() && !tls.mode.verifies() && tls.mode != SslMode::Disabled {
+                // The MySQL client warns the same way: a CA that is not used is a false sense of safety.
+                tracing::warn!(
+                    "{side}.ssl_ca is not used with {side}.ssl_mode = {}: the server certificate is not verified; set {side}.ssl_mode = \"verify_identity\" (or \"verify_ca\") to verify it",
+                    tls.mode
+                );
+            }
         }
         if self.tables.is_empty() {
             return bad("no [[table]] is configured; add at least one [[table]] with name = \"...\"".into());
