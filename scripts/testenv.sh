@@ -7,6 +7,8 @@
 #   scripts/testenv.sh up                          start the source/target pair and the broker; write .testenv/env
 #   scripts/testenv.sh down                        stop everything this script started
 #   scripts/testenv.sh start-mariadb NAME PORT base|base-compressed|plain
+#   scripts/testenv.sh start-tls-mariadb NAME PORT  a base server that accepts only TLS, with a private CA made
+#                                                  here by openssl under $DIR/NAME/tls (see start_tls_mariadb)
 #   scripts/testenv.sh stop-mariadb NAME
 #   scripts/testenv.sh start-broker NAME PORT
 #   scripts/testenv.sh stop-broker NAME
@@ -39,11 +41,12 @@ wait_for() {
 }
 
 ensure_mariadb() {
-  if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb >/dev/null 2>&1; then
-    log "installing MariaDB from Debian"
+  if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb >/dev/null 2>&1 \
+    || ! command -v openssl >/dev/null 2>&1; then
+    log "installing MariaDB (and openssl, for the TLS server's certificates) from Debian"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+    apt-get install -y -qq mariadb-server mariadb-client openssl >/dev/null
   fi
 }
 
@@ -56,8 +59,11 @@ ensure() {
   fi
 }
 
+# start_mariadb NAME PORT ROLE [MARIADBD-ARG...]
 start_mariadb() {
   local name=$1 port=$2 role=$3
+  shift 3
+  local extra=("$@")
   local d=$DIR/$name
   command -v mariadbd >/dev/null 2>&1 || die "mariadbd is not installed; run scripts/testenv.sh ensure"
   mkdir -p "$d"
@@ -81,6 +87,7 @@ start_mariadb() {
     # threshold MariaDB allows, so small rows stay plain and larger ones are compressed.
     args+=(--log-bin-compress=ON --log-bin-compress-min-len=10)
   fi
+  args+=("${extra[@]}")
   nohup mariadbd "${args[@]}" >"$d/stdout.log" 2>&1 &
   echo $! >"$d/pid"
   wait_for 60 mariadb-admin --no-defaults --socket="$d/sock" -uroot ping \
@@ -91,6 +98,53 @@ start_mariadb() {
     CREATE USER IF NOT EXISTS 'bv'@'localhost' IDENTIFIED BY 'bv';
     GRANT ALL PRIVILEGES ON *.* TO 'bv'@'localhost' WITH GRANT OPTION;"
   log "$name ($role) up on 127.0.0.1:$port"
+}
+
+# A private CA and the certificates the TLS tests use, all made here (nothing secret leaves $1):
+#   ca.pem/ca.key            the CA that issues the others
+#   server.pem/server.key    the server's certificate, for IP 127.0.0.1 only (so `localhost` does not match it)
+#   client.pem/client.key    a client certificate for the X509 account (CN=bvx)
+#   other-ca.pem             an unrelated CA (a wrong ssl_ca)
+make_certs() {
+  local t=$1
+  command -v openssl >/dev/null 2>&1 || die "openssl is not installed; run scripts/testenv.sh ensure"
+  [ -f "$t/client.pem" ] && return 0
+  mkdir -p "$t"
+  local key=(genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256)
+  local ca_ext=(-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign")
+  openssl "${key[@]}" -out "$t/ca.key" 2>/dev/null
+  openssl req -x509 -new -key "$t/ca.key" -subj "/CN=binlog-validator test CA" -days 3650 "${ca_ext[@]}" -out "$t/ca.pem"
+  openssl "${key[@]}" -out "$t/other-ca.key" 2>/dev/null
+  openssl req -x509 -new -key "$t/other-ca.key" -subj "/CN=unrelated CA" -days 3650 "${ca_ext[@]}" -out "$t/other-ca.pem"
+  local who
+  for who in server client; do
+    openssl "${key[@]}" -out "$t/$who.key" 2>/dev/null
+    local cn=127.0.0.1 ext="subjectAltName=IP:127.0.0.1
+extendedKeyUsage=serverAuth"
+    if [ "$who" = client ]; then
+      cn=bvx ext="extendedKeyUsage=clientAuth"
+    fi
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n%s\n' "$ext" >"$t/$who.ext"
+    openssl req -new -key "$t/$who.key" -subj "/CN=$cn" -out "$t/$who.csr"
+    openssl x509 -req -in "$t/$who.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial -days 3650 \
+      -extfile "$t/$who.ext" -out "$t/$who.pem" 2>/dev/null
+  done
+  chmod 600 "$t"/*.key
+}
+
+# A base server that refuses plain TCP connections (require_secure_transport=ON; its Unix socket stays
+# usable for setup), with the certificates of make_certs, the usual `bv` account (password only) and `bvx`
+# (password x509-pass) that must also present a client certificate from the CA (REQUIRE X509).
+start_tls_mariadb() {
+  local name=$1 port=$2
+  local t=$DIR/$name/tls
+  make_certs "$t"
+  start_mariadb "$name" "$port" base --ssl-ca="$t/ca.pem" --ssl-cert="$t/server.pem" --ssl-key="$t/server.key" \
+    --require-secure-transport=ON
+  mariadb --no-defaults --socket="$DIR/$name/sock" -uroot -e "
+    CREATE USER IF NOT EXISTS 'bvx'@'127.0.0.1' IDENTIFIED BY 'x509-pass' REQUIRE X509;
+    GRANT ALL PRIVILEGES ON *.* TO 'bvx'@'127.0.0.1';"
+  log "$name accepts only TLS; its CA and client certificate are in $t"
 }
 
 # Whether a process runs (a zombie, which no parent reaps here, does not).
@@ -179,9 +233,10 @@ case "$cmd" in
   up) up ;;
   down) down ;;
   start-mariadb) start_mariadb "$@" ;;
+  start-tls-mariadb) start_tls_mariadb "$@" ;;
   stop-mariadb) stop_mariadb "$@" ;;
   start-broker) start_broker "$@" ;;
   stop-broker) stop_broker "$@" ;;
   destroy) destroy "$@" ;;
-  *) die "usage: $0 ensure|up|down|start-mariadb NAME PORT base|plain|stop-mariadb NAME|start-broker NAME PORT|stop-broker NAME" ;;
+  *) die "usage: $0 ensure|up|down|start-mariadb NAME PORT base|plain|start-tls-mariadb NAME PORT|stop-mariadb NAME|start-broker NAME PORT|stop-broker NAME" ;;
 esac

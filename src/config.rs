@@ -7,6 +7,7 @@
 //! appear in `Debug` output or logs.
 
 use crate::error::{Error, Result, Side};
+use crate::tls::{SslMode, Tls};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,17 +49,35 @@ fn default_base() -> String {
     "source".into()
 }
 
-/// A database connection; `Debug` hides the password.
+/// A database connection and its TLS settings ([`crate::tls`]); `Debug` hides the password.
 #[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     #[serde(default)]
     pub url: String,
+    /// The MySQL client's `--ssl-mode`; unset: `verify_ca` with `ssl_ca`, else `preferred`.
+    #[serde(default)]
+    pub ssl_mode: Option<SslMode>,
+    /// PEM file (or bundle) of the CA that issued the server's certificate.
+    #[serde(default)]
+    pub ssl_ca: Option<PathBuf>,
+    /// PEM client certificate (chain), for accounts that require X509.
+    #[serde(default)]
+    pub ssl_cert: Option<PathBuf>,
+    /// PEM private key of `ssl_cert`.
+    #[serde(default)]
+    pub ssl_key: Option<PathBuf>,
 }
 
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoint").field("url", &redact_url(&self.url)).finish()
+        f.debug_struct("Endpoint")
+            .field("url", &redact_url(&self.url))
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_ca", &self.ssl_ca)
+            .field("ssl_cert", &self.ssl_cert)
+            .field("ssl_key", &self.ssl_key)
+            .finish()
     }
 }
 
@@ -325,6 +344,14 @@ impl Config {
                     "{side}.url ({}) names no database; add it as the path: mysql://user:pass@host:3306/app",
                     redact_url(url)
                 ));
+            }
+            let tls = Tls::resolve(side, self.endpoint(side))?;
+            if self.endpoint(side).ssl_ca.is_some() && !tls.mode.verifies() && tls.mode != SslMode::Disabled {
+                // The MySQL client warns the same way: a CA that is not used is a false sense of safety.
+                tracing::warn!(
+                    "{side}.ssl_ca is not used with {side}.ssl_mode = {}: the server certificate is not verified; set {side}.ssl_mode = \"verify_identity\" (or \"verify_ca\") to verify it",
+                    tls.mode
+                );
             }
         }
         if self.tables.is_empty() {

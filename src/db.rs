@@ -5,11 +5,13 @@
 //! Ranges use the expanded form of the tuple predicate (`a > ? OR (a = ? AND b > ?)`) because MySQL uses
 //! the key's index for it, which it does not reliably do for `(a, b) > (?, ?)`.
 
+use crate::config::Endpoint;
 use crate::error::{Error, Result, Side};
 use crate::key::Key;
 use crate::schema::TablePlan;
+use crate::tls::{Connector, Link};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
+use mysql_async::{Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
 
 /// One row as read: the key columns first, then the compared columns, in plan order.
 pub type Row = Vec<Value>;
@@ -21,6 +23,8 @@ pub struct Db {
     pub side: Side,
     pub database: String,
     pub addr: String,
+    /// How the connections are secured (what doctor reports).
+    pub link: Link,
     pool: Pool,
     /// Statements run and rows read through this pool (the load a mode puts on a server).
     pub queries: std::sync::atomic::AtomicU64,
@@ -28,24 +32,43 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens a pool of at most `max_conns` connections and checks that the server answers.
-    pub async fn connect(side: Side, url: &str, max_conns: usize) -> Result<Db> {
-        let opts =
-            Opts::from_url(url).map_err(|e| Error::Config(format!("{side}.url is not a valid MySQL URL: {e}")))?;
-        let addr = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-        let database = opts.db_name().unwrap_or_default().to_string();
+    /// Opens a pool of at most `max_conns` connections with the side's TLS settings and checks that the
+    /// server answers.
+    pub async fn connect(side: Side, ep: &Endpoint, max_conns: usize) -> Result<Db> {
+        let connector = Connector::new(side, ep)?;
         let constraints = PoolConstraints::new(0, max_conns.max(1)).unwrap_or_default();
-        let opts = OptsBuilder::from_opts(opts)
-            // TIMESTAMP values must be read in one zone on both sides, or equal instants compare unequal.
-            .init(vec!["SET time_zone = '+00:00'"])
-            .stmt_cache_size(256)
-            .max_allowed_packet(Some(1 << 30))
-            .pool_opts(PoolOpts::default().with_constraints(constraints));
-        let pool = Pool::new(opts);
-        let db = Db { side, database, addr, pool, queries: Default::default(), rows_read: Default::default() };
-        let conn = db.pool.get_conn().await.map_err(|source| Error::Connect { side, addr: db.addr.clone(), source })?;
-        drop(conn);
-        Ok(db)
+        let tune = |opts: OptsBuilder| {
+            opts
+                // TIMESTAMP values must be read in one zone on both sides, or equal instants compare unequal.
+                .init(vec!["SET time_zone = '+00:00'"])
+                .stmt_cache_size(256)
+                .max_allowed_packet(Some(1 << 30))
+                .pool_opts(PoolOpts::default().with_constraints(constraints))
+        };
+        let (pool, link) = connector
+            .establish(|opts| async move {
+                let pool = Pool::new(tune(opts));
+                match pool.get_conn().await {
+                    Ok(conn) => {
+                        drop(conn);
+                        Ok(pool)
+                    }
+                    Err(e) => {
+                        let _ = pool.disconnect().await;
+                        Err(e)
+                    }
+                }
+            })
+            .await?;
+        Ok(Db {
+            side,
+            database: connector.database().to_string(),
+            addr: connector.addr.clone(),
+            link,
+            pool,
+            queries: Default::default(),
+            rows_read: Default::default(),
+        })
     }
 
     pub async fn conn(&self) -> Result<Conn> {

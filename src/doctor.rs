@@ -1,9 +1,9 @@
-//! Preflight checks: connectivity, privileges, binlog settings and table keys. Each check reports the
+//! Preflight checks: connectivity and TLS, privileges, binlog settings and table keys. Each check reports the
 //! setting, what is expected and what was found, and for a failure how to fix it.
 
 use crate::config::Config;
 use crate::db::{quote_ident, Db};
-use crate::error::Side;
+use crate::error::{Error, Side};
 use crate::schema;
 use mysql_async::Value;
 
@@ -74,18 +74,22 @@ pub async fn run(cfg: &Config, binlog: bool) -> Vec<Check> {
     let mut dbs: Vec<Option<Db>> = Vec::new();
     for side in [base_side, base_side.other()] {
         let role = if side == base_side { "base" } else { "other side" };
-        match Db::connect(side, &cfg.endpoint(side).url, 2).await {
+        match Db::connect(side, cfg.endpoint(side), 2).await {
             Ok(db) => {
                 let version = variable(&db, "version").await.unwrap_or_default();
                 checks.push(Check::ok(format!("{side} connection"), format!("{} ({role}), server {version}", db.addr)));
+                checks.push(tls_check(&db).await);
                 dbs.push(Some(db));
             }
             Err(e) => {
-                checks.push(Check::fail(
-                    format!("{side} connection"),
-                    e.to_string(),
-                    format!("fix {side}.url or start the server"),
-                ));
+                // The connect error's hint names the setting to change (url, ssl_mode, ssl_ca, ...).
+                let (detail, fix) = match &e {
+                    Error::Connect { addr, source, hint, .. } => {
+                        (format!("{addr}: {}", crate::tls::describe(source)), hint.clone())
+                    }
+                    other => (other.to_string(), format!("fix {side}.url or start the server")),
+                };
+                checks.push(Check::fail(format!("{side} connection"), detail, fix));
                 dbs.push(None);
             }
         }
@@ -113,6 +117,30 @@ pub async fn run(cfg: &Config, binlog: bool) -> Vec<Check> {
         db.disconnect().await;
     }
     checks
+}
+
+/// Whether the side's connections are encrypted, the TLS version the server reports for this session,
+/// and what was verified about the server.
+async fn tls_check(db: &Db) -> Check {
+    let name = format!("{} tls", db.side);
+    let version = match db.rows("SHOW SESSION STATUS LIKE 'Ssl_version'", vec![], "reading Ssl_version").await {
+        Ok(rows) => match rows.first().and_then(|r| r.get(1)) {
+            Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        },
+        Err(e) => return Check::fail(name, e.to_string(), "let the user run SHOW SESSION STATUS"),
+    };
+    if db.link.encrypted() && version.is_empty() {
+        // mysql_async prefers a local server's Unix socket, which it does not encrypt.
+        return Check::ok(
+            name,
+            format!(
+                "not encrypted: connected through the local server's Unix socket (ssl_mode = {}); set {}.ssl_mode = \"required\" or stricter to keep TLS",
+                db.link.tls.mode, db.side
+            ),
+        );
+    }
+    Check::ok(name, db.link.describe(&version))
 }
 
 async fn replication_grant(base: &Db, side: Side) -> Check {

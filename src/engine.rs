@@ -39,8 +39,8 @@ pub struct Running {
 pub async fn connect(cfg: &Config, conns: usize) -> Result<(Db, Db)> {
     let base_side = cfg.base_side();
     let (base, other) = tokio::join!(
-        Db::connect(base_side, &cfg.endpoint(base_side).url, conns),
-        Db::connect(base_side.other(), &cfg.endpoint(base_side.other()).url, conns)
+        Db::connect(base_side, cfg.endpoint(base_side), conns),
+        Db::connect(base_side.other(), cfg.endpoint(base_side.other()), conns)
     );
     Ok((base?, other?))
 }

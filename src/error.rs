@@ -46,15 +46,15 @@ pub enum Error {
     #[error("table `{table}`: {problem}")]
     Schema { table: String, problem: String },
 
-    /// A server could not be reached or refused the login.
-    #[error(
-        "cannot connect to the {side} database at {addr}: {source}; check {side}.url and that the server is running"
-    )]
+    /// A server could not be reached or refused the login; `hint` names the setting to check
+    /// (built by [`crate::tls`], which knows whether the connection was encrypted).
+    #[error("cannot connect to the {side} database at {addr}: {}; {hint}", crate::tls::describe(.source))]
     Connect {
         side: Side,
         addr: String,
         #[source]
         source: mysql_async::Error,
+        hint: String,
     },
 
     /// A query failed.
@@ -140,9 +140,11 @@ impl Error {
 }
 
 /// Server error codes that clear up by themselves: lock waits, deadlocks, too many connections, a server
-/// shutting down or restarting, lost connections.
+/// shutting down or restarting, lost connections. A TLS failure (a certificate not trusted, a handshake
+/// refused) is definite: it arrives as an I/O error, but retrying cannot cure it.
 fn mysql_transient(e: &mysql_async::Error) -> bool {
     match e {
+        e if crate::tls::is_tls_failure(e) => false,
         mysql_async::Error::Io(_) => true,
         mysql_async::Error::Driver(d) => matches!(d, mysql_async::DriverError::ConnectionClosed),
         mysql_async::Error::Server(s) => matches!(s.code, 1040 | 1053 | 1205 | 1213 | 1317 | 2006 | 2013 | 1927),

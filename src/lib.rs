@@ -6,6 +6,7 @@
 //! - [`key`]: row keys, owned and serialisable, compared by canonical bytes
 //! - [`compare`]: the pure compare core: value normalisation and row comparison
 //! - [`db`]: connection pools, keyset range reads, batched key reads, identifier quoting
+//! - [`tls`]: `ssl_mode`/`ssl_ca`/`ssl_cert`/`ssl_key` per side for every connection, connect-error hints
 //! - [`schema`]: table metadata from information_schema and the column plan shared by every mode
 //! - [`check`]: key batches → verdicts, reading both sides by key
 //! - [`settle`]: the re-check stage for mismatches; the pending set is persisted
@@ -45,6 +46,7 @@ pub mod settle;
 pub mod side_by_side;
 pub mod sink;
 pub mod state;
+pub mod tls;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -166,7 +166,7 @@ async fn exec(db: &Db, sql: &str, params: Vec<mysql_async::Value>) -> Result<()>
 /// Runs the comparison and writes the report. Returns both modes' results.
 pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
     let (source, target) =
-        tokio::join!(Db::connect(Side::Source, &cfg.source.url, 8), Db::connect(Side::Target, &cfg.target.url, 8));
+        tokio::join!(Db::connect(Side::Source, &cfg.source, 8), Db::connect(Side::Target, &cfg.target, 8));
     let (source, target) = (Arc::new(source?), Arc::new(target?));
     let t = quote_ident(TABLE);
     for db in [&source, &target] {

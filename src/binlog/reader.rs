@@ -12,7 +12,7 @@ use crate::position::{BinlogPos, GtidSet, MariaGtids};
 use futures_util::StreamExt;
 use mysql_async::binlog::EventType;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts, OptsBuilder};
+use mysql_async::{BinlogStream, BinlogStreamRequest};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -86,11 +86,9 @@ impl Reader {
 
     async fn connect(&self) -> Result<BinlogStream> {
         let side = self.engine.base.side;
-        let url = &self.engine.cfg.endpoint(side).url;
-        let opts = Opts::from_url(url).map_err(|e| Error::Config(format!("{side}.url: {e}")))?;
-        let addr = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-        let opts = OptsBuilder::from_opts(opts).max_allowed_packet(Some(1 << 30));
-        let mut conn = Conn::new(opts).await.map_err(|source| Error::Connect { side, addr, source })?;
+        // The side's URL and TLS settings (ssl_mode, ssl_ca, client certificate), as for its pools.
+        let connector = crate::tls::Connector::new(side, self.engine.cfg.endpoint(side))?;
+        let mut conn = connector.conn(|o| o.max_allowed_packet(Some(1 << 30))).await?;
         let setup = |e| Error::db(side, "preparing the replica connection", e);
         conn.query_drop(format!("SET @master_heartbeat_period = {}", HEARTBEAT.as_nanos())).await.map_err(setup)?;
         if self.start.mariadb {

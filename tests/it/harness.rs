@@ -65,7 +65,11 @@ impl Pair {
 
     pub fn url(&self, side: Side) -> String {
         let server = if side == Side::Source { &self.source_server } else { &self.target_server };
-        format!("{server}/{}", self.db)
+        // A server URL may carry parameters (`?require_ssl=true`); the database goes before them.
+        match server.split_once('?') {
+            Some((server, params)) => format!("{server}/{}?{params}", self.db),
+            None => format!("{server}/{}", self.db),
+        }
     }
 
     /// Runs SQL on one side, on a fresh connection (so a restarted server needs no special care).

@@ -10,3 +10,4 @@ mod harness;
 mod kafka;
 mod poll;
 mod stream;
+mod tls;
