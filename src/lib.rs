@@ -16,7 +16,8 @@
 //! - [`engine`]: the connected pieces every mode shares, and their background tasks
 //! - [`scan`]: full mode: segments, chunked keyset walk, resume
 //! - [`api`]: the HTTP control API of `serve`, its scheduler, the OpenAPI document
-//! - [`binlog`]: binlog mode: replica stream → keys → checks → checkpoint
+//! - [`binlog`]: binlog mode: replica stream → whole transactions (compressed events, XA, DDL re-checks)
+//!   → keys → checks → checkpoint, accounting for every row change
 //! - [`side_by_side`]: the `compare` command: binlog vs poll mode under a generated workload
 //! - [`doctor`]: preflight checks with their fixes
 //! - [`metrics`]: counters and every metric name

@@ -41,6 +41,13 @@ pub struct TablePlan {
     /// Poll mode's change-time column, as named on the base, and its comparison kind (Int for BIGINT
     /// milliseconds, DateTime for DATETIME/TIMESTAMP).
     pub utime: Option<(String, Kind)>,
+    /// Columns on one side only (not ignored), left out of the comparison: right after DDL on the base,
+    /// usually a change the other side has not replayed yet.
+    pub one_sided: Vec<String>,
+    /// When the schemas behind this plan were read.
+    pub loaded_at: std::time::Instant,
+    /// When DDL on this table was last seen in the binlog (binlog mode), while it matters.
+    pub ddl_at: Option<std::time::Instant>,
 }
 
 impl TablePlan {
@@ -217,7 +224,18 @@ pub fn plan(
             }
         },
     };
-    Ok((TablePlan { name: t.clone(), key: key_names, compared, kinds, integer_key, utime }, warnings))
+    let plan = TablePlan {
+        name: t.clone(),
+        key: key_names,
+        compared,
+        kinds,
+        integer_key,
+        utime,
+        one_sided: one_sided.iter().map(|c| c.split(' ').next().unwrap_or(c).to_string()).collect(),
+        loaded_at: std::time::Instant::now(),
+        ddl_at: None,
+    };
+    Ok((plan, warnings))
 }
 
 fn same_names(a: &[String], b: &[String]) -> bool {
@@ -330,14 +348,28 @@ impl PlanSet {
 
 /// Re-reads one table's schema on both sides and replaces its plan (after DDL).
 pub async fn refresh(cfg: &crate::config::Config, plans: &PlanSet, base: &Db, other: &Db, table: &str) -> Result<()> {
-    let Some(tc) = cfg.tables.iter().find(|t| t.name == table) else { return Ok(()) };
+    for w in refresh_quietly(cfg, plans, base, other, table, None).await? {
+        tracing::warn!("{w}");
+    }
+    Ok(())
+}
+
+/// Re-reads a table's schemas on both sides and replaces its plan; returns the plan's warnings for the
+/// caller to log. `ddl_at` marks DDL just seen on the base (else the old plan's mark is kept).
+pub async fn refresh_quietly(
+    cfg: &crate::config::Config,
+    plans: &PlanSet,
+    base: &Db,
+    other: &Db,
+    table: &str,
+    ddl_at: Option<std::time::Instant>,
+) -> Result<Vec<String>> {
+    let Some(tc) = cfg.tables.iter().find(|t| t.name == table) else { return Ok(vec![]) };
     let (Some(bs), Some(os)) = (load(base, table).await?, load(other, table).await?) else {
         return Err(Error::schema(table, "disappeared from a side after DDL; recreate it or remove its [[table]]"));
     };
-    let (plan, warnings) = plan(tc, base.side, &bs, &os)?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
+    let (mut plan, warnings) = plan(tc, base.side, &bs, &os)?;
+    plan.ddl_at = ddl_at.or_else(|| plans.get(table).and_then(|p| p.ddl_at));
     plans.replace(plan);
-    Ok(())
+    Ok(warnings)
 }

@@ -222,6 +222,9 @@ async fn check_batch(
             stats.not_checked(&table, crate::metrics::NotChecked::NoPlan, changes);
             continue;
         };
+        if replan_due(&plan) {
+            plan = look_again(engine, plan).await;
+        }
         let mut seen = HashSet::new();
         let keys: Vec<Key> = keys.into_iter().filter(|k| seen.insert(k.canonical())).collect();
         for chunk in keys.chunks(engine.cfg.check.batch_size) {
@@ -240,6 +243,37 @@ async fn check_batch(
         engine.recheck_wake.notify_one();
     }
     Ok((batch.end, batch.releases))
+}
+
+/// How long after DDL on the base a column on one side only is looked for again at every batch (the other
+/// side replays the DDL late), and how often after that.
+const DDL_CATCH_UP: Duration = Duration::from_secs(60);
+const ONE_SIDED_RECHECK: Duration = Duration::from_secs(10);
+
+/// Whether a table's plan leaves out columns that may have appeared on the other side since.
+fn replan_due(plan: &crate::schema::TablePlan) -> bool {
+    !plan.one_sided.is_empty()
+        && (plan.ddl_at.is_some_and(|t| t.elapsed() < DDL_CATCH_UP) || plan.loaded_at.elapsed() >= ONE_SIDED_RECHECK)
+}
+
+/// Reads the table's schemas again; the new plan, or the old one when they cannot be read.
+async fn look_again(
+    engine: &Engine,
+    plan: std::sync::Arc<crate::schema::TablePlan>,
+) -> std::sync::Arc<crate::schema::TablePlan> {
+    let e = engine;
+    if crate::schema::refresh_quietly(&e.cfg, &e.plans, &e.base, &e.other, &plan.name, None).await.is_err() {
+        return plan;
+    }
+    match e.plans.get(&plan.name) {
+        Some(new) => {
+            if new.compared != plan.compared {
+                tracing::info!(table = %plan.name, columns = ?new.compared, "both sides have the same columns again; comparing them");
+            }
+            new
+        }
+        None => plan,
+    }
 }
 
 /// A definite check failure: when the table's schema changed on a side (a column dropped or renamed

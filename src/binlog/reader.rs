@@ -210,8 +210,12 @@ impl Reader {
         let e = &self.engine;
         let t = d.table();
         tracing::info!(table = %t, "schema change seen in the binlog; re-reading the table's columns");
-        if let Err(err) = crate::schema::refresh(&e.cfg, &e.plans, &e.base, &e.other, t).await {
-            tracing::warn!(table = %t, error = %err, "cannot refresh the table's plan; keeping the old one");
+        let now = Some(Instant::now());
+        match crate::schema::refresh_quietly(&e.cfg, &e.plans, &e.base, &e.other, t, now).await {
+            Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+            Err(err) => {
+                tracing::warn!(table = %t, error = %err, "cannot refresh the table's plan; keeping the old one")
+            }
         }
         if let Some(reason) = d.recheck_reason() {
             tracing::info!(table = %t, reason, "every row of the table will be re-checked by a full pass");

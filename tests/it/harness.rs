@@ -240,6 +240,17 @@ impl Incr {
         (code, self.log())
     }
 
+    /// Waits until the process exits by itself (within `timeout`); its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        let r = eventually(timeout, "the validator to exit", || {
+            let done = child.try_wait().unwrap();
+            async move { done }
+        })
+        .await;
+        r.unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.log()))
+    }
+
     /// SIGKILL (by dropping).
     pub fn kill9(self) {}
 }

@@ -192,12 +192,7 @@ async fn a_check_that_fails_for_good_stops_the_mode_naming_the_table() {
     p.exec(Side::Target, "DROP TABLE g").await;
     p.exec(Side::Source, "INSERT INTO g VALUES (1, 1)").await;
     let mut incr = incr;
-    let status = eventually(Duration::from_secs(60), "binlog mode to stop", || {
-        let done = incr.child.try_wait().unwrap();
-        async move { done }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", incr.log()));
+    let status = incr.wait_exit(Duration::from_secs(60)).await;
     assert_eq!(status.code(), Some(2), "{}", incr.log());
     let log = incr.log();
     let error = log.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {log}"));
@@ -235,4 +230,28 @@ async fn changes_before_a_start_time_are_counted_as_not_checked() {
     let (code, log) = incr.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("not checked: 1 of `t` (before_start)"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_image_without_the_key_stops_the_mode_with_the_fix() {
+    let p = Pair::new("bl_minimal").await;
+    p.both("CREATE TABLE t (id INT PRIMARY KEY, code VARCHAR(10) NOT NULL UNIQUE, v INT)").await;
+    p.both("INSERT INTO t VALUES (1, 'a', 1)").await;
+    p.config(
+        "",
+        &format!(
+            "[check]\nsettle = \"200ms\"\n[binlog]\nserver_id = {}\n[[table]]\nname = \"t\"\nkey = [\"code\"]\n",
+            crate::binlog::server_id()
+        ),
+    );
+    let mut incr = tailing(&p).await;
+    // One session writes minimal images: the primary key before, the changed column after; no `code`.
+    let mut c = conn(&p, Side::Source).await;
+    c.query_drop("SET SESSION binlog_row_image = 'MINIMAL'").await.unwrap();
+    c.query_drop("UPDATE t SET v = 2 WHERE id = 1").await.unwrap();
+    let status = incr.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(2), "{}", incr.log());
+    let log = incr.log();
+    let error = log.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {log}"));
+    assert!(error.contains("`t`") && error.contains("binlog_row_image=FULL"), "{error}");
 }
