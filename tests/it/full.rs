@@ -285,3 +285,32 @@ async fn an_interrupted_pass_resumes_where_it_stopped() {
     assert!(text(&out).contains("20000 rows compared"), "{}", text(&out));
     assert_eq!(kinds_and_keys(&p.events()), expect(&[("neq", json!({"id": 3})), ("neq", json!({"id": 19990}))]));
 }
+
+/// DECIMAL and BIGINT migrated to DOUBLE compare exactly: values the double cannot hold differ, values
+/// it holds faithfully do not.
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_against_doubles_compare_exactly() {
+    let p = Pair::new("numdbl").await;
+    p.exec(Side::Source, "CREATE TABLE n (id INT PRIMARY KEY, d DECIMAL(20,2), b BIGINT, f DECIMAL(10,1))").await;
+    p.exec(Side::Target, "CREATE TABLE n (id INT PRIMARY KEY, d DOUBLE, b DOUBLE, f FLOAT)").await;
+    p.both(
+        "INSERT INTO n VALUES (1, 12345678901234567.89, 1, 0.5), (2, 0, 9007199254740993, 0.5), \
+         (3, 0.10, 9007199254740992, 0.1), (4, -12345.67, -42, -3.3), (5, 1234567890123.45, 0, 16777216), \
+         (6, 0, 0, 16777217)",
+    )
+    .await;
+    p.config("", &format!("{FAST}[[table]]\nname = \"n\"\n"));
+    let out = p.run(&["full"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let events = p.events();
+    assert_eq!(
+        kinds_and_keys(&events),
+        expect(&[("neq", json!({"id": 1})), ("neq", json!({"id": 2})), ("neq", json!({"id": 6}))]),
+        "{}",
+        text(&out)
+    );
+    let cols = |id: i64| events.iter().find(|e| e["id"] == id).map(|e| e["columns"].clone()).unwrap();
+    assert_eq!(cols(1), json!(["d"]));
+    assert_eq!(cols(2), json!(["b"]));
+    assert_eq!(cols(6), json!(["f"]));
+}
