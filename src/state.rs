@@ -215,13 +215,38 @@ impl Store {
         self.pending.len()
     }
 
-    pub fn pending_remove(&self, items: &[Pending]) -> Result<()> {
+    /// Removes each re-check only if the stored entry is still exactly `p` as it was read: one submitted
+    /// for the same key since (a new mismatch) stays. Returns how many were removed.
+    pub fn pending_remove_if_unchanged(&self, items: &[Pending]) -> Result<usize> {
+        let mut removed = 0;
         for p in items {
-            self.pending
-                .remove(Self::pending_key(&p.table, &p.key))
+            let old = encode(&PendingRecord::V1(p.clone()));
+            let swapped = self
+                .pending
+                .compare_and_swap(Self::pending_key(&p.table, &p.key), Some(old), None::<Vec<u8>>)
                 .map_err(|e| Error::state("removing a re-check", e))?;
+            removed += usize::from(swapped.is_ok());
         }
-        Ok(())
+        Ok(removed)
+    }
+
+    /// Replaces each `(old, new)` re-check durably, only where the stored entry is still `old`; where a
+    /// newer entry was submitted for the key in between, that one stays.
+    pub async fn pending_replace_if_unchanged(&self, items: &[(Pending, Pending)]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        for (old, new) in items {
+            self.pending
+                .compare_and_swap(
+                    Self::pending_key(&old.table, &old.key),
+                    Some(encode(&PendingRecord::V1(old.clone()))),
+                    Some(encode(&PendingRecord::V1(new.clone()))),
+                )
+                .map_err(|e| Error::state("updating a re-check", e))?
+                .ok();
+        }
+        self.flush().await
     }
 
     // ---- progress records ---------------------------------------------------------------------------
