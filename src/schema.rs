@@ -13,6 +13,10 @@ pub struct Column {
     pub data_type: String,
     pub kind: Kind,
     pub collation: Option<String>,
+    /// The column may hold NULL.
+    pub nullable: bool,
+    /// Fractional digits of a DATETIME, TIMESTAMP or TIME column.
+    pub precision: Option<u32>,
 }
 
 /// One side's view of a table.
@@ -20,6 +24,8 @@ pub struct Column {
 pub struct TableSchema {
     pub columns: Vec<Column>,
     pub primary_key: Vec<String>,
+    /// The columns of every unique index (the primary key included).
+    pub unique_keys: Vec<Vec<String>>,
 }
 
 impl TableSchema {
@@ -57,7 +63,8 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
     let ctx = format!("reading the columns of `{table}`");
     let rows = db
         .rows(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLLATION_NAME FROM information_schema.COLUMNS \
+            "SELECT COLUMN_NAME, DATA_TYPE, COLLATION_NAME, IS_NULLABLE, DATETIME_PRECISION \
+             FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             vec![db.database.clone().into(), table.into()],
             &ctx,
@@ -75,7 +82,12 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
                 Value::NULL => None,
                 v => Some(text(v)),
             };
-            Column { kind: Kind::from_data_type(&data_type), name, data_type, collation }
+            let nullable = text(&r[3]).eq_ignore_ascii_case("YES");
+            let precision = match &r[4] {
+                Value::NULL => None,
+                v => text(v).parse().ok(),
+            };
+            Column { kind: Kind::from_data_type(&data_type), name, data_type, collation, nullable, precision }
         })
         .collect();
     // MariaDB stores JSON as LONGTEXT with an automatic `json_valid(col)` check constraint.
@@ -97,15 +109,28 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
             }
         }
     }
-    let pk = db
+    let unique = db
         .rows(
-            "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
             vec![db.database.clone().into(), table.into()],
             &ctx,
         )
         .await?;
-    Ok(Some(TableSchema { columns, primary_key: pk.iter().map(|r| text(&r[0])).collect() }))
+    let mut primary_key = Vec::new();
+    let mut unique_keys: Vec<(String, Vec<String>)> = Vec::new();
+    for r in &unique {
+        let (index, column) = (text(&r[0]), text(&r[1]));
+        if index == "PRIMARY" {
+            primary_key.push(column.clone());
+        }
+        match unique_keys.last_mut() {
+            Some((name, cols)) if *name == index => cols.push(column),
+            _ => unique_keys.push((index, vec![column])),
+        }
+    }
+    let unique_keys = unique_keys.into_iter().map(|(_, cols)| cols).collect();
+    Ok(Some(TableSchema { columns, primary_key, unique_keys }))
 }
 
 fn text(v: &Value) -> String {
@@ -160,6 +185,35 @@ pub fn plan(
             ));
         }
         key_names.push(bc.name.clone());
+    }
+    if cfg.key.is_some() {
+        // A configured key must name one row per value on both sides: `col = NULL` never matches, a
+        // NULL bound ends a keyset walk early, and a duplicate key compares an arbitrary row.
+        for (side, schema) in [(base_side, base), (other_side, other)] {
+            if let Some(c) = key_names.iter().filter_map(|k| schema.column(k)).find(|c| c.nullable) {
+                return Err(Error::schema(
+                    t,
+                    format!(
+                        "key column `{}` may hold NULL on the {side} side; make it NOT NULL there or set key = [...] to columns that are",
+                        c.name
+                    ),
+                ));
+            }
+            let covered = schema
+                .unique_keys
+                .iter()
+                .any(|u| !u.is_empty() && u.iter().all(|c| key_names.iter().any(|k| k.eq_ignore_ascii_case(c))));
+            if !covered {
+                return Err(Error::schema(
+                    t,
+                    format!(
+                        "key = [{}] is not unique on the {side} side (no primary key or unique index lies within its columns); \
+                         add a UNIQUE index on them there or set key = [...] to columns one covers",
+                        key_names.join(", ")
+                    ),
+                ));
+            }
+        }
     }
     for ig in &cfg.ignore {
         if base.column(ig).is_none() && other.column(ig).is_none() {
@@ -257,7 +311,14 @@ mod tests {
     use super::*;
 
     fn col(name: &str, dt: &str) -> Column {
-        Column { name: name.into(), data_type: dt.into(), kind: Kind::from_data_type(dt), collation: None }
+        Column {
+            name: name.into(),
+            data_type: dt.into(),
+            kind: Kind::from_data_type(dt),
+            collation: None,
+            nullable: false,
+            precision: None,
+        }
     }
 
     fn table(name: &str) -> TableConfig {
@@ -269,10 +330,12 @@ mod tests {
         let base = TableSchema {
             columns: vec![col("id", "int"), col("a", "varchar"), col("b", "json"), col("x", "int")],
             primary_key: vec!["id".into()],
+            unique_keys: vec![vec!["id".into()]],
         };
         let other = TableSchema {
             columns: vec![col("id", "bigint"), col("a", "varchar"), col("b", "longtext"), col("y", "int")],
             primary_key: vec!["id".into()],
+            unique_keys: vec![vec!["id".into()]],
         };
         let mut t = table("t");
         t.ignore = vec!["a".into()];
@@ -285,17 +348,45 @@ mod tests {
 
     #[test]
     fn missing_or_different_keys_are_definite_errors() {
-        let nokey = TableSchema { columns: vec![col("a", "int")], primary_key: vec![] };
+        let nokey = TableSchema { columns: vec![col("a", "int")], primary_key: vec![], unique_keys: vec![] };
         let e = plan(&table("t"), Side::Source, &nokey, &nokey).unwrap_err().to_string();
         assert!(e.contains("no primary key") && e.contains("key = ["), "{e}");
-        let k1 = TableSchema { columns: vec![col("a", "int"), col("b", "int")], primary_key: vec!["a".into()] };
-        let k2 =
-            TableSchema { columns: vec![col("a", "int"), col("b", "int")], primary_key: vec!["a".into(), "b".into()] };
+        let k1 = TableSchema {
+            columns: vec![col("a", "int"), col("b", "int")],
+            primary_key: vec!["a".into()],
+            unique_keys: vec![vec!["a".into()]],
+        };
+        let k2 = TableSchema {
+            columns: vec![col("a", "int"), col("b", "int")],
+            primary_key: vec!["a".into(), "b".into()],
+            unique_keys: vec![vec!["a".into(), "b".into()]],
+        };
         let e = plan(&table("t"), Side::Target, &k1, &k2).unwrap_err().to_string();
         assert!(e.contains("differ between sides") && e.contains("target (a)"), "{e}");
         let mut t = table("t");
         t.key = Some(vec!["zz".into()]);
         assert!(plan(&t, Side::Source, &k1, &k2).unwrap_err().to_string().contains("`zz`"));
+    }
+
+    #[test]
+    fn a_configured_key_must_be_not_null_and_unique_on_both_sides() {
+        let with = |nullable: bool, unique: Vec<Vec<String>>| TableSchema {
+            columns: vec![col("id", "int"), Column { nullable, ..col("email", "varchar") }, col("v", "int")],
+            primary_key: vec!["id".into()],
+            unique_keys: unique,
+        };
+        let pk = vec![vec!["id".to_string()]];
+        let uq = vec![vec!["id".to_string()], vec!["email".to_string()]];
+        let mut t = table("t");
+        t.key = Some(vec!["email".into()]);
+        assert!(plan(&t, Side::Source, &with(false, uq.clone()), &with(false, uq.clone())).is_ok());
+        let e = plan(&t, Side::Source, &with(false, uq.clone()), &with(true, uq.clone())).unwrap_err().to_string();
+        assert!(e.contains("`email` may hold NULL on the target side") && e.contains("NOT NULL"), "{e}");
+        let e = plan(&t, Side::Source, &with(false, pk.clone()), &with(false, uq.clone())).unwrap_err().to_string();
+        assert!(e.contains("not unique on the source side") && e.contains("UNIQUE index"), "{e}");
+        // A key wider than a unique index is unique too.
+        t.key = Some(vec!["email".into(), "v".into()]);
+        assert!(plan(&t, Side::Source, &with(false, uq.clone()), &with(false, uq)).is_ok());
     }
 }
 

@@ -314,3 +314,29 @@ async fn numbers_against_doubles_compare_exactly() {
     assert_eq!(cols(2), json!(["b"]));
     assert_eq!(cols(6), json!(["f"]));
 }
+
+/// A configured key that may hold NULL, or that no unique index covers, gives wrong verdicts (`= NULL`
+/// never matches, duplicates compare an arbitrary row): refused at start with the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nullable_or_non_unique_configured_key_is_refused() {
+    let p = Pair::new("badkey").await;
+    p.both("CREATE TABLE nk (id INT PRIMARY KEY, email VARCHAR(50) NULL, v INT, UNIQUE KEY (email))").await;
+    p.both("INSERT INTO nk VALUES (1, NULL, 1), (2, NULL, 2), (3, 'c', 3)").await;
+    p.exec(Side::Target, "UPDATE nk SET v = 20 WHERE id = 2").await;
+    p.config("", &format!("{FAST}[[table]]\nname = \"nk\"\nkey = [\"email\"]\n"));
+    assert_clean_failure(&p.run(&["full"]), &["`nk`", "`email` may hold NULL", "NOT NULL"]);
+
+    p.both("CREATE TABLE dup (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL, v INT, KEY (code))").await;
+    p.both("INSERT INTO dup VALUES (1, 'a', 1), (2, 'a', 2)").await;
+    p.exec(Side::Target, "UPDATE dup SET v = 20 WHERE id = 2").await;
+    p.config("", &format!("{FAST}[[table]]\nname = \"dup\"\nkey = [\"code\"]\n"));
+    assert_clean_failure(&p.run(&["full"]), &["`dup`", "not unique on the source side", "UNIQUE index"]);
+
+    // Made NOT NULL and unique on both sides, the same key is accepted.
+    p.both("ALTER TABLE dup DROP KEY code").await;
+    p.both("UPDATE dup SET code = 'b' WHERE id = 2").await;
+    p.both("ALTER TABLE dup ADD UNIQUE KEY (code)").await;
+    let out = p.run(&["full"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(kinds_and_keys(&p.events()), expect(&[("neq", json!({"code": "b"}))]));
+}
