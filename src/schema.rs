@@ -44,9 +44,20 @@ pub struct TablePlan {
     pub kinds: Vec<(Kind, Kind)>,
     /// Single integer key column: the event's `id` is its value and ranges can be split numerically.
     pub integer_key: bool,
-    /// Poll mode's change-time column, as named on the base, and its comparison kind (Int for BIGINT
-    /// milliseconds, DateTime for DATETIME/TIMESTAMP).
-    pub utime: Option<(String, Kind)>,
+    /// Poll mode's change-time column on the base.
+    pub utime: Option<Utime>,
+}
+
+/// Poll mode's change-time column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Utime {
+    /// as named on the base
+    pub column: String,
+    /// Int for BIGINT milliseconds, DateTime for DATETIME/TIMESTAMP
+    pub kind: Kind,
+    /// The smallest step the column records, in its ticks (milliseconds for BIGINT, microseconds for
+    /// DATETIME/TIMESTAMP): rows written within one step share a utime.
+    pub step: i64,
 }
 
 impl TablePlan {
@@ -253,7 +264,13 @@ pub fn plan(
     let utime = match &cfg.utime {
         None => None,
         Some(u) => match base.column(u) {
-            Some(c) if matches!(c.kind, Kind::Int | Kind::DateTime) => Some((c.name.clone(), c.kind)),
+            Some(c) if matches!(c.kind, Kind::Int | Kind::DateTime) => {
+                let step = match c.kind {
+                    Kind::DateTime => 10i64.pow(6 - c.precision.unwrap_or(0).min(6)),
+                    _ => 1,
+                };
+                Some(Utime { column: c.name.clone(), kind: c.kind, step })
+            }
             Some(c) => {
                 return Err(Error::schema(
                     t,
