@@ -301,6 +301,7 @@ mod tests {
             compared: vec!["v".into()],
             kinds: vec![(Kind::Int, Kind::Int)],
             integer_key: true,
+            ordered_alike: true,
             utime: None,
         }
     }
