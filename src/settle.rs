@@ -119,7 +119,9 @@ impl Settle {
     }
 
     /// Persists mismatches as pending re-checks. Returns once they are durable.
+    /// Fails once the sink refuses events for good, so every feed stops with the fix.
     pub async fn submit(&self, table: &str, mode: Mode, found: Vec<(Key, Mismatch)>) -> Result<()> {
+        self.store.sink_refused()?;
         if found.is_empty() {
             return Ok(());
         }
@@ -162,6 +164,7 @@ impl Settle {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let passed = self.passed.notified();
+            self.store.sink_refused()?;
             let left = self.pending_of(mode)?;
             if left == 0 {
                 return Ok(0);

@@ -108,3 +108,63 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down() {
         expect(&[("target_missing", json!({"id": 3})), ("target_missing", json!({"id": 4}))])
     );
 }
+
+/// The number of messages in `topic` (sum of high watermarks over its partitions).
+fn message_count(brokers: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("consumer");
+    (0..PARTITIONS).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1).sum()
+}
+
+fn event(id: i64, columns: Vec<String>) -> binlog_validator::event::Event {
+    binlog_validator::event::Event {
+        kind: binlog_validator::event::EventType::Neq,
+        direction: "SRC".into(),
+        table: "t".into(),
+        key_columns: vec!["id".into()],
+        key: binlog_validator::key::Key(vec![binlog_validator::key::KeyVal::Int(id)]),
+        mode: binlog_validator::event::Mode::Full,
+        columns,
+        detected_at_ms: 1,
+    }
+}
+
+/// One row's first event fails (too large), its second would fit: the second must not overtake the
+/// first, another row's event goes through, and the failure is returned, not dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partly_failed_batch_keeps_each_rows_order_and_returns_the_error() {
+    use binlog_validator::sink::{EventSink, KafkaSink};
+    let brokers = env_var("BVT_BROKERS");
+    let topic = format!("events-partial-{}", std::process::id());
+    create_topic(&brokers, &topic).await;
+    let cfg = binlog_validator::config::SinkConfig {
+        kind: binlog_validator::config::SinkKind::Kafka,
+        brokers: brokers.clone(),
+        topic: topic.clone(),
+        kafka: [("message.max.bytes".to_string(), "1000".to_string())].into_iter().collect(),
+        ..Default::default()
+    };
+    let mut sink = KafkaSink::new(&cfg).unwrap();
+    let batch =
+        vec![(1, event(1, vec!["x".repeat(2000)])), (2, event(1, vec!["v".into()])), (3, event(2, vec!["v".into()]))];
+    let d = sink.deliver(&batch).await;
+    assert_eq!(d.acked, vec![3], "row 1's second event must wait for its first: {d:?}");
+    let failure = d.failure.expect("the failure is returned").to_string();
+    assert!(failure.contains("max.message.bytes") && failure.contains(&topic), "{failure}");
+    assert_eq!(message_count(&brokers, &topic), 1);
+}
+
+/// An event the sink can never deliver (larger than the producer's limit) stops `full` with exit 2 and
+/// the fix, instead of leaving it to fill the outbox forever; the event stays for the next start.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_the_broker_refuses_stops_the_run_with_the_fix() {
+    let brokers = env_var("BVT_BROKERS");
+    let p = Pair::new("krefuse").await;
+    let topic = format!("events-{}", p.db);
+    create_topic(&brokers, &topic).await;
+    p.both("CREATE TABLE t (k VARCHAR(1500) PRIMARY KEY, v INT)").await;
+    p.exec(Side::Source, &format!("INSERT INTO t VALUES ('{}', 1)", "k".repeat(1200))).await;
+    p.config("", &kafka_config(&brokers, &topic, "[sink.kafka]\n\"message.max.bytes\" = \"1000\"\n"));
+    let out = p.run(&["full"]);
+    assert_clean_failure(&out, &["Kafka refuses events", &topic, "max.message.bytes"]);
+    assert_eq!(message_count(&brokers, &topic), 0);
+}
