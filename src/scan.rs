@@ -13,8 +13,9 @@
 //! chosen on the base would not line up on the other side, so the walk changes shape: the base's chunks
 //! are looked up on the other side by exact key (`target_missing`, `neq`), and afterwards the other side
 //! is walked in its own order and looked up on the base by exact key (`base_missing`). Each side is then
-//! read about twice, but every verdict is exact whatever the two collations are. Memory is bounded by a few chunks per segment
-//! whatever the table size. Finished chunks are recorded in the state store (only after their mismatches
+//! read about twice, but every verdict is exact whatever the two collations are.
+//!
+//! Memory is bounded by a few chunks per segment whatever the table size. Finished chunks are recorded in the state store (only after their mismatches
 //! are durable as pending re-checks), so an interrupted pass resumes where it stopped.
 
 use crate::check::{row_identity, row_key, verdict, Mismatch};
