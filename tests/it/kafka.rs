@@ -12,12 +12,18 @@ use std::time::{Duration, Instant};
 const PARTITIONS: i32 = 3;
 
 async fn create_topic(brokers: &str, topic: &str) {
+    create_topic_with(brokers, topic, &[]).await
+}
+
+/// Creates a topic with topic-level configuration (`max.message.bytes`, ...).
+async fn create_topic_with(brokers: &str, topic: &str, configs: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
-    let res = admin
-        .create_topics(&[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))], &AdminOptions::new())
-        .await
-        .expect("create topic");
+    let mut new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    let res = admin.create_topics(&[new], &AdminOptions::new()).await.expect("create topic");
     for r in res {
         r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
     }
@@ -153,17 +159,18 @@ async fn a_partly_failed_batch_keeps_each_rows_order_and_returns_the_error() {
     assert_eq!(message_count(&brokers, &topic), 1);
 }
 
-/// An event the sink can never deliver (larger than the producer's limit) stops `full` with exit 2 and
-/// the fix, instead of leaving it to fill the outbox forever; the event stays for the next start.
+/// An event the broker can never accept (larger than the topic's max.message.bytes) stops `full` with
+/// exit 2 and the fix, instead of leaving it to fill the outbox forever (the event stays in the outbox
+/// for the next start).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_the_broker_refuses_stops_the_run_with_the_fix() {
     let brokers = env_var("BVT_BROKERS");
     let p = Pair::new("krefuse").await;
     let topic = format!("events-{}", p.db);
-    create_topic(&brokers, &topic).await;
+    create_topic_with(&brokers, &topic, &[("max.message.bytes", "1000")]).await;
     p.both("CREATE TABLE t (k VARCHAR(1500) PRIMARY KEY, v INT)").await;
     p.exec(Side::Source, &format!("INSERT INTO t VALUES ('{}', 1)", "k".repeat(1200))).await;
-    p.config("", &kafka_config(&brokers, &topic, "[sink.kafka]\n\"message.max.bytes\" = \"1000\"\n"));
+    p.config("", &kafka_config(&brokers, &topic, ""));
     let out = p.run(&["full"]);
     assert_clean_failure(&out, &["Kafka refuses events", &topic, "max.message.bytes"]);
     assert_eq!(message_count(&brokers, &topic), 0);
