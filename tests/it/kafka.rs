@@ -175,3 +175,19 @@ async fn an_event_the_broker_refuses_stops_the_run_with_the_fix() {
     assert_clean_failure(&out, &["Kafka refuses events", &topic, "max.message.bytes"]);
     assert_eq!(message_count(&brokers, &topic), 0);
 }
+
+/// A topic that does not exist, on a broker that does not create topics on demand (here the producer
+/// asks it not to), stops `full` with exit 2 and the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_topic_stops_the_run_with_the_fix() {
+    let brokers = env_var("BVT_BROKERS");
+    let p = Pair::new("kunknown").await;
+    let topic = format!("never-created-{}", p.db);
+    p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
+    p.exec(Side::Source, "INSERT INTO t VALUES (1, 1)").await;
+    let kafka =
+        "[sink.kafka]\n\"allow.auto.create.topics\" = \"false\"\n\"topic.metadata.propagation.max.ms\" = \"500\"\n";
+    p.config("", &kafka_config(&brokers, &topic, kafka));
+    let out = p.run(&["full"]);
+    assert_clean_failure(&out, &["Kafka refuses events", &topic, "create sink.topic"]);
+}
