@@ -168,8 +168,8 @@ async fn an_event_the_broker_refuses_stops_the_run_with_the_fix() {
     let p = Pair::new("krefuse").await;
     let topic = format!("events-{}", p.db);
     create_topic_with(&brokers, &topic, &[("max.message.bytes", "1000")]).await;
-    p.both("CREATE TABLE t (k VARCHAR(1500) PRIMARY KEY, v INT)").await;
-    p.exec(Side::Source, &format!("INSERT INTO t VALUES ('{}', 1)", "k".repeat(1200))).await;
+    p.both("CREATE TABLE t (k VARCHAR(700) PRIMARY KEY, v INT)").await;
+    p.exec(Side::Source, &format!("INSERT INTO t VALUES ('{}', 1)", "k".repeat(700))).await;
     p.config("", &kafka_config(&brokers, &topic, ""));
     let out = p.run(&["full"]);
     assert_clean_failure(&out, &["Kafka refuses events", &topic, "max.message.bytes"]);
