@@ -309,6 +309,13 @@ impl Walker {
                     Ok(None)
                 }
             };
+            // A walk by lookup records its last base key even after the last chunk (whose `hi` is the
+            // open end), so a resume during its walk of the other side does not redo the base side.
+            let done_to = match base_rows.last() {
+                Some(last) if !more && !self.plan.ordered_alike => Some(row_key(&self.plan, last)),
+                None if !self.plan.ordered_alike => lo.clone(),
+                _ => hi.clone(),
+            };
             let this = self.compare_chunk(other, lo.as_ref(), hi.as_ref(), base_rows);
             let (next, this) = tokio::join!(next, this);
             let (found, rows) = this?;
@@ -321,14 +328,14 @@ impl Walker {
             }
             // A walk by lookup is finished only after its walk of the other side, below.
             let finished = !more && self.plan.ordered_alike;
-            let rec = SegmentRecord::V1 { done_to: hi.clone(), finished, rows: self.done_rows };
+            let rec = SegmentRecord::V1 { done_to: done_to.clone(), finished, rows: self.done_rows };
             // Mismatches of this chunk are durable (submit flushed them); the record itself may lag.
             self.engine.store.put_lazy(&seg_name(self.index), &rec)?;
             tracing::debug!(table = %self.plan.name, segment = self.index, rows = self.done_rows, "chunk done");
             match next? {
                 Some(n) => base_rows = n,
                 None if self.plan.ordered_alike => return Ok(()),
-                None => return self.walk_other_side(hi).await,
+                None => return self.walk_other_side(done_to).await,
             }
             lo = hi;
             if *self.shutdown.borrow() {
