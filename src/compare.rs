@@ -3,6 +3,13 @@
 //! Values are compared by what they mean, not by how a side happens to store them:
 //! - integers of any width or signedness, and DECIMAL of any scale, compare as exact decimal numbers
 //!   (`5`, `5.0` and `5.000` are equal);
+//! - an integer or DECIMAL against a FLOAT or DOUBLE compares exactly too, never through a rounding f64:
+//!   the float converts to its exact decimal value. One allowance keeps a DECIMAL migrated to DOUBLE from
+//!   differing on every row: a decimal of at most 15 significant digits (6 for FLOAT) equals the float
+//!   nearest to it, because a double holds that many digits faithfully (no two such decimals share a
+//!   nearest double, so no difference can hide behind it). `0.1` equals DOUBLE `0.1`, while
+//!   `12345678901234567.89` differs from `12345678901234568` and `9007199254740993` from
+//!   `9007199254740992`;
 //! - DATETIME, TIMESTAMP and DATE compare as instants with microseconds, TIME as a signed duration, so
 //!   the number of fractional digits a column declares does not matter (`.5` equals `.500000`);
 //! - JSON compares as JSON values: key order, whitespace and `1` vs `1.0` do not matter;
@@ -57,7 +64,8 @@ enum Canon<'a> {
     Null,
     /// exact decimal text: no sign on zero, no leading zeros, no trailing fractional zeros
     Num(String),
-    Float(f64),
+    /// the value, and whether it is single precision (a FLOAT, widened exactly)
+    Float(f64, bool),
     /// (year, month, day, hour, minute, second, microsecond)
     Instant((u16, u8, u8, u8, u8, u8, u32)),
     /// signed microseconds
@@ -116,14 +124,14 @@ pub fn values_equal(a: &Value, ka: Kind, b: &Value, kb: Kind) -> bool {
     match (canon(a, ka), canon(b, kb)) {
         (Canon::Null, Canon::Null) => true,
         (Canon::Num(x), Canon::Num(y)) => x == y,
-        (Canon::Float(x), Canon::Float(y)) => x == y,
+        (Canon::Float(x, _), Canon::Float(y, _)) => x == y,
         (Canon::Instant(x), Canon::Instant(y)) => x == y,
         (Canon::Duration(x), Canon::Duration(y)) => x == y,
         (Canon::Json(x), Canon::Json(y)) => json_equal(&x, &y),
         (Canon::Bytes(x), Canon::Bytes(y)) => x == y,
-        // Numbers against floats: compare numerically (a DECIMAL migrated to DOUBLE).
-        (Canon::Num(x), Canon::Float(y)) | (Canon::Float(y), Canon::Num(x)) => {
-            x.parse::<f64>().map(|x| x == y).unwrap_or(false)
+        // Numbers against floats (a DECIMAL or BIGINT migrated to DOUBLE): exactly, see the module doc.
+        (Canon::Num(x), Canon::Float(y, single)) | (Canon::Float(y, single), Canon::Num(x)) => {
+            decimal_equals_float(&x, y, single)
         }
         // Any other pair of different shapes (e.g. a value that did not parse as its kind, which
         // falls back to bytes) is equal only if the text is identical.
@@ -151,18 +159,19 @@ fn canon(v: &Value, kind: Kind) -> Canon<'_> {
                 Some(s) => Canon::Num(s),
                 None => Canon::Bytes(Cow::Borrowed(b)),
             },
-            Value::Float(f) => Canon::Float(f64::from(*f)),
-            Value::Double(d) => Canon::Float(*d),
+            Value::Float(f) => Canon::Float(f64::from(*f), true),
+            Value::Double(d) => Canon::Float(*d, false),
             other => canon(other, Kind::Bytes),
         },
         Kind::Float | Kind::Double => match v {
-            Value::Float(f) => Canon::Float(f64::from(*f)),
-            Value::Double(d) => Canon::Float(*d),
-            Value::Int(i) => Canon::Float(*i as f64),
-            Value::UInt(u) => Canon::Float(*u as f64),
+            Value::Float(f) => Canon::Float(f64::from(*f), true),
+            Value::Double(d) => Canon::Float(*d, false),
+            // An integer in a float column stays exact (`as f64` would round above 2^53).
+            Value::Int(i) => Canon::Num(i.to_string()),
+            Value::UInt(u) => Canon::Num(u.to_string()),
             Value::Bytes(b) => match std::str::from_utf8(b).ok().and_then(|s| s.trim().parse::<f64>().ok()) {
-                Some(f) if kind == Kind::Float => Canon::Float(f64::from(f as f32)),
-                Some(f) => Canon::Float(f),
+                Some(f) if kind == Kind::Float => Canon::Float(f64::from(f as f32), true),
+                Some(f) => Canon::Float(f, false),
                 None => Canon::Bytes(Cow::Borrowed(b)),
             },
             other => canon(other, Kind::Bytes),
@@ -216,6 +225,102 @@ fn time_micros(neg: bool, days: u32, h: u8, mi: u8, s: u8, us: u32) -> i128 {
     } else {
         m
     }
+}
+
+/// True when the normalised decimal `d` means the float `y` (`single`: a FLOAT widened to f64): `y` is
+/// exactly `d`, or `d` has at most 15 (FLOAT: 6) significant digits and `y` is the float nearest to it.
+fn decimal_equals_float(d: &str, y: f64, single: bool) -> bool {
+    if !y.is_finite() {
+        return false;
+    }
+    // Either rule needs `y` to be the float nearest to `d` (an exact value is its own nearest); this
+    // cheap test settles most pairs. Rust's parse rounds correctly.
+    let nearest =
+        if single { d.parse::<f32>().is_ok_and(|p| f64::from(p) == y) } else { d.parse::<f64>().is_ok_and(|p| p == y) };
+    if !nearest {
+        return false;
+    }
+    let (faithful_digits, normal) =
+        if single { (f32::DIGITS, (y as f32).is_normal()) } else { (f64::DIGITS, y.is_normal()) };
+    if (normal || y == 0.0) && significant_digits(d) <= faithful_digits as usize {
+        return true;
+    }
+    exact_decimal(y).is_some_and(|x| x == d)
+}
+
+/// Significant digits of decimal text (`-0.00120` has 2, `1200` has 2).
+fn significant_digits(d: &str) -> usize {
+    let digits: String = d.chars().filter(char::is_ascii_digit).collect();
+    digits.trim_start_matches('0').trim_end_matches('0').len()
+}
+
+/// The exact decimal value of a finite double, normalised like [`normalize_decimal`] (every double is
+/// `m * 2^e`, a finite decimal). `None` for NaN and infinities.
+pub fn exact_decimal(y: f64) -> Option<String> {
+    if !y.is_finite() {
+        return None;
+    }
+    let bits = y.to_bits();
+    let neg = bits >> 63 == 1;
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1u64 << 52) - 1);
+    // y = m * 2^e
+    let (mut m, mut e) = if exp == 0 { (frac, -1074) } else { (frac | (1u64 << 52), exp - 1075) };
+    if m == 0 {
+        return Some("0".into());
+    }
+    while m % 2 == 0 && e < 0 {
+        m /= 2;
+        e += 1;
+    }
+    // Little-endian limbs of base 10^9.
+    const BASE: u64 = 1_000_000_000;
+    let mut limbs: Vec<u64> = Vec::new();
+    let mut rest = m;
+    while rest > 0 {
+        limbs.push(rest % BASE);
+        rest /= BASE;
+    }
+    let mul = |limbs: &mut Vec<u64>, f: u64| {
+        let mut carry = 0u64;
+        for l in limbs.iter_mut() {
+            let p = *l * f + carry;
+            *l = p % BASE;
+            carry = p / BASE;
+        }
+        while carry > 0 {
+            limbs.push(carry % BASE);
+            carry /= BASE;
+        }
+    };
+    // m * 2^e for e >= 0; for e < 0, m * 5^-e shifted -e decimal places (m / 2^k = m * 5^k / 10^k).
+    let (mut left, factor_max, factor_one, chunk) =
+        if e >= 0 { (e, 1u64 << 29, 2u64, 29) } else { (-e, 1_220_703_125u64, 5u64, 13) };
+    while left >= chunk {
+        mul(&mut limbs, factor_max);
+        left -= chunk;
+    }
+    for _ in 0..left {
+        mul(&mut limbs, factor_one);
+    }
+    let mut digits = String::with_capacity(limbs.len() * 9);
+    for (i, l) in limbs.iter().rev().enumerate() {
+        if i == 0 {
+            digits.push_str(&l.to_string());
+        } else {
+            digits.push_str(&format!("{l:09}"));
+        }
+    }
+    let text = if e >= 0 {
+        digits
+    } else {
+        let shift = (-e) as usize;
+        let padded =
+            if digits.len() <= shift { format!("{}{digits}", "0".repeat(shift + 1 - digits.len())) } else { digits };
+        let (int, fr) = padded.split_at(padded.len() - shift);
+        format!("{int}.{fr}")
+    };
+    normalize_decimal(&format!("{}{text}", if neg { "-" } else { "" }))
 }
 
 /// Normalises decimal text: `-0012.3400` → `-12.34`, `0.000` → `0`, `+5` → `5`. None if not a number.

@@ -167,11 +167,20 @@ pub struct PollConfig {
     pub since: i64,
     #[serde(deserialize_with = "de_duration")]
     pub sweep: Duration,
+    /// How late a row may commit behind the newest utime already read (commit and clock skew); each
+    /// poll re-reads this much (plus the column's precision) behind its cursor.
+    #[serde(deserialize_with = "de_duration")]
+    pub skew: Duration,
 }
 
 impl Default for PollConfig {
     fn default() -> Self {
-        PollConfig { interval: Duration::from_secs(1), since: 0, sweep: Duration::from_secs(600) }
+        PollConfig {
+            interval: Duration::from_secs(1),
+            since: 0,
+            sweep: Duration::from_secs(600),
+            skew: Duration::from_secs(1),
+        }
     }
 }
 

@@ -125,6 +125,8 @@ impl Engine {
         let wait = self.cfg.check.settle + self.cfg.check.drain_timeout;
         let unsettled = self.settle.wait_settled(mode, wait).await?;
         let undelivered = self.store.outbox_wait_empty(self.cfg.check.drain_timeout).await;
+        // A sink that refuses events for good ends the run with its fix, not with "not yet delivered".
+        self.store.sink_refused()?;
         Ok((unsettled, undelivered))
     }
 

@@ -86,6 +86,11 @@ pub enum Error {
     #[error("sink: {0}")]
     Sink(String),
 
+    /// The sink refuses events for good (authorization, unknown topic, message too large): retrying
+    /// cannot help, so validation stops; the message names the fix.
+    #[error("sink: {0}")]
+    SinkRefused(String),
+
     /// The binlog cannot be used as it is (binlog off, minimal row metadata, an event that cannot be
     /// decoded); the message says what to change.
     #[error("binlog: {0}")]

@@ -21,7 +21,7 @@
 //! - [`side_by_side`]: the `compare` command: binlog vs poll mode under a generated workload
 //! - [`doctor`]: preflight checks with their fixes
 //! - [`metrics`]: counters and every metric name
-//! - [`poll`]: poll mode: `(utime, key)` keyset cursor, and the reverse `base_missing` sweep
+//! - [`poll`]: poll mode: `(utime, key)` keyset cursor with a re-read overlap, and the reverse `base_missing` sweep
 //! - [`position`]: binlog positions (numeric file order), checkpoints, MariaDB GTID state
 //!
 //! Data flows from a feed (full scan, later binlog and poll) through [`check`]/[`compare`] into

@@ -1,13 +1,21 @@
-//! Poll mode, the original design's incremental mode done right: a keyset cursor over `(utime, key)` on
-//! the base, `check.batch_size` rows at a time, sleeping `poll.interval` when caught up. Rows that share
-//! one utime value are neither lost (the key breaks the tie) nor re-read forever (the cursor moves past
-//! them). The cursor is checkpointed per table, behind checks that are done or durable.
+//! Poll mode, the original design's incremental mode done right: a keyset walk over `(utime, key)` on the
+//! base, `check.batch_size` rows at a time, sleeping `poll.interval` when caught up.
+//!
+//! A cursor alone loses rows: one committed after a poll with the cursor's utime and a smaller key, or
+//! with a slightly older utime (a transaction that committed late, a writer's clock behind another's),
+//! sorts before the cursor. So every round re-reads a trailing overlap, the rows with utime at or after
+//! the cursor's utime minus `poll.skew` and the column's precision, and checks only the `(utime, key)`
+//! pairs it has not checked yet: nothing within the overlap is lost, and nothing is re-read forever (the
+//! overlap moves with the cursor, and the set of checked pairs is trimmed to it). The cursor is
+//! checkpointed per table, behind checks that are done or durable; after a restart the overlap is
+//! checked once more.
 //!
 //! Polling cannot see hard deletes, so poll mode also runs the reverse sweep every `poll.sweep`: a keyset
 //! walk over the other side that reports rows missing on the base as `base_missing`.
 //!
-//! A known limit of any utime poller: a row committed late with a utime older than the cursor (a long
-//! transaction, a skewed clock) is not seen until the next full pass.
+//! A known limit of any utime poller: a row committed later than `poll.skew` behind a utime already read
+//! (a long transaction), or updated again with the very same utime after its pair was checked, is not
+//! seen until the next full pass.
 
 use crate::check::check_keys;
 use crate::compare::Kind;
@@ -16,10 +24,10 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::{now_ms, Mode};
 use crate::key::{Key, KeyVal};
-use crate::schema::TablePlan;
+use crate::schema::{TablePlan, Utime};
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -54,28 +62,29 @@ fn since_value(kind: Kind, since_ms: i64) -> Value {
     }
 }
 
-/// One page of changed keys after the cursor (or from `since` when there is none).
+/// One page of changed rows in `(utime, key)` order: after `after` (a pair read earlier in this round),
+/// or else from utime `from` on.
 async fn page(
     db: &Db,
     plan: &TablePlan,
     utime: &str,
-    cursor: Option<&Cursor>,
-    since: &Value,
+    after: Option<&(KeyVal, Key)>,
+    from: &Value,
     limit: usize,
 ) -> Result<Vec<(KeyVal, Key)>> {
     let mut cols = vec![utime.to_string()];
     cols.extend(plan.key.iter().cloned());
     let list = cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
     let mut params = Vec::new();
-    let filter = match cursor {
-        Some(c) => {
-            let mut parts = vec![c.utime.clone()];
-            parts.extend(c.key.0.iter().cloned());
+    let filter = match after {
+        Some((u, k)) => {
+            let mut parts = vec![u.clone()];
+            parts.extend(k.0.iter().cloned());
             push_tuple_params(&mut params, &Key(parts));
             tuple_predicate(&cols, ">", ">")
         }
         None => {
-            params.push(since.clone());
+            params.push(from.clone());
             format!("{} >= ?", quote_ident(utime))
         }
     };
@@ -84,32 +93,165 @@ async fn page(
     Ok(rows.into_iter().map(|r| (KeyVal::from(&r[0]), Key::from_values(&r[1..]))).collect())
 }
 
-/// Checks one table's changes after its cursor until caught up (or `budget` pages). Returns whether it
-/// is caught up.
-async fn poll_table(engine: &Engine, plan: &TablePlan, since_ms: i64, budget: usize) -> Result<bool> {
-    let Some((utime, kind)) = plan.utime.clone() else { return Ok(true) };
+/// A utime as a number of its column's ticks (milliseconds for BIGINT, microseconds since 0000-01-01 for
+/// DATETIME/TIMESTAMP), for the overlap arithmetic. `None` for a value of another shape.
+pub fn ticks(v: &KeyVal) -> Option<i64> {
+    match v {
+        KeyVal::Int(i) => Some(*i),
+        KeyVal::UInt(u) => i64::try_from(*u).ok(),
+        KeyVal::Date(y, mo, d, h, mi, s, us) => {
+            let days = days_from_civil(i64::from(*y), i64::from(*mo), i64::from(*d));
+            let secs = days * 86_400 + i64::from(*h) * 3600 + i64::from(*mi) * 60 + i64::from(*s);
+            Some(secs * 1_000_000 + i64::from(*us))
+        }
+        _ => None,
+    }
+}
+
+/// The inverse of [`ticks`] for the column's kind.
+fn from_ticks(kind: Kind, t: i64) -> Value {
+    match kind {
+        Kind::DateTime => {
+            let t = t.max(0);
+            let (days, rest) = (t.div_euclid(86_400_000_000), t.rem_euclid(86_400_000_000));
+            let (y, mo, d) = civil_from_days(days);
+            let secs = rest / 1_000_000;
+            Value::Date(
+                y.clamp(0, 9999) as u16,
+                mo as u8,
+                d as u8,
+                (secs / 3600) as u8,
+                (secs / 60 % 60) as u8,
+                (secs % 60) as u8,
+                (rest % 1_000_000) as u32,
+            )
+        }
+        _ => Value::Int(t),
+    }
+}
+
+/// Days from 0000-03-01 in the proleptic Gregorian calendar (only differences and the round trip with
+/// [`civil_from_days`] matter).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// One table's polling state between rounds.
+#[derive(Default)]
+pub struct TableState {
+    loaded: bool,
+    cursor: Option<Cursor>,
+    /// `(utime, key)` pairs checked within the overlap: ticks → canonical keys.
+    checked: BTreeMap<i64, HashSet<Vec<u8>>>,
+    /// Where a round that ran out of its page budget continues.
+    resume: Option<(KeyVal, Key)>,
+}
+
+/// The overlap behind the cursor, in the column's ticks: its precision plus `poll.skew`.
+fn overlap(u: &Utime, skew: Duration) -> i64 {
+    let skew = match u.kind {
+        Kind::DateTime => skew.as_micros(),
+        _ => skew.as_millis(),
+    };
+    u.step.saturating_add(i64::try_from(skew).unwrap_or(i64::MAX))
+}
+
+/// Checks one table's changes since its cursor (minus the overlap) until caught up (or `budget` pages).
+/// Returns whether it is caught up.
+async fn poll_table(
+    engine: &Engine,
+    plan: &TablePlan,
+    st: &mut TableState,
+    since_ms: i64,
+    budget: usize,
+) -> Result<bool> {
+    let Some(u) = plan.utime.clone() else { return Ok(true) };
     let name = cursor_name(&plan.name);
-    let mut cursor = engine.store.get::<CursorRecord>(&name)?.map(|CursorRecord::V1(c)| c);
-    let since = since_value(kind, since_ms);
+    if !st.loaded {
+        st.cursor = engine.store.get::<CursorRecord>(&name)?.map(|CursorRecord::V1(c)| c);
+        st.loaded = true;
+    }
+    let overlap = overlap(&u, engine.cfg.poll.skew);
+    // The round starts at the cursor's utime minus the overlap (or at `since` before any cursor).
+    let from = match st.cursor.as_ref() {
+        Some(c) => match ticks(&c.utime) {
+            Some(t) => from_ticks(u.kind, t.saturating_sub(overlap)),
+            None => Value::from(&c.utime),
+        },
+        None => since_value(u.kind, since_ms),
+    };
     let batch = engine.cfg.check.batch_size;
     for _ in 0..budget {
-        let rows = page(&engine.base, plan, &utime, cursor.as_ref(), &since, batch).await?;
-        let Some((last_utime, last_key)) = rows.last().cloned() else { return Ok(true) };
-        let mut seen = HashSet::new();
-        let keys: Vec<Key> = rows.into_iter().map(|(_, k)| k).filter(|k| seen.insert(k.canonical())).collect();
-        let found = check_keys(&engine.base, &engine.other, plan, &keys).await?;
-        engine.settle.submit(&plan.name, Mode::Poll, found).await?;
-        engine.stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
-        let next = Cursor { utime: last_utime, key: last_key };
-        // After the checks' mismatches are durable; it may reach the disk later, never earlier.
-        engine.store.put_lazy(&name, &CursorRecord::V1(next.clone()))?;
-        if let KeyVal::Int(ms) = next.utime {
-            engine.stats.poll_lag_ms.store((now_ms() as i64 - ms).max(0), Relaxed);
+        let rows = page(&engine.base, plan, &u.column, st.resume.as_ref(), &from, batch).await?;
+        let Some(last) = rows.last().cloned() else {
+            st.resume = None;
+            return Ok(true);
+        };
+        let full = rows.len() == batch;
+        // Only pairs not checked yet; a key appears once per check even if it shows up twice.
+        let mut fresh: Vec<(Option<i64>, Key)> = Vec::new();
+        let mut in_page = HashSet::new();
+        for (ut, key) in rows {
+            let t = ticks(&ut);
+            let c = key.canonical();
+            let done = t.is_some_and(|t| st.checked.get(&t).is_some_and(|s| s.contains(&c)));
+            if !done && in_page.insert((t, c)) {
+                fresh.push((t, key));
+            }
         }
-        cursor = Some(next);
-        if keys.len() < batch {
+        let mut seen = HashSet::new();
+        let keys: Vec<Key> = fresh.iter().map(|(_, k)| k.clone()).filter(|k| seen.insert(k.canonical())).collect();
+        if !keys.is_empty() {
+            let found = check_keys(&engine.base, &engine.other, plan, &keys).await?;
+            engine.settle.submit(&plan.name, Mode::Poll, found).await?;
+            engine.stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
+        }
+        for (t, k) in fresh {
+            if let Some(t) = t {
+                st.checked.entry(t).or_default().insert(k.canonical());
+            }
+        }
+        // The cursor only moves forward (a late row inside the overlap sorts before it).
+        let ahead = match (&st.cursor, ticks(&last.0)) {
+            (Some(c), Some(t)) => ticks(&c.utime).is_none_or(|ct| t >= ct),
+            _ => true,
+        };
+        if ahead {
+            let next = Cursor { utime: last.0.clone(), key: last.1.clone() };
+            // After the checks' mismatches are durable; it may reach the disk later, never earlier.
+            engine.store.put_lazy(&name, &CursorRecord::V1(next.clone()))?;
+            if let KeyVal::Int(ms) = next.utime {
+                engine.stats.poll_lag_ms.store((now_ms() as i64 - ms).max(0), Relaxed);
+            }
+            st.cursor = Some(next);
+        }
+        // Forget pairs that fell behind the overlap: no round reads them again.
+        if let Some(ct) = st.cursor.as_ref().and_then(|c| ticks(&c.utime)) {
+            let keep = st.checked.split_off(&ct.saturating_sub(overlap));
+            st.checked = keep;
+        }
+        if !full {
+            st.resume = None;
             return Ok(true);
         }
+        st.resume = Some(last);
     }
     Ok(false)
 }
@@ -134,6 +276,7 @@ pub async fn run(
     engine.stats.polling.store(true, Relaxed);
     tracing::info!(since, "polling");
     let mut last_sweep = Instant::now();
+    let mut states: HashMap<String, TableState> = HashMap::new();
     let mut backoff = Duration::from_millis(100);
     let result = loop {
         if *shutdown.borrow() {
@@ -142,7 +285,8 @@ pub async fn run(
         let mut caught_up = true;
         let mut failure = None;
         for plan in &plans {
-            match poll_table(engine, plan, since, 16).await {
+            let st = states.entry(plan.name.clone()).or_default();
+            match poll_table(engine, plan, st, since, 16).await {
                 Ok(done) => caught_up &= done,
                 Err(e) => failure = Some(e),
             }
@@ -211,5 +355,24 @@ pub async fn sweep_table(
             return Ok(candidates);
         }
         lo = keys.last().cloned();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetime_ticks_round_trip_and_step_back_across_days() {
+        for (y, mo, d) in
+            [(2026u16, 11u8, 21u8), (2024, 2, 29), (2024, 3, 1), (2000, 1, 1), (1970, 1, 1), (9999, 12, 31)]
+        {
+            let v = KeyVal::Date(y, mo, d, 23, 59, 58, 999_999);
+            assert_eq!(from_ticks(Kind::DateTime, ticks(&v).unwrap()), Value::from(&v));
+        }
+        let t = ticks(&KeyVal::Date(2024, 3, 1, 0, 0, 1, 0)).unwrap();
+        assert_eq!(from_ticks(Kind::DateTime, t - 2_000_000), Value::Date(2024, 2, 29, 23, 59, 59, 0));
+        let t = ticks(&KeyVal::Date(2027, 1, 1, 0, 0, 0, 5)).unwrap();
+        assert_eq!(from_ticks(Kind::DateTime, t - 6), Value::Date(2026, 12, 31, 23, 59, 59, 999_999));
     }
 }

@@ -8,8 +8,14 @@
 //! bound and the last no upper bound, so other-side rows before or after every base key are found too.
 //!
 //! Chunk boundaries are evaluated by each server with its own collation, so no client-side ordering of
-//! strings is needed; matching inside a chunk is byte-exact. Memory is bounded by a few chunks per segment
-//! whatever the table size. Finished chunks are recorded in the state store (only after their mismatches
+//! strings is needed; matching inside a chunk is byte-exact. That needs both servers to order the key
+//! alike. When they do not (a key column whose collation or charset differs between the sides), bounds
+//! chosen on the base would not line up on the other side, so the walk changes shape: the base's chunks
+//! are looked up on the other side by exact key (`target_missing`, `neq`), and afterwards the other side
+//! is walked in its own order and looked up on the base by exact key (`base_missing`). Each side is then
+//! read about twice, but every verdict is exact whatever the two collations are.
+//!
+//! Memory is bounded by a few chunks per segment whatever the table size. Finished chunks are recorded in the state store (only after their mismatches
 //! are durable as pending re-checks), so an interrupted pass resumes where it stopped.
 
 use crate::check::{row_identity, row_key, verdict, Mismatch};
@@ -248,7 +254,12 @@ async fn estimate_rows(db: &Db, table: &str) -> Result<u64> {
 async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
     let whole = vec![Segment { table: plan.name.clone(), lo: None, hi: None }];
     let n = engine.cfg.full.parallel as i128;
-    if !plan.integer_key || n < 2 || estimate_rows(&engine.base, &plan.name).await? < engine.cfg.full.split_rows {
+    // Keys ordered differently are walked by lookup, with one walk of the other side for the whole table.
+    if !plan.integer_key
+        || !plan.ordered_alike
+        || n < 2
+        || estimate_rows(&engine.base, &plan.name).await? < engine.cfg.full.split_rows
+    {
         return Ok(whole);
     }
     let k = crate::db::quote_ident(&plan.key[0]);
@@ -324,6 +335,13 @@ impl Walker {
                     Ok(None)
                 }
             };
+            // A walk by lookup records its last base key even after the last chunk (whose `hi` is the
+            // open end), so a resume during its walk of the other side does not redo the base side.
+            let done_to = match base_rows.last() {
+                Some(last) if !more && !self.plan.ordered_alike => Some(row_key(&self.plan, last)),
+                None if !self.plan.ordered_alike => lo.clone(),
+                _ => hi.clone(),
+            };
             let this = self.compare_chunk(other, lo.as_ref(), hi.as_ref(), base_rows);
             let (next, this) = tokio::join!(next, this);
             let (found, rows) = this?;
@@ -334,19 +352,38 @@ impl Walker {
             if let Some(b) = &self.bar {
                 b.inc(rows);
             }
-            let rec = SegmentRecord::V1 { done_to: hi.clone(), finished: !more, rows: self.done_rows };
+            // A walk by lookup is finished only after its walk of the other side, below.
+            let finished = !more && self.plan.ordered_alike;
+            let rec = SegmentRecord::V1 { done_to: done_to.clone(), finished, rows: self.done_rows };
             // Mismatches of this chunk are durable (submit flushed them); the record itself may lag.
             self.engine.store.put_lazy(&self.record, &rec)?;
             tracing::debug!(table = %self.plan.name, segment = %self.record, rows = self.done_rows, "chunk done");
             match next? {
                 Some(n) => base_rows = n,
-                None => return Ok(()),
+                None if self.plan.ordered_alike => return Ok(()),
+                None => return self.walk_other_side(done_to).await,
             }
             lo = hi;
             if *self.shutdown.borrow() {
                 return Err(Error::Interrupted);
             }
         }
+    }
+
+    /// The second half of a walk by lookup: the other side in its own order, each row looked up on the
+    /// base by exact key; those the base lacks are `base_missing`. Not resumable on its own: an
+    /// interrupted one is walked again from the start.
+    async fn walk_other_side(mut self, done_to: Option<Key>) -> Result<()> {
+        let found = crate::poll::sweep_table(&self.engine, &self.plan, Mode::Full, &self.shutdown).await? as u64;
+        if *self.shutdown.borrow() {
+            return Err(Error::Interrupted);
+        }
+        self.done_rows += found;
+        self.rows.fetch_add(found, Relaxed);
+        self.engine.stats.rows_checked.fetch_add(found, Relaxed);
+        let rec = SegmentRecord::V1 { done_to, finished: true, rows: self.done_rows };
+        self.engine.store.put_lazy(&self.record, &rec)?;
+        Ok(())
     }
 
     /// Matches the other side's rows in `(lo, hi]` against this chunk's base rows.
@@ -358,6 +395,9 @@ impl Walker {
         base_rows: Vec<Row>,
     ) -> Result<(Vec<(Key, Mismatch)>, u64)> {
         let plan = &self.plan;
+        if !plan.ordered_alike {
+            return self.compare_by_key(other, base_rows).await;
+        }
         let mut rows = base_rows.len() as u64;
         let mut base: HashMap<Vec<u8>, Row> = base_rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
         let mut found = Vec::new();
@@ -385,5 +425,20 @@ impl Walker {
             }
         }
         Ok((found, rows))
+    }
+
+    /// Looks this chunk's base rows up on the other side by exact key (the walk by lookup).
+    async fn compare_by_key(&self, other: &Db, base_rows: Vec<Row>) -> Result<(Vec<(Key, Mismatch)>, u64)> {
+        let plan = &self.plan;
+        let keys: Vec<Key> = base_rows.iter().map(|r| row_key(plan, r)).collect();
+        let found_other: HashMap<Vec<u8>, Row> =
+            other.read_keys(plan, &keys).await?.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
+        let mut found = Vec::new();
+        for (b, k) in base_rows.iter().zip(keys) {
+            if let Some(m) = verdict(plan, Some(b), found_other.get(&row_identity(plan, b))) {
+                found.push((k, m));
+            }
+        }
+        Ok((found, base_rows.len() as u64))
     }
 }

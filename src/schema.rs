@@ -13,6 +13,10 @@ pub struct Column {
     pub data_type: String,
     pub kind: Kind,
     pub collation: Option<String>,
+    /// The column may hold NULL.
+    pub nullable: bool,
+    /// Fractional digits of a DATETIME, TIMESTAMP or TIME column.
+    pub precision: Option<u32>,
 }
 
 /// One side's view of a table.
@@ -20,6 +24,8 @@ pub struct Column {
 pub struct TableSchema {
     pub columns: Vec<Column>,
     pub primary_key: Vec<String>,
+    /// The columns of every unique index (the primary key included).
+    pub unique_keys: Vec<Vec<String>>,
 }
 
 impl TableSchema {
@@ -38,9 +44,6 @@ pub struct TablePlan {
     pub kinds: Vec<(Kind, Kind)>,
     /// Single integer key column: the event's `id` is its value and ranges can be split numerically.
     pub integer_key: bool,
-    /// Poll mode's change-time column, as named on the base, and its comparison kind (Int for BIGINT
-    /// milliseconds, DateTime for DATETIME/TIMESTAMP).
-    pub utime: Option<(String, Kind)>,
     /// Columns on one side only (not ignored), left out of the comparison: right after DDL on the base,
     /// usually a change the other side has not replayed yet.
     pub one_sided: Vec<String>,
@@ -48,6 +51,24 @@ pub struct TablePlan {
     pub loaded_at: std::time::Instant,
     /// When DDL on this table was last seen in the binlog (binlog mode), while it matters.
     pub ddl_at: Option<std::time::Instant>,
+    /// Both servers order the key alike (same type family and collation on every key column), so a range
+    /// bounded by base keys holds the same rows on both sides. When false (a migration that changed a key's
+    /// collation or charset), full mode reads the other side by exact key instead of by range.
+    pub ordered_alike: bool,
+    /// Poll mode's change-time column on the base.
+    pub utime: Option<Utime>,
+}
+
+/// Poll mode's change-time column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Utime {
+    /// as named on the base
+    pub column: String,
+    /// Int for BIGINT milliseconds, DateTime for DATETIME/TIMESTAMP
+    pub kind: Kind,
+    /// The smallest step the column records, in its ticks (milliseconds for BIGINT, microseconds for
+    /// DATETIME/TIMESTAMP): rows written within one step share a utime.
+    pub step: i64,
 }
 
 impl TablePlan {
@@ -64,7 +85,8 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
     let ctx = format!("reading the columns of `{table}`");
     let rows = db
         .rows(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLLATION_NAME FROM information_schema.COLUMNS \
+            "SELECT COLUMN_NAME, DATA_TYPE, COLLATION_NAME, IS_NULLABLE, DATETIME_PRECISION \
+             FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             vec![db.database.clone().into(), table.into()],
             &ctx,
@@ -82,7 +104,12 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
                 Value::NULL => None,
                 v => Some(text(v)),
             };
-            Column { kind: Kind::from_data_type(&data_type), name, data_type, collation }
+            let nullable = text(&r[3]).eq_ignore_ascii_case("YES");
+            let precision = match &r[4] {
+                Value::NULL => None,
+                v => text(v).parse().ok(),
+            };
+            Column { kind: Kind::from_data_type(&data_type), name, data_type, collation, nullable, precision }
         })
         .collect();
     // MariaDB stores JSON as LONGTEXT with an automatic `json_valid(col)` check constraint.
@@ -104,15 +131,28 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
             }
         }
     }
-    let pk = db
+    let unique = db
         .rows(
-            "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
             vec![db.database.clone().into(), table.into()],
             &ctx,
         )
         .await?;
-    Ok(Some(TableSchema { columns, primary_key: pk.iter().map(|r| text(&r[0])).collect() }))
+    let mut primary_key = Vec::new();
+    let mut unique_keys: Vec<(String, Vec<String>)> = Vec::new();
+    for r in &unique {
+        let (index, column) = (text(&r[0]), text(&r[1]));
+        if index == "PRIMARY" {
+            primary_key.push(column.clone());
+        }
+        match unique_keys.last_mut() {
+            Some((name, cols)) if *name == index => cols.push(column),
+            _ => unique_keys.push((index, vec![column])),
+        }
+    }
+    let unique_keys = unique_keys.into_iter().map(|(_, cols)| cols).collect();
+    Ok(Some(TableSchema { columns, primary_key, unique_keys }))
 }
 
 fn text(v: &Value) -> String {
@@ -151,6 +191,7 @@ pub fn plan(
         }
     };
     let mut key_names = Vec::with_capacity(key.len());
+    let mut ordered_alike = true;
     for k in &key {
         let (Some(bc), Some(oc)) = (base.column(k), other.column(k)) else {
             return Err(Error::schema(
@@ -158,15 +199,48 @@ pub fn plan(
                 format!("key column `{k}` does not exist on both sides; fix key = [...] in its [[table]]"),
             ));
         };
-        if bc.collation.is_some() && bc.collation != oc.collation {
+        if order_class(bc) != order_class(oc) {
+            ordered_alike = false;
             warnings.push(format!(
-                "table `{t}`: key column `{k}` has collation {} on the {base_side} side and {} on the {other_side} side; \
-                 ranges may not line up, so full mode can report false differences",
-                bc.collation.as_deref().unwrap_or("none"),
-                oc.collation.as_deref().unwrap_or("none")
+                "table `{t}`: key column `{k}` is {} {} on the {base_side} side and {} {} on the {other_side} side, so the \
+                 servers order keys differently; full mode reads the {other_side} side by exact key and walks it separately \
+                 for rows the {base_side} side lacks (exact, about twice the reads)",
+                bc.data_type,
+                bc.collation.as_deref().unwrap_or("binary"),
+                oc.data_type,
+                oc.collation.as_deref().unwrap_or("binary")
             ));
         }
         key_names.push(bc.name.clone());
+    }
+    if cfg.key.is_some() {
+        // A configured key must name one row per value on both sides: `col = NULL` never matches, a
+        // NULL bound ends a keyset walk early, and a duplicate key compares an arbitrary row.
+        for (side, schema) in [(base_side, base), (other_side, other)] {
+            if let Some(c) = key_names.iter().filter_map(|k| schema.column(k)).find(|c| c.nullable) {
+                return Err(Error::schema(
+                    t,
+                    format!(
+                        "key column `{}` may hold NULL on the {side} side; make it NOT NULL there or set key = [...] to columns that are",
+                        c.name
+                    ),
+                ));
+            }
+            let covered = schema
+                .unique_keys
+                .iter()
+                .any(|u| !u.is_empty() && u.iter().all(|c| key_names.iter().any(|k| k.eq_ignore_ascii_case(c))));
+            if !covered {
+                return Err(Error::schema(
+                    t,
+                    format!(
+                        "key = [{}] is not unique on the {side} side (no primary key or unique index lies within its columns); \
+                         add a UNIQUE index on them there or set key = [...] to columns one covers",
+                        key_names.join(", ")
+                    ),
+                ));
+            }
+        }
     }
     for ig in &cfg.ignore {
         if base.column(ig).is_none() && other.column(ig).is_none() {
@@ -206,7 +280,13 @@ pub fn plan(
     let utime = match &cfg.utime {
         None => None,
         Some(u) => match base.column(u) {
-            Some(c) if matches!(c.kind, Kind::Int | Kind::DateTime) => Some((c.name.clone(), c.kind)),
+            Some(c) if matches!(c.kind, Kind::Int | Kind::DateTime) => {
+                let step = match c.kind {
+                    Kind::DateTime => 10i64.pow(6 - c.precision.unwrap_or(0).min(6)),
+                    _ => 1,
+                };
+                Some(Utime { column: c.name.clone(), kind: c.kind, step })
+            }
             Some(c) => {
                 return Err(Error::schema(
                     t,
@@ -230,12 +310,30 @@ pub fn plan(
         compared,
         kinds,
         integer_key,
+        ordered_alike,
         utime,
         one_sided: one_sided.iter().map(|c| c.split(' ').next().unwrap_or(c).to_string()).collect(),
         loaded_at: std::time::Instant::now(),
         ddl_at: None,
     };
     Ok((plan, warnings))
+}
+
+/// How a server orders a key column's values: numbers numerically, temporal values in time, strings by
+/// their collation (binary strings, ENUM, SET and BIT by their own rules). Equal classes order alike.
+fn order_class(c: &Column) -> String {
+    match c.kind {
+        Kind::Int | Kind::Decimal | Kind::Float | Kind::Double => "number".into(),
+        Kind::DateTime => "datetime".into(),
+        Kind::Time => "time".into(),
+        Kind::Json | Kind::Bytes => match c.data_type.as_str() {
+            t @ ("enum" | "set" | "bit") => t.into(),
+            _ => match &c.collation {
+                Some(coll) => format!("text {}", coll.to_ascii_lowercase()),
+                None => "binary".into(),
+            },
+        },
+    }
 }
 
 fn same_names(a: &[String], b: &[String]) -> bool {
@@ -275,7 +373,14 @@ mod tests {
     use super::*;
 
     fn col(name: &str, dt: &str) -> Column {
-        Column { name: name.into(), data_type: dt.into(), kind: Kind::from_data_type(dt), collation: None }
+        Column {
+            name: name.into(),
+            data_type: dt.into(),
+            kind: Kind::from_data_type(dt),
+            collation: None,
+            nullable: false,
+            precision: None,
+        }
     }
 
     fn table(name: &str) -> TableConfig {
@@ -287,10 +392,12 @@ mod tests {
         let base = TableSchema {
             columns: vec![col("id", "int"), col("a", "varchar"), col("b", "json"), col("x", "int")],
             primary_key: vec!["id".into()],
+            unique_keys: vec![vec!["id".into()]],
         };
         let other = TableSchema {
             columns: vec![col("id", "bigint"), col("a", "varchar"), col("b", "longtext"), col("y", "int")],
             primary_key: vec!["id".into()],
+            unique_keys: vec![vec!["id".into()]],
         };
         let mut t = table("t");
         t.ignore = vec!["a".into()];
@@ -298,22 +405,60 @@ mod tests {
         assert_eq!(p.compared, vec!["b"]);
         assert_eq!(p.kinds, vec![(Kind::Json, Kind::Bytes)]);
         assert!(p.integer_key);
+        assert!(p.ordered_alike, "INT and BIGINT order alike");
         assert!(w[0].contains("x (only on source)") && w[0].contains("y (only on target)"), "{w:?}");
     }
 
     #[test]
     fn missing_or_different_keys_are_definite_errors() {
-        let nokey = TableSchema { columns: vec![col("a", "int")], primary_key: vec![] };
+        let nokey = TableSchema { columns: vec![col("a", "int")], primary_key: vec![], unique_keys: vec![] };
         let e = plan(&table("t"), Side::Source, &nokey, &nokey).unwrap_err().to_string();
         assert!(e.contains("no primary key") && e.contains("key = ["), "{e}");
-        let k1 = TableSchema { columns: vec![col("a", "int"), col("b", "int")], primary_key: vec!["a".into()] };
-        let k2 =
-            TableSchema { columns: vec![col("a", "int"), col("b", "int")], primary_key: vec!["a".into(), "b".into()] };
+        let k1 = TableSchema {
+            columns: vec![col("a", "int"), col("b", "int")],
+            primary_key: vec!["a".into()],
+            unique_keys: vec![vec!["a".into()]],
+        };
+        let k2 = TableSchema {
+            columns: vec![col("a", "int"), col("b", "int")],
+            primary_key: vec!["a".into(), "b".into()],
+            unique_keys: vec![vec!["a".into(), "b".into()]],
+        };
         let e = plan(&table("t"), Side::Target, &k1, &k2).unwrap_err().to_string();
         assert!(e.contains("differ between sides") && e.contains("target (a)"), "{e}");
         let mut t = table("t");
         t.key = Some(vec!["zz".into()]);
         assert!(plan(&t, Side::Source, &k1, &k2).unwrap_err().to_string().contains("`zz`"));
+    }
+
+    #[test]
+    fn a_configured_key_must_be_not_null_and_unique_on_both_sides() {
+        let with = |nullable: bool, unique: Vec<Vec<String>>| TableSchema {
+            columns: vec![col("id", "int"), Column { nullable, ..col("email", "varchar") }, col("v", "int")],
+            primary_key: vec!["id".into()],
+            unique_keys: unique,
+        };
+        let pk = vec![vec!["id".to_string()]];
+        let uq = vec![vec!["id".to_string()], vec!["email".to_string()]];
+        let mut t = table("t");
+        t.key = Some(vec!["email".into()]);
+        assert!(plan(&t, Side::Source, &with(false, uq.clone()), &with(false, uq.clone())).is_ok());
+        let e = plan(&t, Side::Source, &with(false, uq.clone()), &with(true, uq.clone())).unwrap_err().to_string();
+        assert!(e.contains("`email` may hold NULL on the target side") && e.contains("NOT NULL"), "{e}");
+        let e = plan(&t, Side::Source, &with(false, pk.clone()), &with(false, uq.clone())).unwrap_err().to_string();
+        assert!(e.contains("not unique on the source side") && e.contains("UNIQUE index"), "{e}");
+        // Another collation on one side: exact, but not by shared ranges.
+        let coll = |c: &str| TableSchema {
+            columns: vec![Column { collation: Some(c.into()), ..col("email", "varchar") }],
+            primary_key: vec!["email".into()],
+            unique_keys: vec![vec!["email".into()]],
+        };
+        let (p, w) = plan(&table("t"), Side::Source, &coll("utf8mb4_general_ci"), &coll("utf8mb4_bin")).unwrap();
+        assert!(!p.ordered_alike && w[0].contains("utf8mb4_bin on the target side"), "{w:?}");
+        assert!(plan(&table("t"), Side::Source, &coll("utf8mb4_bin"), &coll("utf8mb4_bin")).unwrap().0.ordered_alike);
+        // A key wider than a unique index is unique too.
+        t.key = Some(vec!["email".into(), "v".into()]);
+        assert!(plan(&t, Side::Source, &with(false, uq.clone()), &with(false, uq)).is_ok());
     }
 }
 

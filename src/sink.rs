@@ -5,22 +5,43 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::state::Store;
 use futures_util::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// What one delivery attempt achieved: the ids the destination durably accepted, and why the others
+/// were not (`None` when all were).
+#[derive(Debug, Default)]
+pub struct Delivery {
+    pub acked: Vec<u64>,
+    pub failure: Option<Error>,
+}
+
+impl Delivery {
+    fn all(batch: &[(u64, Event)]) -> Delivery {
+        Delivery { acked: batch.iter().map(|(id, _)| *id).collect(), failure: None }
+    }
+    fn failed(e: Error) -> Delivery {
+        Delivery { acked: Vec::new(), failure: Some(e) }
+    }
+}
+
 /// Where events go.
 ///
 /// Contract: delivery is at-least-once. `deliver` returns the ids of the events the destination has
 /// durably accepted (Kafka: acknowledged by all in-sync replicas; file: written and flushed to disk);
 /// only those are removed from the outbox, and the rest are offered again later, so a destination may
-/// see an event twice and must tolerate duplicates. Implementations keep the order of the batch.
+/// see an event twice and must tolerate duplicates. The events of one row (one message key) are accepted
+/// in batch order: a later one is never accepted while an earlier one is not. A failure is always
+/// returned, also when part of the batch went through; [`Error::SinkRefused`] means retrying cannot help.
 pub trait EventSink: Send {
-    fn deliver<'a>(&'a mut self, batch: &'a [(u64, Event)]) -> impl Future<Output = Result<Vec<u64>>> + Send + 'a;
+    fn deliver<'a>(&'a mut self, batch: &'a [(u64, Event)]) -> impl Future<Output = Delivery> + Send + 'a;
 }
 
 pub struct KafkaSink {
@@ -52,47 +73,153 @@ impl KafkaSink {
     }
 }
 
+/// The fix for a Kafka error that no retry can cure, or `None` for one worth retrying.
+pub fn kafka_refusal(e: &KafkaError) -> Option<&'static str> {
+    use RDKafkaErrorCode as C;
+    Some(match e.rdkafka_error_code()? {
+        C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed => {
+            "grant the producer's principal WRITE on sink.topic (and IDEMPOTENT_WRITE on the cluster), or fix the [sink.kafka] credentials"
+        }
+        C::SaslAuthenticationFailed | C::Authentication => "fix the [sink.kafka] sasl.* / ssl.* credentials",
+        C::UnknownTopic | C::UnknownTopicOrPartition | C::InvalidTopic => {
+            "create sink.topic on the broker (it does not create topics itself) or fix sink.topic"
+        }
+        C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge | C::InvalidRecord => {
+            "raise the topic's max.message.bytes (and [sink.kafka] message.max.bytes) above the event's size"
+        }
+        C::PolicyViolation | C::InvalidRequiredAcks => "fix the topic's configuration or the [sink.kafka] properties",
+        _ => return None,
+    })
+}
+
+fn kafka_error(e: &KafkaError, topic: &str) -> Error {
+    match kafka_refusal(e) {
+        Some(fix) => Error::SinkRefused(format!(
+            "Kafka refuses events for topic `{topic}` for good: {e}; {fix}. Undelivered events stay in the state store and go out at the next start"
+        )),
+        None => Error::Sink(format!("Kafka delivery failed: {e}")),
+    }
+}
+
 impl EventSink for KafkaSink {
-    async fn deliver(&mut self, batch: &[(u64, Event)]) -> Result<Vec<u64>> {
+    async fn deliver(&mut self, batch: &[(u64, Event)]) -> Delivery {
         let rendered: Vec<(u64, String, String)> =
             batch.iter().map(|(id, e)| (*id, e.message_key(), e.to_json().to_string())).collect();
-        let sends = rendered.iter().map(|(id, key, payload)| {
-            let record = FutureRecord::to(&self.topic).key(key).payload(payload);
-            let fut = self.producer.send(record, Duration::from_secs(10));
-            async move { (*id, fut.await) }
+        // One row's events go one after the other, and stop at its first failure, so a later event of
+        // the row can never land before an earlier one that is retried; different rows go at once.
+        let mut rows: Vec<Vec<usize>> = Vec::new();
+        let mut row_of: HashMap<&str, usize> = HashMap::new();
+        for (i, (_, key, _)) in rendered.iter().enumerate() {
+            let r = *row_of.entry(key.as_str()).or_insert_with(|| {
+                rows.push(Vec::new());
+                rows.len() - 1
+            });
+            rows[r].push(i);
+        }
+        let (producer, topic, rendered) = (&self.producer, self.topic.as_str(), &rendered);
+        let sends = rows.iter().map(|row| async move {
+            let mut acked = Vec::with_capacity(row.len());
+            for &i in row {
+                let (id, key, payload) = &rendered[i];
+                let record = FutureRecord::to(topic).key(key).payload(payload);
+                match producer.send(record, Duration::from_secs(10)).await {
+                    Ok(_) => acked.push(*id),
+                    Err((e, _)) => return (acked, Some(e)),
+                }
+            }
+            (acked, None)
         });
-        let results = join_all(sends).await;
-        let mut acked = Vec::with_capacity(results.len());
-        let mut failure = None;
-        for (id, r) in results {
-            match r {
-                Ok(_) => acked.push(id),
-                Err((e, _)) => failure = Some(e),
+        let mut delivery = Delivery::default();
+        for (acked, failure) in join_all(sends).await {
+            delivery.acked.extend(acked);
+            if let Some(e) = failure {
+                let e = kafka_error(&e, topic);
+                // Of several failures, one that no retry cures is the one to act on.
+                if delivery.failure.is_none() || matches!(e, Error::SinkRefused(_)) {
+                    delivery.failure = Some(e);
+                }
             }
         }
         if let Some((code, reason)) = self.producer.client().fatal_error() {
             // An idempotent producer that hit a fatal error refuses all further sends: start a new one.
             tracing::warn!(?code, %reason, "Kafka producer failed fatally; recreating it");
-            self.producer = Self::producer(&self.config)?;
+            match Self::producer(&self.config) {
+                Ok(p) => self.producer = p,
+                Err(e) => delivery.failure = Some(e),
+            }
         }
-        match failure {
-            Some(e) if acked.is_empty() => Err(Error::Sink(format!("Kafka delivery failed: {e}"))),
-            _ => Ok(acked),
-        }
+        delivery
     }
 }
 
-/// JSON lines appended to a file, flushed and synced before acknowledging.
-pub struct FileSink {
-    file: std::fs::File,
+/// What the file sink needs from its file. The seam lets a unit test fail a write half-way.
+pub trait AppendFile: Send {
+    /// Appends all of `buf` and syncs it to disk.
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()>;
+    /// Cuts the file back to `len` bytes (appends continue from there).
+    fn truncate(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl AppendFile for std::fs::File {
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.write_all(buf)?;
+        self.sync_data()
+    }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)?;
+        self.sync_data()
+    }
+}
+
+/// JSON lines appended to a file, flushed and synced before acknowledging. The file only ever holds
+/// complete lines: a write that fails half-way is cut back to the last complete line before the retry,
+/// and a torn last line left by a crash is cut off at open.
+pub struct FileSink<F: AppendFile = std::fs::File> {
+    file: F,
+    /// The file's length after its last complete line.
+    whole: u64,
+    /// A failed write may have left a partial line that could not be cut off yet.
+    torn: bool,
 }
 
 impl FileSink {
     pub fn new(path: &std::path::Path) -> Result<FileSink> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+        let bad = |e: std::io::Error| {
             Error::Config(format!("sink.path: cannot open {} for appending: {e}; fix sink.path", path.display()))
-        })?;
-        Ok(FileSink { file })
+        };
+        let file = std::fs::OpenOptions::new().create(true).read(true).append(true).open(path).map_err(bad)?;
+        let len = file.metadata().map_err(bad)?.len();
+        let whole = last_line_end(&file, len).map_err(bad)?;
+        let mut sink = FileSink::with_file(file, whole);
+        if whole < len {
+            tracing::warn!(path = %path.display(), bytes = len - whole, "the events file ends in a torn line (an earlier crash); cut it off");
+            sink.torn = true;
+        }
+        Ok(sink)
+    }
+}
+
+/// The offset just after the last `\n` in the first `len` bytes of `file` (0 if none).
+fn last_line_end(file: &std::fs::File, len: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+impl<F: AppendFile> FileSink<F> {
+    /// A sink on `file`, whose first `whole` bytes are complete lines.
+    pub fn with_file(file: F, whole: u64) -> FileSink<F> {
+        FileSink { file, whole, torn: false }
     }
 }
 
@@ -105,25 +232,39 @@ fn lines(batch: &[(u64, Event)]) -> Vec<u8> {
     out
 }
 
-impl EventSink for FileSink {
-    async fn deliver(&mut self, batch: &[(u64, Event)]) -> Result<Vec<u64>> {
+impl<F: AppendFile> EventSink for FileSink<F> {
+    async fn deliver(&mut self, batch: &[(u64, Event)]) -> Delivery {
+        if self.torn {
+            if let Err(e) = self.file.truncate(self.whole) {
+                return Delivery::failed(Error::Sink(format!("cutting a torn line off the events file: {e}")));
+            }
+            self.torn = false;
+        }
         let buf = lines(batch);
-        self.file
-            .write_all(&buf)
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| Error::Sink(format!("writing the events file: {e}")))?;
-        Ok(batch.iter().map(|(id, _)| *id).collect())
+        match self.file.append(&buf) {
+            Ok(()) => {
+                self.whole += buf.len() as u64;
+                Delivery::all(batch)
+            }
+            Err(e) => {
+                // Part of a line may be in the file now: cut it off at once, or before the next write.
+                self.torn = self.file.truncate(self.whole).is_err();
+                Delivery::failed(Error::Sink(format!("writing the events file: {e}")))
+            }
+        }
     }
 }
 
 pub struct StdoutSink;
 
 impl EventSink for StdoutSink {
-    async fn deliver(&mut self, batch: &[(u64, Event)]) -> Result<Vec<u64>> {
+    async fn deliver(&mut self, batch: &[(u64, Event)]) -> Delivery {
         let buf = lines(batch);
         let mut out = std::io::stdout().lock();
-        out.write_all(&buf).and_then(|_| out.flush()).map_err(|e| Error::Sink(format!("writing to stdout: {e}")))?;
-        Ok(batch.iter().map(|(id, _)| *id).collect())
+        match out.write_all(&buf).and_then(|_| out.flush()) {
+            Ok(()) => Delivery::all(batch),
+            Err(e) => Delivery::failed(Error::Sink(format!("writing to stdout: {e}"))),
+        }
     }
 }
 
@@ -145,7 +286,7 @@ impl AnySink {
 }
 
 impl EventSink for AnySink {
-    async fn deliver(&mut self, batch: &[(u64, Event)]) -> Result<Vec<u64>> {
+    async fn deliver(&mut self, batch: &[(u64, Event)]) -> Delivery {
         match self {
             AnySink::Kafka(s) => s.deliver(batch).await,
             AnySink::File(s) => s.deliver(batch).await,
@@ -178,22 +319,24 @@ pub async fn drain<S: EventSink>(store: Arc<Store>, mut sink: S, mut shutdown: w
             }
             continue;
         }
-        let result = tokio::select! {
-            r = sink.deliver(&batch) => r,
+        let delivery = tokio::select! {
+            d = sink.deliver(&batch) => d,
             _ = shutdown.changed() => return,
         };
-        match result {
-            Ok(acked) => {
-                if let Err(e) = store.outbox_ack(&acked).await {
-                    tracing::error!(error = %e, "cannot remove delivered events from the outbox");
-                }
-                backoff = Duration::from_millis(100);
-                if acked.len() < batch.len() {
-                    tokio::time::sleep(backoff).await;
-                }
+        if let Err(e) = store.outbox_ack(&delivery.acked).await {
+            tracing::error!(error = %e, "cannot remove delivered events from the outbox");
+        }
+        match delivery.failure {
+            None => backoff = Duration::from_millis(100),
+            Some(Error::SinkRefused(why)) => {
+                // Retrying cannot help: stop delivering, and make validation stop with the fix rather
+                // than fill the outbox forever.
+                tracing::error!(error = %why, undelivered = store.outbox_len(), "the sink refuses events; delivery stops");
+                store.refuse_sink(why);
+                return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, undelivered = store.outbox_len(), "event delivery failed; events stay in the outbox and are retried");
+            Some(e) => {
+                tracing::warn!(error = %e, delivered = delivery.acked.len(), undelivered = store.outbox_len(), "event delivery failed; events stay in the outbox and are retried");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => return,
@@ -201,5 +344,100 @@ pub async fn drain<S: EventSink>(store: Arc<Store>, mut sink: S, mut shutdown: w
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventType, Mode};
+    use crate::key::{Key, KeyVal};
+
+    fn ev(i: i64) -> (u64, Event) {
+        let e = Event {
+            kind: EventType::Neq,
+            direction: "SRC".into(),
+            table: "t".into(),
+            key_columns: vec!["id".into()],
+            key: Key(vec![KeyVal::Int(i)]),
+            mode: Mode::Full,
+            columns: vec!["v".into()],
+            detected_at_ms: 1,
+        };
+        (i as u64, e)
+    }
+
+    /// A file in memory whose next append writes only `budget` bytes and then fails, as a full disk does.
+    struct Flaky {
+        data: Vec<u8>,
+        budget: Option<usize>,
+    }
+
+    impl AppendFile for Flaky {
+        fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+            match self.budget.take() {
+                Some(n) if n < buf.len() => {
+                    self.data.extend_from_slice(&buf[..n]);
+                    Err(std::io::Error::other("no space left on device"))
+                }
+                _ => {
+                    self.data.extend_from_slice(buf);
+                    Ok(())
+                }
+            }
+        }
+        fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+            self.data.truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    fn parsed_lines(data: &[u8]) -> Vec<i64> {
+        let text = std::str::from_utf8(data).unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'), "the file ends in a torn line: {text:?}");
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_i64().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_never_leaves_a_torn_line() {
+        let mut sink = FileSink::with_file(Flaky { data: Vec::new(), budget: None }, 0);
+        let d = sink.deliver(&[ev(1), ev(2)]).await;
+        assert_eq!(d.acked, vec![1, 2]);
+        sink.file.budget = Some(30);
+        let d = sink.deliver(&[ev(3), ev(4)]).await;
+        assert!(d.acked.is_empty() && d.failure.is_some(), "{d:?}");
+        assert_eq!(parsed_lines(&sink.file.data), vec![1, 2], "cut back to the last complete line");
+        let d = sink.deliver(&[ev(3), ev(4)]).await;
+        assert_eq!(d.acked, vec![3, 4]);
+        assert_eq!(parsed_lines(&sink.file.data), vec![1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_from_a_crash_is_cut_off_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let first = lines(&[ev(1)]);
+        let mut text = first.clone();
+        text.extend_from_slice(br#"{"id":2,"ty"#);
+        std::fs::write(&path, &text).unwrap();
+        let mut sink = FileSink::new(&path).unwrap();
+        assert_eq!(sink.deliver(&[ev(3)]).await.acked, vec![3]);
+        assert_eq!(parsed_lines(&std::fs::read(&path).unwrap()), vec![1, 3]);
+        // A file of complete lines is left alone.
+        drop(sink);
+        let mut sink = FileSink::new(&path).unwrap();
+        assert_eq!(sink.deliver(&[ev(4)]).await.acked, vec![4]);
+        assert_eq!(parsed_lines(&std::fs::read(&path).unwrap()), vec![1, 3, 4]);
+    }
+
+    #[test]
+    fn kafka_errors_no_retry_cures_are_refusals() {
+        let refused = |c| kafka_refusal(&KafkaError::MessageProduction(c));
+        assert!(refused(RDKafkaErrorCode::MessageSizeTooLarge).is_some_and(|f| f.contains("max.message.bytes")));
+        assert!(refused(RDKafkaErrorCode::TopicAuthorizationFailed).is_some_and(|f| f.contains("WRITE")));
+        assert!(refused(RDKafkaErrorCode::UnknownTopicOrPartition).is_some_and(|f| f.contains("create sink.topic")));
+        assert!(refused(RDKafkaErrorCode::MessageTimedOut).is_none());
+        assert!(refused(RDKafkaErrorCode::BrokerTransportFailure).is_none());
+        assert!(refused(RDKafkaErrorCode::NotEnoughReplicas).is_none());
     }
 }

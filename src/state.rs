@@ -36,6 +36,10 @@ pub struct Store {
     pub outbox_added: Notify,
     /// Signalled when events leave it.
     outbox_removed: Notify,
+    /// Outbox records that could not be decoded, moved aside so delivery goes on.
+    undecodable: sled::Tree,
+    /// Set when the sink refused events for good: nothing more may enter the outbox.
+    sink_refused: std::sync::OnceLock<String>,
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
@@ -75,6 +79,7 @@ impl Store {
             }
         }
         let outbox = tree("outbox")?;
+        let undecodable = tree("outbox_undecodable")?;
         let store = Store {
             outbox_len: AtomicUsize::new(outbox.len()),
             outbox,
@@ -83,6 +88,8 @@ impl Store {
             db,
             outbox_added: Notify::new(),
             outbox_removed: Notify::new(),
+            undecodable,
+            sink_refused: std::sync::OnceLock::new(),
         };
         Ok(store)
     }
@@ -105,14 +112,30 @@ impl Store {
         self.outbox_len.load(Ordering::Relaxed)
     }
 
+    /// Records that the sink refuses events for good (the drain stopped), and wakes everyone waiting on
+    /// the outbox so they can stop too.
+    pub fn refuse_sink(&self, why: String) {
+        let _ = self.sink_refused.set(why);
+        self.outbox_removed.notify_waiters();
+    }
+
+    /// Why the sink refuses events for good, once it does.
+    pub fn sink_refused(&self) -> Result<()> {
+        match self.sink_refused.get() {
+            Some(why) => Err(Error::SinkRefused(why.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// Stores events durably. Waits while the outbox holds `max` or more events: validation pauses
-    /// rather than dropping anything.
+    /// rather than dropping anything. Fails once the sink refuses events for good.
     pub async fn outbox_push(&self, events: &[Event], max: usize) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         loop {
             let removed = self.outbox_removed.notified();
+            self.sink_refused()?;
             if self.outbox_len() < max {
                 break;
             }
@@ -148,16 +171,42 @@ impl Store {
         }
     }
 
-    /// The oldest `n` undelivered events with their ids.
+    /// The oldest `n` undelivered events with their ids. A record that cannot be decoded (damaged, or
+    /// from an incompatible version) is moved to the `outbox_undecodable` tree with a warning, so it
+    /// cannot stall delivery of the others.
     pub fn outbox_peek(&self, n: usize) -> Result<Vec<(u64, Event)>> {
         let mut out = Vec::with_capacity(n);
-        for item in self.outbox.iter().take(n) {
+        for item in self.outbox.iter() {
+            if out.len() >= n {
+                break;
+            }
             let (k, v) = item.map_err(|e| Error::state("reading the outbox", e))?;
             let id = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-            let OutboxRecord::V1(e) = decode("an outbox event", &v)?;
-            out.push((id, e));
+            match decode::<OutboxRecord>("an outbox event", &v) {
+                Ok(OutboxRecord::V1(e)) => out.push((id, e)),
+                Err(e) => self.move_aside(&k, &v, &e)?,
+            }
         }
         Ok(out)
+    }
+
+    fn move_aside(&self, k: &[u8], v: &[u8], why: &Error) -> Result<()> {
+        self.undecodable.insert(k, v).map_err(|e| Error::state("moving an undecodable event aside", e))?;
+        if self.outbox.remove(k).map_err(|e| Error::state("moving an undecodable event aside", e))?.is_some() {
+            self.outbox_len.fetch_sub(1, Ordering::Relaxed);
+            self.outbox_removed.notify_waiters();
+        }
+        tracing::warn!(
+            error = %why,
+            undecodable = self.undecodable.len(),
+            "an outbox record cannot be decoded; moved to the state store's `outbox_undecodable` tree, delivery goes on"
+        );
+        Ok(())
+    }
+
+    /// Records moved aside by [`Store::outbox_peek`].
+    pub fn outbox_undecodable_len(&self) -> usize {
+        self.undecodable.len()
     }
 
     /// Removes events the sink acknowledged.
@@ -215,13 +264,38 @@ impl Store {
         self.pending.len()
     }
 
-    pub fn pending_remove(&self, items: &[Pending]) -> Result<()> {
+    /// Removes each re-check only if the stored entry is still exactly `p` as it was read: one submitted
+    /// for the same key since (a new mismatch) stays. Returns how many were removed.
+    pub fn pending_remove_if_unchanged(&self, items: &[Pending]) -> Result<usize> {
+        let mut removed = 0;
         for p in items {
-            self.pending
-                .remove(Self::pending_key(&p.table, &p.key))
+            let old = encode(&PendingRecord::V1(p.clone()));
+            let swapped = self
+                .pending
+                .compare_and_swap(Self::pending_key(&p.table, &p.key), Some(old), None::<Vec<u8>>)
                 .map_err(|e| Error::state("removing a re-check", e))?;
+            removed += usize::from(swapped.is_ok());
         }
-        Ok(())
+        Ok(removed)
+    }
+
+    /// Replaces each `(old, new)` re-check durably, only where the stored entry is still `old`; where a
+    /// newer entry was submitted for the key in between, that one stays.
+    pub async fn pending_replace_if_unchanged(&self, items: &[(Pending, Pending)]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        for (old, new) in items {
+            self.pending
+                .compare_and_swap(
+                    Self::pending_key(&old.table, &old.key),
+                    Some(encode(&PendingRecord::V1(old.clone()))),
+                    Some(encode(&PendingRecord::V1(new.clone()))),
+                )
+                .map_err(|e| Error::state("updating a re-check", e))?
+                .ok();
+        }
+        self.flush().await
     }
 
     // ---- progress records ---------------------------------------------------------------------------
@@ -343,6 +417,38 @@ mod tests {
         let done = tokio::time::timeout(std::time::Duration::from_secs(30), all).await.expect("flushes deadlocked");
         assert!(done.into_iter().all(|r| r.unwrap().is_ok()));
         assert_eq!(s.outbox_len(), 64);
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_outbox_record_is_moved_aside_and_delivery_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.outbox_push(&[ev(1)], 10).await.unwrap();
+        // A damaged record between two good ones (the length counts it, as it would after a reopen).
+        let id = s.db.generate_id().unwrap();
+        s.outbox.insert(id.to_be_bytes(), vec![0xff, 0xff, 0xff]).unwrap();
+        s.outbox_len.fetch_add(1, Ordering::Relaxed);
+        s.outbox_push(&[ev(3)], 10).await.unwrap();
+        let got = s.outbox_peek(10).unwrap();
+        assert_eq!(got.iter().map(|(_, e)| e.key.clone()).collect::<Vec<_>>(), vec![ev(1).key, ev(3).key]);
+        assert_eq!(s.outbox_len(), 2);
+        assert_eq!(s.outbox_undecodable_len(), 1);
+        assert_eq!(s.undecodable.get(id.to_be_bytes()).unwrap().unwrap().as_ref(), &[0xff, 0xff, 0xff]);
+    }
+
+    #[tokio::test]
+    async fn a_refusing_sink_stops_pushes_and_wakes_blocked_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        s.outbox_push(&[ev(1)], 1).await.unwrap();
+        let s2 = s.clone();
+        let blocked = tokio::spawn(async move { s2.outbox_push(&[ev(2)], 1).await });
+        // Parked on the full outbox or not yet started, the push must fail either way (its `notified`
+        // is registered before it checks, so the wake-up cannot be missed).
+        s.refuse_sink("too large".into());
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), blocked).await.unwrap().unwrap();
+        assert!(matches!(r, Err(Error::SinkRefused(ref m)) if m == "too large"), "{r:?}");
+        assert!(s.outbox_push(&[ev(3)], 10).await.is_err());
     }
 
     #[tokio::test]

@@ -92,6 +92,83 @@ fn decimal_normalisation_rejects_garbage() {
     assert_eq!(normalize_decimal("."), None);
 }
 
+#[test]
+fn numbers_against_floats_compare_exactly() {
+    // The pairs: equal through f64, different in fact.
+    assert!(!values_equal(
+        &b("12345678901234567.89"),
+        Kind::Decimal,
+        &Value::Double(12345678901234568.0),
+        Kind::Double
+    ));
+    assert!(!values_equal(&Value::Int(9007199254740993), Kind::Int, &Value::Double(9007199254740992.0), Kind::Double));
+    assert!(!values_equal(&Value::UInt(9007199254740993), Kind::Int, &b("9007199254740992"), Kind::Double));
+    assert!(!values_equal(&Value::Double(9007199254740992.0), Kind::Double, &Value::Int(9007199254740993), Kind::Int));
+    assert!(values_equal(&Value::Int(9007199254740992), Kind::Int, &Value::Double(9007199254740992.0), Kind::Double));
+    // An integer in a float column is not rounded either.
+    assert!(!values_equal(
+        &Value::Int(9007199254740993),
+        Kind::Double,
+        &Value::Double(9007199254740992.0),
+        Kind::Double
+    ));
+    // A decimal a double holds faithfully (at most 15 significant digits) equals its nearest double.
+    assert!(values_equal(&b("0.10"), Kind::Decimal, &Value::Double(0.1), Kind::Double));
+    assert!(values_equal(&b("1234567890123.45"), Kind::Decimal, &Value::Double(1234567890123.45), Kind::Double));
+    assert!(!values_equal(&b("0.11"), Kind::Decimal, &Value::Double(0.1), Kind::Double));
+    // The exact decimal of the double is equal too; one digit more is not.
+    assert!(values_equal(
+        &b("0.1000000000000000055511151231257827021181583404541015625"),
+        Kind::Decimal,
+        &Value::Double(0.1),
+        Kind::Double
+    ));
+    assert!(!values_equal(
+        &b("0.10000000000000000555111512312578270211815834045410156251"),
+        Kind::Decimal,
+        &Value::Double(0.1),
+        Kind::Double
+    ));
+    // FLOAT holds 6 digits faithfully.
+    assert!(values_equal(&b("0.1"), Kind::Decimal, &Value::Float(0.1), Kind::Float));
+    assert!(!values_equal(&b("16777217"), Kind::Decimal, &Value::Float(16777216.0), Kind::Float));
+    assert!(!values_equal(&Value::Int(1), Kind::Int, &Value::Double(f64::NAN), Kind::Double));
+}
+
+#[test]
+fn exact_decimals_of_doubles() {
+    assert_eq!(exact_decimal(0.1).unwrap(), "0.1000000000000000055511151231257827021181583404541015625");
+    assert_eq!(exact_decimal(-2.5).unwrap(), "-2.5");
+    assert_eq!(exact_decimal(-0.0).unwrap(), "0");
+    assert_eq!(exact_decimal(2f64.powi(70)).unwrap(), "1180591620717411303424");
+    assert_eq!(exact_decimal(5e-324).unwrap().len(), 2 + 323 + 751);
+    assert_eq!(exact_decimal(f64::INFINITY), None);
+}
+
+/// `d` (a decimal with `scale` fractional digits, as the integer `n`) is exactly the double `y`,
+/// decided in integer arithmetic: `n / 10^scale == m * 2^e`.
+fn exactly(n: i128, scale: u32, y: f64) -> bool {
+    if y == 0.0 {
+        return n == 0;
+    }
+    let bits = y.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = (bits & ((1u64 << 52) - 1)) as i128;
+    let (m, e) = if exp == 0 { (frac, -1074) } else { (frac | (1i128 << 52), exp - 1075) };
+    let m = if y < 0.0 { -m } else { m };
+    let ten = 10i128.pow(scale);
+    // n * 2^-e == m * 10^scale   (e < 0)   or   n == m * 2^e * 10^scale   (e >= 0)
+    if e < 0 {
+        // Past 2^120 the left side outgrows anything the right side (below 2^60) can be.
+        if -e > 120 {
+            return false;
+        }
+        n.checked_mul(1i128 << -e) == m.checked_mul(ten)
+    } else {
+        m.checked_mul(1i128 << e).and_then(|x| x.checked_mul(ten)) == Some(n)
+    }
+}
+
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
@@ -160,6 +237,54 @@ proptest! {
         let text = format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}");
         prop_assert!(values_equal(&v, Kind::DateTime, &b(&text), Kind::DateTime));
         prop_assert!(values_equal(&b(&text), Kind::DateTime, &v, Kind::DateTime));
+    }
+
+    #[test]
+    fn integers_against_doubles_are_exact(x in any::<i64>(), u in any::<u64>(), nudge in -3i64..=3) {
+        let y = x.saturating_add(nudge) as f64;
+        // An integral double below 2^64 converts to i128 exactly.
+        let expected = y as i128 == i128::from(x);
+        prop_assert_eq!(values_equal(&Value::Int(x), Kind::Int, &Value::Double(y), Kind::Double), expected);
+        prop_assert_eq!(values_equal(&Value::Double(y), Kind::Double, &Value::Int(x), Kind::Int), expected);
+        let z = u as f64;
+        prop_assert_eq!(values_equal(&Value::UInt(u), Kind::Int, &Value::Double(z), Kind::Double), z as u128 == u128::from(u));
+    }
+
+    #[test]
+    fn decimals_against_doubles_across_widths(int in any::<i64>(), frac in 0u32..100, width in 1u32..19) {
+        // A DECIMAL(width+2, 2) value and the double the server stores for it.
+        let int = int % 10i64.pow(width);
+        let sign = if int < 0 { "-" } else { "" };
+        let text = format!("{sign}{}.{frac:02}", int.unsigned_abs());
+        let n = i128::from(int) * 100 + if int < 0 { -i128::from(frac) } else { i128::from(frac) };
+        let y: f64 = text.parse().unwrap();
+        let d = normalize_decimal(&text).unwrap();
+        let faithful = significant_digits(&d) <= 15;
+        prop_assert_eq!(values_equal(&b(&text), Kind::Decimal, &Value::Double(y), Kind::Double), faithful || exactly(n, 2, y), "{} vs {}", text, y);
+        // The next double up is never equal.
+        // The next double away from zero (the sign is its own bit, so one more is one step out).
+        let up = f64::from_bits(y.to_bits() + 1);
+        prop_assert!(!values_equal(&b(&text), Kind::Decimal, &Value::Double(up), Kind::Double) || exactly(n, 2, up));
+    }
+
+    #[test]
+    fn every_double_equals_its_exact_decimal_only(bits in any::<u64>()) {
+        let y = f64::from_bits(bits);
+        prop_assume!(y.is_finite());
+        let exact = exact_decimal(y).unwrap();
+        prop_assert_eq!(exact.parse::<f64>().unwrap(), y);
+        prop_assert!(values_equal(&b(&exact), Kind::Decimal, &Value::Double(y), Kind::Double));
+        let longer = if exact.contains('.') { format!("{exact}1") } else { format!("{exact}.1") };
+        prop_assert!(!values_equal(&b(&longer), Kind::Decimal, &Value::Double(y), Kind::Double), "{}", longer);
+    }
+
+    #[test]
+    fn floats_equal_their_exact_decimal(bits in any::<u32>()) {
+        let x = f32::from_bits(bits);
+        prop_assume!(x.is_finite());
+        let exact = exact_decimal(f64::from(x)).unwrap();
+        prop_assert!(values_equal(&b(&exact), Kind::Decimal, &Value::Float(x), Kind::Float));
+        prop_assert!(values_equal(&Value::Float(x), Kind::Float, &b(&exact), Kind::Decimal));
     }
 
     #[test]

@@ -23,8 +23,11 @@ async fn table_without_a_key() {
     p.both("CREATE TABLE nokey (a INT, b INT)").await;
     p.config("", "[[table]]\nname = \"nokey\"\n");
     assert_clean_failure(&p.run(&["full"]), &["`nokey`", "no primary key", "key = ["]);
-    // The fix the message names works: a configured key.
+    // The fix the message names works: a configured key (NOT NULL and unique, or it is refused too).
     p.both("INSERT INTO nokey VALUES (1, 1)").await;
+    p.config("", "[check]\nsettle = \"100ms\"\n[[table]]\nname = \"nokey\"\nkey = [\"a\"]\n");
+    assert_clean_failure(&p.run(&["full"]), &["`nokey`", "`a` may hold NULL"]);
+    p.both("ALTER TABLE nokey MODIFY a INT NOT NULL, ADD UNIQUE KEY (a)").await;
     p.config("", "[check]\nsettle = \"100ms\"\n[[table]]\nname = \"nokey\"\nkey = [\"a\"]\n");
     let out = p.run(&["full"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

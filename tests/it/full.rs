@@ -285,3 +285,151 @@ async fn an_interrupted_pass_resumes_where_it_stopped() {
     assert!(text(&out).contains("20000 rows compared"), "{}", text(&out));
     assert_eq!(kinds_and_keys(&p.events()), expect(&[("neq", json!({"id": 3})), ("neq", json!({"id": 19990}))]));
 }
+
+/// DECIMAL and BIGINT migrated to DOUBLE compare exactly: values the double cannot hold differ, values
+/// it holds faithfully do not.
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_against_doubles_compare_exactly() {
+    let p = Pair::new("numdbl").await;
+    p.exec(Side::Source, "CREATE TABLE n (id INT PRIMARY KEY, d DECIMAL(20,2), b BIGINT, f DECIMAL(10,1))").await;
+    p.exec(Side::Target, "CREATE TABLE n (id INT PRIMARY KEY, d DOUBLE, b DOUBLE, f FLOAT)").await;
+    p.both(
+        "INSERT INTO n VALUES (1, 12345678901234567.89, 1, 0.5), (2, 0, 9007199254740993, 0.5), \
+         (3, 0.10, 9007199254740992, 0.1), (4, -12345.67, -42, -3.3), (5, 1234567890123.45, 0, 16777216), \
+         (6, 0, 0, 16777217)",
+    )
+    .await;
+    p.config("", &format!("{FAST}[[table]]\nname = \"n\"\n"));
+    let out = p.run(&["full"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let events = p.events();
+    assert_eq!(
+        kinds_and_keys(&events),
+        expect(&[("neq", json!({"id": 1})), ("neq", json!({"id": 2})), ("neq", json!({"id": 6}))]),
+        "{}",
+        text(&out)
+    );
+    let cols = |id: i64| events.iter().find(|e| e["id"] == id).map(|e| e["columns"].clone()).unwrap();
+    assert_eq!(cols(1), json!(["d"]));
+    assert_eq!(cols(2), json!(["b"]));
+    assert_eq!(cols(6), json!(["f"]));
+}
+
+/// A configured key that may hold NULL, or that no unique index covers, gives wrong verdicts (`= NULL`
+/// never matches, duplicates compare an arbitrary row): refused at start with the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nullable_or_non_unique_configured_key_is_refused() {
+    let p = Pair::new("badkey").await;
+    p.both("CREATE TABLE nk (id INT PRIMARY KEY, email VARCHAR(50) NULL, v INT, UNIQUE KEY (email))").await;
+    p.both("INSERT INTO nk VALUES (1, NULL, 1), (2, NULL, 2), (3, 'c', 3)").await;
+    p.exec(Side::Target, "UPDATE nk SET v = 20 WHERE id = 2").await;
+    p.config("", &format!("{FAST}[[table]]\nname = \"nk\"\nkey = [\"email\"]\n"));
+    assert_clean_failure(&p.run(&["full"]), &["`nk`", "`email` may hold NULL", "NOT NULL"]);
+
+    p.both("CREATE TABLE dup (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL, v INT, KEY (code))").await;
+    p.both("INSERT INTO dup VALUES (1, 'a', 1), (2, 'a', 2)").await;
+    p.exec(Side::Target, "UPDATE dup SET v = 20 WHERE id = 2").await;
+    p.config("", &format!("{FAST}[[table]]\nname = \"dup\"\nkey = [\"code\"]\n"));
+    assert_clean_failure(&p.run(&["full"]), &["`dup`", "not unique on the source side", "UNIQUE index"]);
+
+    // Made NOT NULL and unique on both sides, the same key is accepted.
+    p.both("ALTER TABLE dup DROP KEY code").await;
+    p.both("UPDATE dup SET code = 'b' WHERE id = 2").await;
+    p.both("ALTER TABLE dup ADD UNIQUE KEY (code)").await;
+    let out = p.run(&["full"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(kinds_and_keys(&p.events()), expect(&[("neq", json!({"code": "b"}))]));
+}
+
+/// Keys whose collation differs between the sides (general_ci vs bin, latin1 vs utf8mb4) are ordered
+/// differently by the two servers: with mixed case and punctuation in many small chunks, exactly the
+/// injected differences are found, with no settle window to hide misaligned ranges.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_whose_collation_differs_between_the_sides() {
+    let p = Pair::new("coll").await;
+    let ddl = |coll: &str| format!("CREATE TABLE c (k VARCHAR(40) CHARACTER SET {coll} PRIMARY KEY, v INT)");
+    p.exec(Side::Source, &ddl("utf8mb4 COLLATE utf8mb4_general_ci")).await;
+    p.exec(Side::Target, &ddl("utf8mb4 COLLATE utf8mb4_bin")).await;
+    // 'a7', 'B8', '_9', '-10', 'Zz11', 'b12', '~13', 'a14', ...: unique under either collation.
+    p.both("INSERT INTO c SELECT CONCAT(ELT(1 + seq % 7, 'a', 'B', '_', '-', 'Zz', 'b', '~'), seq), seq FROM seq_1_to_2300")
+        .await;
+    p.exec(Side::Target, "DELETE FROM c WHERE k IN ('B8', '~13', 'a2296')").await;
+    p.exec(Side::Target, "UPDATE c SET v = -v WHERE k IN ('_9', 'B1100', 'b2000')").await;
+    // Case variants only the binary collation can hold next to the original, and keys before and after all.
+    p.exec(Side::Target, "INSERT INTO c VALUES ('b8', 8), ('A14', 14), ('!first', 0), ('~~~~', 0), ('A700', 1)").await;
+    p.exec(Side::Target, "DELETE FROM c WHERE k = 'a700'").await;
+
+    p.exec(Side::Source, &ddl("latin1 COLLATE latin1_swedish_ci").replace("TABLE c", "TABLE l")).await;
+    p.exec(Side::Target, &ddl("utf8mb4 COLLATE utf8mb4_bin").replace("TABLE c", "TABLE l")).await;
+    p.both("INSERT INTO l SELECT CONCAT(ELT(1 + seq % 4, 'é', 'E', 'e', '_'), seq), seq FROM seq_1_to_300").await;
+    p.exec(Side::Target, "UPDATE l SET v = 0 WHERE k = 'é4'").await;
+    p.exec(Side::Target, "INSERT INTO l VALUES ('É4', 4)").await;
+
+    let tables = "[[table]]\nname = \"c\"\n[[table]]\nname = \"l\"\n";
+    p.config("", &format!("[check]\nsettle = \"0s\"\n[full]\nchunk_rows = 7\n{tables}"));
+    let out = p.run(&["full"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let events = p.events();
+    let expected = expect(&[
+        ("target_missing", json!({"k": "B8"})),
+        ("target_missing", json!({"k": "~13"})),
+        ("target_missing", json!({"k": "a2296"})),
+        ("target_missing", json!({"k": "a700"})),
+        ("neq", json!({"k": "_9"})),
+        ("neq", json!({"k": "B1100"})),
+        ("neq", json!({"k": "b2000"})),
+        ("neq", json!({"k": "é4"})),
+        ("base_missing", json!({"k": "b8"})),
+        ("base_missing", json!({"k": "A14"})),
+        ("base_missing", json!({"k": "!first"})),
+        ("base_missing", json!({"k": "~~~~"})),
+        ("base_missing", json!({"k": "A700"})),
+        ("base_missing", json!({"k": "É4"})),
+    ]);
+    assert_eq!(kinds_and_keys(&events), expected, "{}", text(&out));
+    assert_eq!(events.len(), expected.len(), "each once: {events:?}");
+    // Each side's rows once: the base's, plus the other side's rows the base lacks.
+    assert!(text(&out).contains("2305 rows compared") && text(&out).contains("301 rows compared"), "{}", text(&out));
+
+    // The sweep alone finds the rows the base lacks, and only those.
+    std::fs::remove_file(p.events_path()).unwrap();
+    let out = p.run(&["sweep"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let swept: Vec<_> = expected.iter().filter(|(t, _)| t == "base_missing").cloned().collect();
+    assert_eq!(kinds_and_keys(&p.events()), swept.into_iter().collect(), "{}", text(&out));
+}
+
+/// A walk by lookup (collations differ) interrupted half-way resumes too: together the runs report
+/// exactly the injected rows, and the resumed run's count covers every row once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_walk_by_lookup_resumes_where_it_stopped() {
+    let p = Pair::new("resume_coll").await;
+    let ddl = |coll: &str| format!("CREATE TABLE c (k VARCHAR(40) COLLATE {coll} PRIMARY KEY, v INT)");
+    p.exec(Side::Source, &ddl("utf8mb4_general_ci")).await;
+    p.exec(Side::Target, &ddl("utf8mb4_bin")).await;
+    p.both("INSERT INTO c SELECT CONCAT(ELT(1 + seq % 3, 'a', 'B', '_'), seq), seq FROM seq_1_to_20000").await;
+    p.exec(Side::Target, "UPDATE c SET v = 0 WHERE k IN ('B1', '_19997')").await;
+    p.exec(Side::Target, "INSERT INTO c VALUES ('A3', 3)").await;
+    p.config("", &format!("{FAST}[full]\nparallel = 1\nchunk_rows = 10\n[[table]]\nname = \"c\"\n"));
+    let mut child = p
+        .command(&["full"])
+        .env("BV_LOG", "binlog_validator=debug")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    assert!(lines.any(|l| l.contains("chunk done")), "no chunk finished");
+    let st = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(st.success());
+    let rest: Vec<String> = lines.collect();
+    assert_eq!(child.wait().unwrap().code(), Some(2), "{rest:?}");
+
+    let out = p.run(&["full"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("(resumed)") && text(&out).contains("20001 rows compared"), "{}", text(&out));
+    assert_eq!(
+        kinds_and_keys(&p.events()),
+        expect(&[("neq", json!({"k": "B1"})), ("neq", json!({"k": "_19997"})), ("base_missing", json!({"k": "A3"}))])
+    );
+}

@@ -12,12 +12,18 @@ use std::time::{Duration, Instant};
 const PARTITIONS: i32 = 3;
 
 async fn create_topic(brokers: &str, topic: &str) {
+    create_topic_with(brokers, topic, &[]).await
+}
+
+/// Creates a topic with topic-level configuration (`max.message.bytes`, ...).
+async fn create_topic_with(brokers: &str, topic: &str, configs: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
-    let res = admin
-        .create_topics(&[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))], &AdminOptions::new())
-        .await
-        .expect("create topic");
+    let mut new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    let res = admin.create_topics(&[new], &AdminOptions::new()).await.expect("create topic");
     for r in res {
         r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
     }
@@ -107,4 +113,81 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down() {
         kinds_and_keys(&got),
         expect(&[("target_missing", json!({"id": 3})), ("target_missing", json!({"id": 4}))])
     );
+}
+
+/// The number of messages in `topic` (sum of high watermarks over its partitions).
+fn message_count(brokers: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().expect("consumer");
+    (0..PARTITIONS).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1).sum()
+}
+
+fn event(id: i64, columns: Vec<String>) -> binlog_validator::event::Event {
+    binlog_validator::event::Event {
+        kind: binlog_validator::event::EventType::Neq,
+        direction: "SRC".into(),
+        table: "t".into(),
+        key_columns: vec!["id".into()],
+        key: binlog_validator::key::Key(vec![binlog_validator::key::KeyVal::Int(id)]),
+        mode: binlog_validator::event::Mode::Full,
+        columns,
+        detected_at_ms: 1,
+    }
+}
+
+/// One row's first event fails (too large), its second would fit: the second must not overtake the
+/// first, another row's event goes through, and the failure is returned, not dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partly_failed_batch_keeps_each_rows_order_and_returns_the_error() {
+    use binlog_validator::sink::{EventSink, KafkaSink};
+    let brokers = env_var("BVT_BROKERS");
+    let topic = format!("events-partial-{}", std::process::id());
+    create_topic(&brokers, &topic).await;
+    let cfg = binlog_validator::config::SinkConfig {
+        kind: binlog_validator::config::SinkKind::Kafka,
+        brokers: brokers.clone(),
+        topic: topic.clone(),
+        kafka: [("message.max.bytes".to_string(), "1000".to_string())].into_iter().collect(),
+        ..Default::default()
+    };
+    let mut sink = KafkaSink::new(&cfg).unwrap();
+    let batch =
+        vec![(1, event(1, vec!["x".repeat(2000)])), (2, event(1, vec!["v".into()])), (3, event(2, vec!["v".into()]))];
+    let d = sink.deliver(&batch).await;
+    assert_eq!(d.acked, vec![3], "row 1's second event must wait for its first: {d:?}");
+    let failure = d.failure.expect("the failure is returned").to_string();
+    assert!(failure.contains("max.message.bytes") && failure.contains(&topic), "{failure}");
+    assert_eq!(message_count(&brokers, &topic), 1);
+}
+
+/// An event the broker can never accept (larger than the topic's max.message.bytes) stops `full` with
+/// exit 2 and the fix, instead of leaving it to fill the outbox forever (the event stays in the outbox
+/// for the next start).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_the_broker_refuses_stops_the_run_with_the_fix() {
+    let brokers = env_var("BVT_BROKERS");
+    let p = Pair::new("krefuse").await;
+    let topic = format!("events-{}", p.db);
+    create_topic_with(&brokers, &topic, &[("max.message.bytes", "1000")]).await;
+    p.both("CREATE TABLE t (k VARCHAR(700) PRIMARY KEY, v INT)").await;
+    p.exec(Side::Source, &format!("INSERT INTO t VALUES ('{}', 1)", "k".repeat(700))).await;
+    p.config("", &kafka_config(&brokers, &topic, ""));
+    let out = p.run(&["full"]);
+    assert_clean_failure(&out, &["Kafka refuses events", &topic, "max.message.bytes"]);
+    assert_eq!(message_count(&brokers, &topic), 0);
+}
+
+/// A topic that does not exist, on a broker that does not create topics on demand (here the producer
+/// asks it not to), stops `full` with exit 2 and the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_topic_stops_the_run_with_the_fix() {
+    let brokers = env_var("BVT_BROKERS");
+    let p = Pair::new("kunknown").await;
+    let topic = format!("never-created-{}", p.db);
+    p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
+    p.exec(Side::Source, "INSERT INTO t VALUES (1, 1)").await;
+    let kafka =
+        "[sink.kafka]\n\"allow.auto.create.topics\" = \"false\"\n\"topic.metadata.propagation.max.ms\" = \"500\"\n";
+    p.config("", &kafka_config(&brokers, &topic, kafka));
+    let out = p.run(&["full"]);
+    assert_clean_failure(&out, &["Kafka refuses events", &topic, "create sink.topic"]);
 }

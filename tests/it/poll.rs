@@ -125,3 +125,31 @@ async fn a_table_without_utime_is_refused_for_poll_mode() {
     let out = p.run_for(&["incr", "--mode", "poll"], std::time::Duration::from_secs(60));
     assert_clean_failure(&out, &["`t`", "utime"]);
 }
+
+/// Rows committed after a poll with the cursor's utime and a smaller key, or a second older (commit
+/// skew), are inside the re-read overlap: each is found once, and rows already checked are not reported
+/// again however many rounds re-read them.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_committed_behind_the_cursor_within_the_overlap_are_found_once() {
+    let p = pair("poll_overlap", "DATETIME").await;
+    config(&p, "100ms", 100);
+    let incr = polling(&p).await;
+    p.exec(Side::Source, "INSERT INTO t VALUES (10, 10, '2026-11-21 10:00:00')").await;
+    p.wait_events(&expect(&[("target_missing", json!({"id": 10}))])).await;
+    // The cursor is at (10:00:00, 10) now.
+    p.exec(Side::Source, "INSERT INTO t VALUES (5, 5, '2026-11-21 10:00:00'), (6, 6, '2026-11-21 10:00:00')").await;
+    p.exec(Side::Source, "INSERT INTO t VALUES (7, 7, '2026-11-21 09:59:59')").await;
+    let mut want: Vec<(&str, serde_json::Value)> =
+        [10, 5, 6, 7].iter().map(|i| ("target_missing", json!({"id": i}))).collect();
+    p.wait_events(&expect(&want)).await;
+    // A later row moves the cursor on; the rounds that read it re-read the overlap too.
+    p.exec(Side::Source, "INSERT INTO t VALUES (20, 20, '2026-11-21 10:00:01')").await;
+    want.push(("target_missing", json!({"id": 20})));
+    p.wait_events(&expect(&want)).await;
+    p.exec(Side::Source, "INSERT INTO t VALUES (30, 30, '2026-11-21 10:00:09')").await;
+    want.push(("target_missing", json!({"id": 30})));
+    let events = p.wait_events(&expect(&want)).await;
+    let (code, log) = incr.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(events.len(), 6, "each row reported once: {:?}", kinds_and_keys(&events));
+}
