@@ -237,6 +237,10 @@ async fn sweep(cfg: Config, tables: Vec<String>) -> Result<ExitCode, Error> {
         Err(_) => (0, 0),
     };
     running.stop().await;
+    if let Err(Error::Interrupted) = result {
+        eprintln!("interrupted: the sweep did not reach the end of every table; run it again");
+        return Ok(ExitCode::from(2));
+    }
     result?;
     let found = stats.base_missing.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!("sweep finished: {found} rows on the other side that the base lacks");

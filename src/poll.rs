@@ -294,8 +294,10 @@ pub async fn run(
         if failure.is_none() && last_sweep.elapsed() >= engine.cfg.poll.sweep {
             last_sweep = Instant::now();
             for plan in &plans {
-                if let Err(e) = sweep_table(engine, plan, Mode::Poll, &shutdown).await {
-                    failure = Some(e);
+                match sweep_table(engine, plan, Mode::Poll, &shutdown).await {
+                    // Stopping: the loop ends at its next turn; the sweep runs again after a restart.
+                    Ok(_) | Err(Error::Interrupted) => {}
+                    Err(e) => failure = Some(e),
                 }
             }
         }
@@ -327,7 +329,9 @@ pub async fn run(
 }
 
 /// The reverse sweep of one table: walks the other side in key order and reports rows the base lacks
-/// (after the settle window, like every mismatch). Returns how many candidates it found.
+/// (after the settle window, like every mismatch). Returns how many candidates it found, or
+/// `Error::Interrupted` when asked to stop before the table's end (so an interrupted sweep is not taken
+/// for a clean one).
 pub async fn sweep_table(
     engine: &Engine,
     plan: &TablePlan,
@@ -337,9 +341,10 @@ pub async fn sweep_table(
     let chunk = engine.cfg.full.chunk_rows;
     let mut lo: Option<Key> = None;
     let mut candidates = 0;
+    tracing::info!(table = %plan.name, "sweeping the other side for rows the base lacks");
     loop {
         if *shutdown.borrow() {
-            return Ok(candidates);
+            return Err(Error::Interrupted);
         }
         let rows = engine.other.read_range(plan, lo.as_ref(), None, chunk).await?;
         let keys: Vec<Key> = rows.iter().map(|r| crate::check::row_key(plan, r)).collect();

@@ -13,11 +13,16 @@ struct Server {
 
 impl Server {
     async fn start(p: &Pair, settle: &str) -> Server {
+        Server::start_with(p, settle, "").await
+    }
+
+    /// With `more` appended to the config (more tables, [full] settings).
+    async fn start_with(p: &Pair, settle: &str, more: &str) -> Server {
         let port = free_port();
         p.config(
             "",
             &format!(
-                "[check]\nsettle = \"{settle}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n[binlog]\nserver_id = {}\n[[table]]\nname = \"t\"\n",
+                "[check]\nsettle = \"{settle}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n[binlog]\nserver_id = {}\n[[table]]\nname = \"t\"\n{more}",
                 30_000 + port as u32 % 10_000
             ),
         );
@@ -190,4 +195,32 @@ async fn schemathesis_finds_no_server_error() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "schemathesis failed:\n{text}");
     assert_eq!(http(s.port, "GET", "/healthz", None, None).0, 200, "the server must still be up");
+}
+
+/// A full pass's summary counts its own events only, not those binlog mode reports meanwhile in the same
+/// process.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_pass_summary_counts_only_its_own_events() {
+    let p = Pair::new("api_own").await;
+    p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
+    p.both("INSERT INTO t SELECT seq, seq FROM seq_1_to_50000").await;
+    p.exec(Side::Target, "UPDATE t SET v = 0 WHERE id = 7").await;
+    p.both("CREATE TABLE u (id INT PRIMARY KEY, v INT)").await;
+    let s = Server::start_with(&p, "2s", "[[table]]\nname = \"u\"\n[full]\nparallel = 1\nchunk_rows = 20\n").await;
+    assert_eq!(s.call("POST", "/incr/start", Some(r#"{"mode": "binlog"}"#)).0, 200);
+    s.incr.wait_log("tailing the binlog", 1).await;
+    p.exec(Side::Source, "INSERT INTO u VALUES (1, 1)").await;
+    s.incr.wait_log("settle window", 1).await;
+    // The pass (2,500 chunks) runs while binlog mode's mismatch ends its window and is reported.
+    assert_eq!(s.call("POST", "/full/start", Some(r#"{"tables": ["t"]}"#)).0, 200);
+    let last = eventually(Duration::from_secs(120), "the full pass to finish", || async {
+        let (_, st) = s.call("GET", "/status", None);
+        let last = st["data"]["full"]["last"].clone();
+        (last["outcome"] == "finished").then_some(last)
+    })
+    .await
+    .unwrap();
+    let (_, stats) = s.call("GET", "/stats", None);
+    assert_eq!(stats["data"]["events"]["target_missing"], 1, "binlog mode reported its row: {stats}");
+    assert_eq!(last["events"], json!({"target_missing": 0, "neq": 1, "base_missing": 0}), "{last}");
 }

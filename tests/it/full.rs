@@ -286,6 +286,66 @@ async fn an_interrupted_pass_resumes_where_it_stopped() {
     assert_eq!(kinds_and_keys(&p.events()), expect(&[("neq", json!({"id": 3})), ("neq", json!({"id": 19990}))]));
 }
 
+/// A resumed pass answers for the whole pass: the inconsistency its interrupted first part reported
+/// still makes it exit 1, though the resumed part finds nothing new.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_pass_exits_1_for_what_its_first_part_reported() {
+    let p = Pair::new("resume_exit").await;
+    p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
+    p.both("INSERT INTO t SELECT seq, seq FROM seq_1_to_20000").await;
+    p.exec(Side::Target, "UPDATE t SET v = 0 WHERE id = 3").await;
+    // No settle window: the difference is reported as its chunk is checked.
+    p.config("", "[check]\nsettle = \"0s\"\n[full]\nparallel = 1\nchunk_rows = 10\n[[table]]\nname = \"t\"\n");
+    let mut child = p
+        .command(&["full"])
+        .env("BV_LOG", "binlog_validator=debug")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    // The first chunk (ids 1-10) holds the difference; it is reported before its chunk is recorded done.
+    assert!(lines.any(|l| l.contains("chunk done")), "no chunk finished");
+    let st = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(st.success());
+    let rest: Vec<String> = lines.collect();
+    assert_eq!(child.wait().unwrap().code(), Some(2), "{rest:?}");
+    assert_eq!(kinds_and_keys(&p.events()), expect(&[("neq", json!({"id": 3}))]));
+
+    let out = p.run(&["full"]);
+    assert!(text(&out).contains("(resumed)"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "the pass as a whole found an inconsistency: {}", text(&out));
+    assert!(
+        text(&out).lines().any(|l| l.trim_start().starts_with("neq") && l.trim_end().ends_with(" 1")),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A sweep stopped by SIGINT before the end of its table exits 2, not 0: it is not a clean answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_sweep_exits_2() {
+    let p = Pair::new("sweep_int").await;
+    p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
+    p.both("INSERT INTO t SELECT seq, seq FROM seq_1_to_200000").await;
+    p.config("", &format!("{FAST}[full]\nchunk_rows = 10\n[[table]]\nname = \"t\"\n"));
+    let mut child = p
+        .command(&["sweep"])
+        .env("BV_LOG", "binlog_validator=debug,mysql_async=warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    // Connected and planned: the sweep is under way (200,000 rows in pages of 10 take a while).
+    assert!(lines.any(|l| l.contains("sweeping")), "the sweep did not start");
+    let st = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(st.success());
+    let rest: Vec<String> = lines.collect();
+    assert_eq!(child.wait().unwrap().code(), Some(2), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted") && l.contains("run it again")), "{rest:?}");
+}
+
 /// DECIMAL and BIGINT migrated to DOUBLE compare exactly: values the double cannot hold differ, values
 /// it holds faithfully do not.
 #[tokio::test(flavor = "multi_thread")]
