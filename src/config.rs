@@ -201,6 +201,8 @@ pub struct SinkConfig {
     pub path: PathBuf,
     /// Undelivered events kept before validation pauses (it never drops one).
     pub outbox_max: usize,
+    /// Also send a `resolved` event when a reported row is found equal again.
+    pub resolved_events: bool,
     /// librdkafka properties, passed through.
     pub kafka: BTreeMap<String, String>,
 }
@@ -213,6 +215,7 @@ impl Default for SinkConfig {
             topic: "inconsistent_events".into(),
             path: PathBuf::from("events.jsonl"),
             outbox_max: 100_000,
+            resolved_events: false,
             kafka: BTreeMap::new(),
         }
     }
@@ -228,6 +231,7 @@ impl fmt::Debug for SinkConfig {
             .field("topic", &self.topic)
             .field("path", &self.path)
             .field("outbox_max", &self.outbox_max)
+            .field("resolved_events", &self.resolved_events)
             .field("kafka", &kafka)
             .finish()
     }
@@ -242,24 +246,29 @@ fn is_secret_key(k: &str) -> bool {
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
     pub dir: PathBuf,
+    /// Open rows the inconsistency ledger keeps; past it, reported rows are counted as untracked (with
+    /// a warning) and the cutover gate does not answer clean.
+    pub ledger_max: usize,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { dir: PathBuf::from("./state") }
+        StateConfig { dir: PathBuf::from("./state"), ledger_max: 1_000_000 }
     }
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    pub listen: String,
+    /// Where `serve` listens; when set, `incr` serves the API too (the cutover gate needs it).
+    pub listen: Option<String>,
     pub token: Option<String>,
 }
 
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".into(), token: None }
+impl HttpConfig {
+    /// `listen`, or loopback port 8080 when it is not set.
+    pub fn listen(&self) -> &str {
+        self.listen.as_deref().unwrap_or("127.0.0.1:8080")
     }
 }
 
@@ -399,13 +408,16 @@ impl Config {
             }
             _ => {}
         }
+        if self.state.ledger_max == 0 {
+            return bad("state.ledger_max must be at least 1".into());
+        }
         if self.sink.outbox_max == 0 {
             return bad("sink.outbox_max must be at least 1".into());
         }
-        if self.http.listen.parse::<SocketAddr>().is_err() {
+        if self.http.listen().parse::<SocketAddr>().is_err() {
             return bad(format!(
                 "http.listen = \"{}\" is not an address; use host:port like 127.0.0.1:8080",
-                self.http.listen
+                self.http.listen()
             ));
         }
         Ok(())

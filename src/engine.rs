@@ -26,6 +26,8 @@ pub struct Engine {
     pub full_gate: Arc<tokio::sync::Mutex<()>>,
     /// Wakes the table re-check runner when a new re-check is recorded.
     pub recheck_wake: Arc<tokio::sync::Notify>,
+    /// Binlog mode's validated-through position, published as it moves (the cutover gate waits on it).
+    pub validated: Arc<watch::Sender<Option<crate::position::Validated>>>,
 }
 
 /// An engine with its background tasks (settle re-checks, outbox drain) running.
@@ -61,15 +63,27 @@ impl Running {
         let store = Arc::new(Store::open(&cfg.state.dir)?);
         let sink = AnySink::from_config(&cfg.sink)?;
         let (base, other) = (Arc::new(base), Arc::new(other));
+        let ledger = Arc::new(crate::ledger::Ledger::new(
+            store.clone(),
+            stats.clone(),
+            cfg.state.ledger_max,
+            cfg.sink.resolved_events,
+            cfg.sink.outbox_max,
+            cfg.direction(),
+        ));
+        let settle_cfg = crate::settle::SettleConfig {
+            window: cfg.check.settle,
+            batch_size: cfg.check.batch_size,
+            outbox_max: cfg.sink.outbox_max,
+            direction: cfg.direction(),
+        };
         let settle = Arc::new(Settle::new(
             store.clone(),
             base.clone(),
             other.clone(),
             plans.clone(),
-            cfg.check.settle,
-            cfg.check.batch_size,
-            cfg.sink.outbox_max,
-            cfg.direction(),
+            settle_cfg,
+            ledger,
             stats.clone(),
         ));
         if store.outbox_len() > 0 {
@@ -87,6 +101,7 @@ impl Running {
             stats,
             full_gate: Arc::default(),
             recheck_wake: Arc::default(),
+            validated: Arc::new(watch::channel(None).0),
         };
         Ok(Running { engine, shutdown: tx, tasks })
     }

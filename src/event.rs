@@ -9,15 +9,20 @@ pub enum EventType {
     TargetMissing,
     Neq,
     BaseMissing,
+    /// Not an inconsistency: a reported row was found equal again (`sink.resolved_events`). Last, so
+    /// outbox records written before it existed decode unchanged.
+    Resolved,
 }
 
 impl EventType {
+    /// The three inconsistency types.
     pub const ALL: [EventType; 3] = [EventType::TargetMissing, EventType::Neq, EventType::BaseMissing];
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::TargetMissing => "target_missing",
             EventType::Neq => "neq",
             EventType::BaseMissing => "base_missing",
+            EventType::Resolved => "resolved",
         }
     }
 }
@@ -58,6 +63,11 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Milliseconds since the epoch as an RFC 3339 time with milliseconds (UTC).
+pub fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
 impl Event {
     /// `id` of SPEC.md: the key's value when the key is one integer column, else null.
     pub fn id(&self) -> serde_json::Value {
@@ -73,7 +83,6 @@ impl Event {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        let at = UNIX_EPOCH + Duration::from_millis(self.detected_at_ms);
         serde_json::json!({
             "id": self.id(),
             "type": self.kind.as_str(),
@@ -82,7 +91,7 @@ impl Event {
             "key": self.key_json(),
             "mode": self.mode.as_str(),
             "columns": self.columns,
-            "detected_at": humantime::format_rfc3339_millis(at).to_string(),
+            "detected_at": rfc3339_ms(self.detected_at_ms),
         })
     }
 

@@ -9,6 +9,7 @@
 //! - [`tls`]: `ssl_mode`/`ssl_ca`/`ssl_cert`/`ssl_key` per side for every connection, connect-error hints
 //! - [`schema`]: table metadata from information_schema and the column plan shared by every mode
 //! - [`check`]: key batches → verdicts, reading both sides by key
+//! - [`ledger`]: the inconsistency ledger: reported rows stay open until found equal again
 //! - [`settle`]: the re-check stage for mismatches; the pending set is persisted
 //! - [`state`]: the sled store: versioned records, outbox, pending re-checks, progress
 //! - [`event`]: the inconsistency event of SPEC.md
@@ -38,6 +39,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod key;
+pub mod ledger;
 pub mod metrics;
 pub mod poll;
 pub mod position;

@@ -56,6 +56,19 @@ enum Command {
     },
     /// Preflight: connectivity, privileges, binlog settings, table keys.
     Doctor,
+    /// Asks the running validator (its HTTP API, from http.listen and http.token) whether it is safe to
+    /// switch: exit 0 clean, 1 inconsistencies open (listed in --out), 2 not reached in time.
+    Cutover {
+        /// `now` (the base's position at the call), a binlog position file:pos, or a GTID position/set.
+        #[arg(long, default_value = "now")]
+        until: String,
+        /// How long to wait for validation to get there.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Where the open rows are written, one JSON object a line.
+        #[arg(long, default_value = "cutover-open.jsonl")]
+        out: PathBuf,
+    },
     /// Binlog and poll modes side by side under a generated workload; writes a report.
     Compare {
         /// How long the workload runs.
@@ -141,6 +154,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(if checks.iter().all(|c| c.ok) { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
         Command::Incr { mode } => incr(cfg, &mode).await,
+        Command::Cutover { until, timeout, out } => cutover(&cfg, &until, timeout, &out).await,
         Command::Serve => serve(cfg).await,
         Command::Sweep { tables } => sweep(cfg, tables).await,
         Command::Compare { duration, rate, lag, out } => {
@@ -155,7 +169,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
 
 /// The HTTP control API until SIGINT/SIGTERM; validations it started stop with their checkpoints saved.
 async fn serve(cfg: Config) -> Result<ExitCode, Error> {
-    let listen = cfg.http.listen.clone();
+    let listen = cfg.http.listen().to_string();
     let token = cfg.http.token.clone();
     let mut shutdown = shutdown_signal();
     let running = Running::start(cfg, Arc::new(Stats::default())).await?;
@@ -185,13 +199,20 @@ async fn incr(cfg: Config, mode: &str) -> Result<ExitCode, Error> {
     }
     let shutdown = shutdown_signal();
     let stats = Arc::new(Stats::default());
+    let api = cfg.http.listen.clone().map(|l| (l, cfg.http.token.clone()));
     let running = Running::start(cfg, stats.clone()).await?;
-    stats.incr_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let engine = running.engine.clone();
-    let result = if mode == "poll" {
-        binlog_validator::poll::run(&running.engine, None, None, shutdown).await
-    } else {
-        binlog::run(&running.engine, None, shutdown).await
+    let result = match api {
+        // With http.listen set, the same validation runs under the API (the cutover gate, /status).
+        Some((listen, token)) => incr_with_api(&engine, mode, &listen, token, shutdown).await,
+        None => {
+            stats.incr_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if mode == "poll" {
+                binlog_validator::poll::run(&running.engine, None, None, shutdown).await
+            } else {
+                binlog::run(&running.engine, None, shutdown).await
+            }
+        }
     };
     running.stop().await;
     if mode != "poll" {
@@ -214,6 +235,111 @@ async fn incr(cfg: Config, mode: &str) -> Result<ExitCode, Error> {
     );
     eprintln!("base load: {q} queries, {r} rows read");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `incr` with the HTTP API beside it: the validation runs as the API's incremental job, and `incr` ends
+/// when it fails or on SIGINT/SIGTERM (checkpoint saved either way).
+async fn incr_with_api(
+    engine: &binlog_validator::engine::Engine,
+    mode: &str,
+    listen: &str,
+    token: Option<String>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    use binlog_validator::api::scheduler::{IncrRequest, Refusal, Scheduler};
+    let scheduler = Scheduler::new(engine.clone());
+    let request = IncrRequest { mode: mode.to_string(), ..IncrRequest::default() };
+    scheduler.start_incr(request).await.map_err(|r| match r {
+        Refusal::Conflict(m) | Refusal::Invalid(m) => Error::Config(m),
+    })?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (sched, listen) = (scheduler.clone(), listen.to_string());
+    let mut server = tokio::spawn(async move {
+        binlog_validator::api::serve(sched, &listen, token, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let failed = tokio::select! {
+        e = scheduler.wait_incr_end() => e,
+        _ = shutdown.wait_for(|s| *s) => None,
+        // The API could not start (address in use): stop the validation and say so.
+        r = &mut server => {
+            scheduler.stop_all().await;
+            return r.unwrap_or_else(|e| Err(Error::Config(format!("the HTTP API task failed: {e}"))));
+        }
+    };
+    let _ = stop.send(());
+    let served = server.await.unwrap_or_else(|e| Err(Error::Config(format!("the HTTP API task failed: {e}"))));
+    match failed {
+        Some(e) => Err(Error::Config(e)),
+        None => served,
+    }
+}
+
+/// The cutover gate's command-line client: asks the running validator, prints the answer, exits 0/1/2.
+async fn cutover(
+    cfg: &Config,
+    until: &str,
+    timeout: std::time::Duration,
+    out: &std::path::Path,
+) -> Result<ExitCode, Error> {
+    binlog_validator::api::cutover::Until::parse(until).map_err(|m| Error::Config(format!("--until: {m}")))?;
+    let body = serde_json::json!({"until": until, "timeout_ms": timeout.as_millis() as u64});
+    let answer = binlog_validator::api::client::post(
+        cfg.http.listen(),
+        "/cutover",
+        cfg.http.token.as_deref(),
+        &body,
+        timeout + std::time::Duration::from_secs(60),
+    )
+    .await?;
+    let data = &answer.body["data"];
+    let msg = answer.body["msg"].as_str().unwrap_or("");
+    let validated = data["validated_through"]["position"].as_str().unwrap_or("nothing yet").to_string();
+    match answer.status {
+        200 if data["clean"] == true => {
+            println!("clean: every change up to {} has a final verdict (validated through {validated}), and no inconsistency is open", data["until"].as_str().unwrap_or(until));
+            Ok(ExitCode::SUCCESS)
+        }
+        200 => {
+            let open = data["open"].as_array().cloned().unwrap_or_default();
+            let mut by: std::collections::BTreeMap<(String, String), usize> = Default::default();
+            for r in &open {
+                *by.entry((r["table"].as_str().unwrap_or("?").into(), r["type"].as_str().unwrap_or("?").into()))
+                    .or_default() += 1;
+            }
+            let mut text = String::new();
+            for r in &open {
+                text.push_str(&r.to_string());
+                text.push('\n');
+            }
+            std::fs::write(out, text)
+                .map_err(|e| Error::Config(format!("--out {}: cannot write the open rows: {e}", out.display())))?;
+            println!(
+                "NOT clean: {} open inconsistencies up to {} (validated through {validated}); listed in {}",
+                data["open_count"],
+                data["until"].as_str().unwrap_or(until),
+                out.display()
+            );
+            for ((table, kind), n) in by {
+                println!("  {table:<30} {kind:<16} {n:>8}");
+            }
+            if data["untracked"].as_u64().unwrap_or(0) > 0 {
+                println!("  and {} reported rows the full ledger could not track", data["untracked"]);
+            }
+            Ok(ExitCode::from(1))
+        }
+        503 => {
+            println!(
+                "not reached within {}: {msg}; waiting for {}, validated through {validated}",
+                humantime::format_duration(timeout),
+                data["waiting_for"].as_str().unwrap_or(until)
+            );
+            Ok(ExitCode::from(2))
+        }
+        s => Err(Error::Config(format!("the validator refused the cutover request ({s}): {msg}"))),
+    }
 }
 
 /// The reverse sweep on its own; reports after the settle window, then exits 0 (clean) or 1.

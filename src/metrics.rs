@@ -45,6 +45,10 @@ pub struct Stats {
     pub neq: AtomicU64,
     pub base_missing: AtomicU64,
     pub resolved: AtomicU64,
+    /// `resolved` events sent for ledger rows found equal again
+    pub resolved_sent: AtomicU64,
+    /// ledger rows closed (found equal again after being reported)
+    pub ledger_closed: AtomicU64,
     pub pending: AtomicI64,
     pub full_runs: AtomicU64,
     pub incr_runs: AtomicU64,
@@ -59,7 +63,7 @@ pub struct Stats {
     /// tables waiting for a full re-check (after TRUNCATE, DROP, CREATE, RENAME)
     pub rechecks_pending: AtomicI64,
     /// reported events by mode (binlog, poll, full) and type
-    by_mode: [[AtomicU64; 3]; 3],
+    by_mode: [[AtomicU64; 4]; 3],
     /// seconds behind the base's newest event, in ms (0 when caught up)
     pub binlog_lag_ms: AtomicI64,
     checkpoint: std::sync::Mutex<String>,
@@ -78,6 +82,7 @@ impl Stats {
             EventType::TargetMissing => &self.target_missing,
             EventType::Neq => &self.neq,
             EventType::BaseMissing => &self.base_missing,
+            EventType::Resolved => &self.resolved_sent,
         }
     }
 
@@ -160,6 +165,7 @@ fn type_index(t: EventType) -> usize {
         EventType::TargetMissing => 0,
         EventType::Neq => 1,
         EventType::BaseMissing => 2,
+        EventType::Resolved => 3,
     }
 }
 

@@ -68,6 +68,15 @@ impl fmt::Display for Checkpoint {
     }
 }
 
+/// Where validation has caught up: every change up to this position has a final verdict (checked
+/// equal, reported, or resolved; nothing pending), and the base committed it at `commit_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validated {
+    pub at: Checkpoint,
+    /// the base's commit time of the last transaction up to there (ms since the epoch; 0 = unknown)
+    pub commit_ms: u64,
+}
+
 /// The stored form: versioned so the format can evolve.
 #[derive(Serialize, Deserialize)]
 pub enum CheckpointRecord {

@@ -15,13 +15,14 @@ use crate::db::Db;
 use crate::error::Result;
 use crate::event::{now_ms, Event, Mode};
 use crate::key::Key;
+use crate::ledger::Ledger;
 use crate::metrics::Stats;
 use crate::schema::{PlanSet, TablePlan};
 use crate::state::Store;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -65,57 +66,87 @@ pub struct Settle {
     batch_size: usize,
     outbox_max: usize,
     direction: &'static str,
+    ledger: Arc<Ledger>,
+    /// per mode: first-seen time of the oldest pending entry (u64::MAX: none), for validated-through
+    oldest: [AtomicU64; 3],
     stats: Arc<Stats>,
     wake: Notify,
     /// Signalled after each pass, so waiters can see the pending set shrink.
     passed: Notify,
 }
 
+/// What the settle stage needs to know besides its store and readers.
+#[derive(Clone, Debug)]
+pub struct SettleConfig {
+    /// `check.settle`: how long a mismatch may be lag
+    pub window: Duration,
+    /// keys re-read per query
+    pub batch_size: usize,
+    /// `sink.outbox_max`
+    pub outbox_max: usize,
+    /// `SRC` or `DST`
+    pub direction: &'static str,
+}
+
 impl Settle {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
         base: Arc<Db>,
         other: Arc<Db>,
         plans: Arc<PlanSet>,
-        window: Duration,
-        batch_size: usize,
-        outbox_max: usize,
-        direction: &'static str,
+        cfg: SettleConfig,
+        ledger: Arc<Ledger>,
         stats: Arc<Stats>,
     ) -> Settle {
         let recheck = Arc::new(BothSides { base, other });
-        Settle::with_recheck(store, recheck, plans, window, batch_size, outbox_max, direction, stats)
+        Settle::with_recheck(store, recheck, plans, cfg, ledger, stats)
     }
 
     /// A settle stage whose re-checks read through `recheck`.
-    #[allow(clippy::too_many_arguments)]
     pub fn with_recheck(
         store: Arc<Store>,
         recheck: Arc<dyn Recheck>,
         plans: Arc<PlanSet>,
-        window: Duration,
-        batch_size: usize,
-        outbox_max: usize,
-        direction: &'static str,
+        cfg: SettleConfig,
+        ledger: Arc<Ledger>,
         stats: Arc<Stats>,
     ) -> Settle {
         // A few re-checks per window; never busier than every 50 ms, never idler than every 2 s.
-        let interval = (window / 4).clamp(Duration::from_millis(50), Duration::from_secs(2));
+        let interval = (cfg.window / 4).clamp(Duration::from_millis(50), Duration::from_secs(2));
         stats.pending.store(store.pending_len() as i64, Relaxed);
+        let oldest = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+        if let Ok(all) = store.pending_all() {
+            for m in [Mode::Binlog, Mode::Poll, Mode::Full] {
+                let min = all.iter().filter(|p| p.mode == m).map(|p| p.first_seen_ms).min();
+                oldest[mode_slot(m)].store(min.unwrap_or(u64::MAX), Relaxed);
+            }
+        }
         Settle {
             store,
             recheck,
             plans,
-            window,
+            window: cfg.window,
             interval,
-            batch_size,
-            outbox_max,
-            direction,
+            batch_size: cfg.batch_size,
+            outbox_max: cfg.outbox_max,
+            direction: cfg.direction,
+            ledger,
+            oldest,
             stats,
             wake: Notify::new(),
             passed: Notify::new(),
         }
+    }
+
+    /// When the oldest pending mismatch of `mode` was first seen (ms), if any is pending: no verdict of
+    /// that mode seen before this time is still open.
+    pub fn oldest_pending(&self, mode: Mode) -> Option<u64> {
+        Some(self.oldest[mode_slot(mode)].load(Relaxed)).filter(|t| *t != u64::MAX)
+    }
+
+    /// The ledger this stage opens rows in when it reports them.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
     }
 
     /// Persists mismatches as pending re-checks. Returns once they are durable.
@@ -146,6 +177,7 @@ impl Settle {
             return self.report(&key_cols, &items, now).await;
         }
         let count = items.len();
+        self.oldest[mode_slot(mode)].fetch_min(now, Relaxed);
         self.store.pending_put(&items).await?;
         tracing::info!(table, count, mode = mode.as_str(), "mismatches wait out the settle window");
         // The gauge is refreshed by the pass this wakes (counting a sled tree walks all of it).
@@ -176,10 +208,20 @@ impl Settle {
     }
 
     /// Runs re-check passes until `shutdown` turns true. Transient failures are retried on the next pass.
+    /// Every few seconds it also re-checks some open ledger rows (a bounded number each time).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut ledger_due = tokio::time::Instant::now();
+        let mut ledger_offset = 0;
         loop {
             if *shutdown.borrow() {
                 return;
+            }
+            if tokio::time::Instant::now() >= ledger_due {
+                ledger_due = tokio::time::Instant::now() + LEDGER_EVERY;
+                match self.ledger_pass(ledger_offset).await {
+                    Ok(next) => ledger_offset = next,
+                    Err(e) => tracing::warn!(error = %e, "re-checking open ledger rows failed; retrying later"),
+                }
             }
             // Sleep until the earliest entry is due (a report is not held back by a fixed tick), at
             // most one interval; after a failure, one interval before retrying.
@@ -198,6 +240,40 @@ impl Settle {
                 _ = shutdown.changed() => {}
             }
         }
+    }
+
+    /// Re-checks up to [`LEDGER_ROWS`] open ledger rows from `offset` on (round robin over passes):
+    /// equal ones close, the others are marked seen now. Returns where the next pass starts.
+    async fn ledger_pass(&self, offset: usize) -> Result<usize> {
+        if self.ledger.open_count() == 0 {
+            return Ok(0);
+        }
+        let rows = self.ledger.open_rows()?;
+        let offset = if offset >= rows.len() { 0 } else { offset };
+        self.recheck_rows(rows.iter().skip(offset).take(LEDGER_ROWS)).await?;
+        Ok(offset + LEDGER_ROWS)
+    }
+
+    /// Re-checks every open ledger row now (the cutover gate, before it answers).
+    pub async fn recheck_open_rows(&self) -> Result<()> {
+        let rows = self.ledger.open_rows()?;
+        self.recheck_rows(rows.iter()).await
+    }
+
+    async fn recheck_rows(&self, rows: impl Iterator<Item = &crate::ledger::OpenRow>) -> Result<()> {
+        let mut by_table: HashMap<String, Vec<Key>> = HashMap::new();
+        for r in rows {
+            by_table.entry(r.table.clone()).or_default().push(r.key.clone());
+        }
+        for (table, keys) in by_table {
+            let Some(plan) = self.plans.get(&table) else { continue };
+            for chunk in keys.chunks(self.batch_size) {
+                let differ = self.recheck.check(&plan, chunk).await?;
+                self.ledger.close_equal(&table, chunk, &differ).await?;
+                self.ledger.still_open(&table, &differ)?;
+            }
+        }
+        Ok(())
     }
 
     /// One pass: re-checks every pending entry that is due. Returns when the next entry falls due.
@@ -222,7 +298,12 @@ impl Settle {
                 }
             }
         }
-        self.stats.pending.store(self.store.pending_len() as i64, Relaxed);
+        let left = self.store.pending_all()?;
+        for m in [Mode::Binlog, Mode::Poll, Mode::Full] {
+            let min = left.iter().filter(|p| p.mode == m).map(|p| p.first_seen_ms).min();
+            self.oldest[mode_slot(m)].store(min.unwrap_or(u64::MAX), Relaxed);
+        }
+        self.stats.pending.store(left.len() as i64, Relaxed);
         Ok(next)
     }
 
@@ -258,6 +339,9 @@ impl Settle {
         self.store.pending_remove_if_unchanged(&reported)?;
         let gone = self.store.pending_remove_if_unchanged(&resolved)?;
         self.stats.resolved.fetch_add(gone as u64, Relaxed);
+        // A row reported earlier that is equal now closes in the ledger.
+        let equal: Vec<Key> = resolved.iter().map(|p| p.key.clone()).collect();
+        self.ledger.close_equal(&plan.name, &equal, &[]).await?;
         self.store.pending_replace_if_unchanged(&keep).await?;
         Ok(keep.iter().map(|(_, p)| p.next_check_ms).min())
     }
@@ -280,12 +364,26 @@ impl Settle {
                 detected_at_ms: now,
             })
             .collect();
+        // The ledger rows go into the store with the events (the outbox push flushes both).
+        self.ledger.open(&events)?;
         self.store.outbox_push(&events, self.outbox_max).await?;
         for e in &events {
             self.stats.reported(&e.table, e.mode, e.kind);
             tracing::info!(table = %e.table, kind = e.kind.as_str(), "inconsistency reported");
         }
         Ok(())
+    }
+}
+
+/// How often open ledger rows are re-checked in the background, and how many at a time.
+const LEDGER_EVERY: Duration = Duration::from_secs(5);
+const LEDGER_ROWS: usize = 500;
+
+fn mode_slot(m: Mode) -> usize {
+    match m {
+        Mode::Binlog => 0,
+        Mode::Poll => 1,
+        Mode::Full => 2,
     }
 }
 
@@ -367,15 +465,17 @@ mod tests {
             still: vec![(key(1), mismatch(EventType::Neq)), (key(3), mismatch(EventType::Neq))],
             submitted_meanwhile: Mutex::new((1..=3).map(|i| (key(i), mismatch(EventType::BaseMissing))).collect()),
         });
+        let stats = Arc::new(Stats::default());
+        let cfg =
+            SettleConfig { window: Duration::from_secs(3600), batch_size: 100, outbox_max: 100, direction: "SRC" };
+        let ledger = Arc::new(Ledger::new(store.clone(), stats.clone(), 1000, false, 100, "SRC"));
         let settle = Arc::new(Settle::with_recheck(
             store.clone(),
             recheck.clone(),
             Arc::new(PlanSet::new(vec![plan()])),
-            Duration::from_secs(3600),
-            100,
-            100,
-            "SRC",
-            Arc::new(Stats::default()),
+            cfg,
+            ledger,
+            stats,
         ));
         recheck.settle.set(Arc::downgrade(&settle)).ok();
         settle.pass().await.unwrap();

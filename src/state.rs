@@ -32,6 +32,9 @@ pub struct Store {
     pending: sled::Tree,
     progress: sled::Tree,
     outbox_len: AtomicUsize,
+    /// reported rows still open (see `crate::ledger`), by table and key
+    ledger: sled::Tree,
+    ledger_len: AtomicUsize,
     /// Signalled when events enter the outbox.
     pub outbox_added: Notify,
     /// Signalled when events leave it.
@@ -80,8 +83,11 @@ impl Store {
         }
         let outbox = tree("outbox")?;
         let undecodable = tree("outbox_undecodable")?;
+        let ledger = tree("ledger")?;
         let store = Store {
             outbox_len: AtomicUsize::new(outbox.len()),
+            ledger_len: AtomicUsize::new(ledger.len()),
+            ledger,
             outbox,
             pending: tree("pending")?,
             progress: tree("progress")?,
@@ -296,6 +302,50 @@ impl Store {
                 .ok();
         }
         self.flush().await
+    }
+
+    // ---- ledger rows (their record type belongs to `crate::ledger`) ----------------------------------
+
+    /// Stores (or replaces) ledger rows. Not flushed: the caller's next flush (the outbox push that
+    /// reports the same rows) makes them durable together.
+    pub fn ledger_put<T: Serialize>(&self, rows: &[(Vec<u8>, T)]) -> Result<()> {
+        for (id, row) in rows {
+            let old = self.ledger.insert(id, encode(row)).map_err(|e| Error::state("storing a ledger row", e))?;
+            if old.is_none() {
+                self.ledger_len.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn ledger_get<T: DeserializeOwned>(&self, id: &[u8]) -> Result<Option<T>> {
+        match self.ledger.get(id).map_err(|e| Error::state("reading the ledger", e))? {
+            Some(v) => Ok(Some(decode("a ledger row", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes a ledger row; whether it was there.
+    pub fn ledger_remove(&self, id: &[u8]) -> Result<bool> {
+        let old = self.ledger.remove(id).map_err(|e| Error::state("closing a ledger row", e))?;
+        if old.is_some() {
+            self.ledger_len.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(old.is_some())
+    }
+
+    /// Every ledger row, in id order.
+    pub fn ledger_all<T: DeserializeOwned>(&self) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for item in self.ledger.iter() {
+            let (_, v) = item.map_err(|e| Error::state("reading the ledger", e))?;
+            out.push(decode("a ledger row", &v)?);
+        }
+        Ok(out)
+    }
+
+    pub fn ledger_len(&self) -> usize {
+        self.ledger_len.load(Ordering::Relaxed)
     }
 
     // ---- progress records ---------------------------------------------------------------------------

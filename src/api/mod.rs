@@ -4,6 +4,8 @@
 //! Bound to loopback by default. With `http.token` set, every request but `/healthz` needs
 //! `Authorization: Bearer <token>`, compared in constant time.
 
+pub mod client;
+pub mod cutover;
 pub mod scheduler;
 
 use crate::metrics;
@@ -121,6 +123,84 @@ async fn incr_stop(State(app): State<App>) -> Response {
     }
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CutoverRequest {
+    until: Option<String>,
+    timeout_ms: Option<i64>,
+}
+
+/// Open rows listed in one answer at most (the CLI writes them to a file; all are in the ledger).
+const CUTOVER_LISTED: usize = 100_000;
+
+async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
+    let req: CutoverRequest = match body(&bytes) {
+        Ok(r) => r,
+        Err(msg) => return bad_request(msg),
+    };
+    let until = match cutover::Until::parse(req.until.as_deref().unwrap_or("now")) {
+        Ok(u) => u,
+        Err(msg) => return bad_request(msg),
+    };
+    let timeout = match req.timeout_ms {
+        None => std::time::Duration::from_secs(60),
+        Some(t) if (0..=86_400_000).contains(&t) => std::time::Duration::from_millis(t as u64),
+        Some(_) => return bad_request("timeout_ms must be between 0 and 86400000"),
+    };
+    let engine = app.scheduler.engine();
+    match cutover::gate(engine, until, timeout).await {
+        Ok(a) => {
+            let open: Vec<serde_json::Value> = a.open.iter().take(CUTOVER_LISTED).map(|r| r.to_json()).collect();
+            let msg = if a.clean() { "clean" } else { "inconsistencies are open" };
+            reply(
+                StatusCode::OK,
+                msg,
+                serde_json::json!({
+                    "clean": a.clean(),
+                    "until": a.until.to_string(),
+                    "validated_through": validated_json(&Some(a.validated)),
+                    "open_count": a.open.len(),
+                    "untracked": a.untracked,
+                    "open": open,
+                }),
+            )
+        }
+        Err(cutover::NotReached::Timeout { until, validated }) => {
+            let running = app.scheduler.incr_mode().await;
+            let hint = match running.as_deref() {
+                Some("binlog") => "validation has not reached it yet",
+                Some(_) => "the gate follows binlog mode, and poll mode is running; start binlog mode",
+                None => "binlog mode is not running; start it (POST /incr/start)",
+            };
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not reached within the timeout: {hint}"),
+                serde_json::json!({
+                    "waiting_for": until.to_string(),
+                    "validated_through": validated_json(&validated),
+                    "pending_rechecks": engine.stats.pending.load(Relaxed),
+                    "table_rechecks_pending": engine.stats.rechecks_pending.load(Relaxed).max(0),
+                }),
+            )
+        }
+        Err(cutover::NotReached::Failed(e)) => {
+            reply(StatusCode::SERVICE_UNAVAILABLE, format!("the gate failed: {e}"), serde_json::Value::Null)
+        }
+    }
+}
+
+/// A validated-through position as `/status` and the gate show it.
+pub fn validated_json(v: &Option<crate::position::Validated>) -> serde_json::Value {
+    match v {
+        None => serde_json::Value::Null,
+        Some(v) => serde_json::json!({
+            "position": v.at.pos.to_string(),
+            "gtid": v.at.gtid,
+            "commit_time": (v.commit_ms > 0).then(|| crate::event::rfc3339_ms(v.commit_ms)),
+        }),
+    }
+}
+
 async fn status(State(app): State<App>) -> Response {
     reply(StatusCode::OK, "ok", app.scheduler.status().await)
 }
@@ -148,6 +228,9 @@ fn stats_json(app: &App) -> serde_json::Value {
             "not_checked": s.not_checked_counts().iter().map(|(t, w, n)| serde_json::json!({"table": t, "reason": w, "count": n})).collect::<Vec<_>>(),
         },
         "table_rechecks_pending": s.rechecks_pending.load(Relaxed).max(0),
+        "open_ledger_rows": e.settle.ledger().open_count(),
+        "ledger_rows_closed": s.ledger_closed.load(Relaxed),
+        "resolved_events": s.resolved_sent.load(Relaxed),
         "binlog_lag_seconds": s.binlog_lag_ms.load(Relaxed) as f64 / 1000.0,
     })
 }
@@ -209,6 +292,7 @@ pub fn router(scheduler: Arc<Scheduler>, token: Option<String>) -> Router {
         .route("/stats", get(stats))
         .route("/metrics", get(prometheus))
         .route("/healthz", get(healthz))
+        .route("/cutover", post(cutover))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), auth))
@@ -253,9 +337,17 @@ mod tests {
     #[test]
     fn the_openapi_document_is_json_and_lists_every_route() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
-        for path in
-            ["/full/start", "/full/stop", "/incr/start", "/incr/stop", "/status", "/stats", "/metrics", "/healthz"]
-        {
+        for path in [
+            "/full/start",
+            "/full/stop",
+            "/incr/start",
+            "/incr/stop",
+            "/status",
+            "/stats",
+            "/metrics",
+            "/healthz",
+            "/cutover",
+        ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing");
         }
     }

@@ -64,6 +64,8 @@ pub struct Scheduler {
     jobs: Mutex<Jobs>,
     /// Results written by finished jobs, read by `status`.
     results: std::sync::Mutex<(Option<serde_json::Value>, Option<String>)>,
+    /// Signalled (with a stored permit) when an incremental validation ends, for `incr` to follow it.
+    incr_ended: tokio::sync::Notify,
 }
 
 /// What `/incr/start` asks for.
@@ -80,7 +82,12 @@ fn rfc3339(ms: u64) -> String {
 
 impl Scheduler {
     pub fn new(engine: Engine) -> std::sync::Arc<Scheduler> {
-        std::sync::Arc::new(Scheduler { engine, jobs: Mutex::new(Jobs::default()), results: Default::default() })
+        std::sync::Arc::new(Scheduler {
+            engine,
+            jobs: Mutex::new(Jobs::default()),
+            results: Default::default(),
+            incr_ended: tokio::sync::Notify::new(),
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -165,6 +172,7 @@ impl Scheduler {
                 tracing::error!(error = %e, "incremental validation stopped");
                 me.results.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(e.to_string());
             }
+            me.incr_ended.notify_one();
         });
         jobs.incr = Some(Job { cancel, handle, started_ms: now_ms(), detail: req.mode.clone() });
         Ok(if replaced { "incremental validation restarted".into() } else { "incremental validation started".into() })
@@ -186,6 +194,18 @@ impl Scheduler {
         }
     }
 
+    /// Waits until an incremental validation ends; its error, if it failed.
+    pub async fn wait_incr_end(&self) -> Option<String> {
+        self.incr_ended.notified().await;
+        self.results.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
+    }
+
+    /// The mode of the running incremental validation, if one runs.
+    pub async fn incr_mode(&self) -> Option<String> {
+        let jobs = self.jobs.lock().await;
+        jobs.incr.as_ref().filter(|j| j.running()).map(|j| j.detail.clone())
+    }
+
     pub async fn status(&self) -> serde_json::Value {
         let jobs = self.jobs.lock().await;
         let (last_full, incr_error) = self.results.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -203,6 +223,28 @@ impl Scheduler {
         incr["checkpoint"] = if checkpoint.is_empty() { serde_json::Value::Null } else { checkpoint.into() };
         incr["lag_seconds"] = serde_json::json!(stats.binlog_lag_ms.load(Relaxed) as f64 / 1000.0);
         incr["error"] = incr_error.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null);
+        let validated = self.engine.validated.borrow().clone();
+        incr["validated_through"] = super::validated_json(&validated);
+        // The base's position now, and how far validation trails it.
+        if let Ok(rows) =
+            self.engine.base.rows("SHOW MASTER STATUS", vec![], "reading the base's binlog position").await
+        {
+            if let Some(row) = rows.first() {
+                let text = |v: Option<&mysql_async::Value>| match v {
+                    Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                    Some(other) => crate::key::KeyVal::from(other).to_string(),
+                    None => String::new(),
+                };
+                let base = crate::position::BinlogPos::new(text(row.first()), text(row.get(1)).parse().unwrap_or(4));
+                let behind = match &validated {
+                    Some(v) if v.at.pos >= base => 0.0,
+                    Some(v) if v.commit_ms > 0 => now_ms().saturating_sub(v.commit_ms) as f64 / 1000.0,
+                    _ => -1.0,
+                };
+                incr["base_position"] = base.to_string().into();
+                incr["validated_lag_seconds"] = serde_json::json!(behind);
+            }
+        }
         serde_json::json!({"full": full, "incr": incr})
     }
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 const MARIADB_GTID_EVENT: u8 = 162;
 const MARIADB_GTID_LIST_EVENT: u8 = 163;
 const XA_PREPARE_LOG_EVENT: u8 = 38;
+const MARIADB_BINLOG_CHECKPOINT_EVENT: u8 = 161;
 
 /// Row changes of one or more transactions: the keys to check and how many changes they stand for,
 /// by table.
@@ -107,6 +108,8 @@ pub struct Assembler {
     /// prepared XA transactions, by XID
     held: BTreeMap<String, Txn>,
     skip_before: Option<u32>,
+    /// inside a transaction's events (from its GTID, BEGIN or first table map to its end)
+    in_txn: bool,
 }
 
 impl Assembler {
@@ -126,6 +129,7 @@ impl Assembler {
             xa_open: None,
             held,
             skip_before,
+            in_txn: false,
         }
     }
 
@@ -139,6 +143,7 @@ impl Assembler {
         self.txn_mysql = None;
         self.payload_end = None;
         self.xa_open = None;
+        self.in_txn = false;
     }
 
     /// Prepared XA transactions whose keys are held.
@@ -170,6 +175,7 @@ impl Assembler {
                 let tracked = m.database_name() == self.tracked.database && self.tracked.tables.contains_key(&*name);
                 let shape = if tracked { Some(Arc::new(TableShape::new(&m)?)) } else { None };
                 self.shapes.insert(m.table_id(), shape);
+                self.in_txn = true;
                 return Ok(Step::Nothing);
             }
             t if t == EventType::TRANSACTION_PAYLOAD_EVENT as u8 => {
@@ -195,18 +201,24 @@ impl Assembler {
                 if let Some((domain, seq)) = maria_gtid(event.data()) {
                     self.txn_maria = Some((domain, header.server_id(), seq));
                 }
+                self.in_txn = true;
                 return Ok(Step::Nothing);
             }
             MARIADB_GTID_LIST_EVENT => {
                 if let Some(list) = maria_gtid_list(event.data()) {
                     self.maria = list;
                 }
-                return Ok(Step::Nothing);
+                return Ok(self.between_transactions(header.log_pos(), header.timestamp()));
             }
             t if t == EventType::GTID_EVENT as u8 || t == EventType::GTID_TAGGED_LOG_EVENT as u8 => {
                 if let Ok(Some(EventData::GtidEvent(g))) = event.read_data() {
                     self.txn_mysql = Some((g.sid(), g.gno()));
                 }
+                self.in_txn = true;
+                return Ok(Step::Nothing);
+            }
+            t if t == EventType::ANONYMOUS_GTID_EVENT as u8 => {
+                self.in_txn = true;
                 return Ok(Step::Nothing);
             }
             t if t == EventType::PREVIOUS_GTIDS_EVENT as u8 => {
@@ -217,7 +229,10 @@ impl Assembler {
                         }
                     }
                 }
-                return Ok(Step::Nothing);
+                return Ok(self.between_transactions(header.log_pos(), header.timestamp()));
+            }
+            t if t == EventType::FORMAT_DESCRIPTION_EVENT as u8 || t == MARIADB_BINLOG_CHECKPOINT_EVENT => {
+                return Ok(self.between_transactions(header.log_pos(), header.timestamp()));
             }
             t if t == EventType::XID_EVENT as u8 => {}
             XA_PREPARE_LOG_EVENT => {}
@@ -226,7 +241,10 @@ impl Assembler {
         let mut b = Boundary { ts: header.timestamp(), ..Boundary::default() };
         if let Some((schema, text)) = query {
             match classify(&text) {
-                Stmt::Open => return Ok(Step::Nothing),
+                Stmt::Open => {
+                    self.in_txn = true;
+                    return Ok(Step::Nothing);
+                }
                 Stmt::XaStart(xid) => {
                     self.xa_open = Some(xid);
                     return Ok(Step::Nothing);
@@ -258,6 +276,7 @@ impl Assembler {
             b.hold = Some((xid, held));
         }
         self.xa_open = None;
+        self.in_txn = false;
         if let Some((d, s, n)) = self.txn_maria.take() {
             self.maria.update(d, s, n);
         }
@@ -278,6 +297,17 @@ impl Assembler {
         };
         b.end = log_pos.map(|p| Checkpoint { pos: BinlogPos::new(self.file.clone(), p), gtid: self.gtid_text() });
         Ok(Step::Boundary(Box::new(b)))
+    }
+
+    /// An event between transactions (a new file's header, a GTID list, a binlog checkpoint): nothing to
+    /// check, but the position moves past it, so an idle stream's checkpoint reaches the base's position
+    /// (the cutover gate waits for exactly that).
+    fn between_transactions(&self, log_pos: u32, ts: u32) -> Step {
+        if self.in_txn || log_pos == 0 {
+            return Step::Nothing;
+        }
+        let end = Checkpoint { pos: BinlogPos::new(self.file.clone(), u64::from(log_pos)), gtid: self.gtid_text() };
+        Step::Boundary(Box::new(Boundary { end: Some(end), ts, ..Boundary::default() }))
     }
 
     /// The GTID state as stored in a checkpoint: MariaDB's list or MySQL's set.

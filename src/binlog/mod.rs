@@ -58,6 +58,8 @@ pub struct Batch {
     /// changes deliberately not checked: they precede the requested start time
     pub before_start: Txn,
     pub end: Option<Checkpoint>,
+    /// the base's commit time of the transaction at `end` (seconds since the epoch)
+    pub end_ts: u32,
     /// tables whose every row must be re-checked (TRUNCATE, DROP, CREATE, RENAME onto the name), and why
     pub rechecks: Vec<(String, &'static str)>,
     /// prepared XA transactions to hold durably, by XID
@@ -97,6 +99,7 @@ impl Batch {
         }
         if b.end.is_some() {
             self.end = b.end;
+            self.end_ts = b.ts;
         }
     }
 }
@@ -135,10 +138,17 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
     // Table re-checks recorded by an earlier run (a TRUNCATE seen just before a crash) resume now.
     let rechecks = tokio::spawn(recheck::run(engine.clone(), shutdown.clone()));
     let (tx, rx) = mpsc::channel(4);
+    // Checkpoints waiting to be validated-through: the saved one first (pending entries of an earlier
+    // run, first seen before now, hold it back until they have a verdict).
+    let behind: Behind = Default::default();
+    if let Some(c) = saved_checkpoint(engine)? {
+        lock(&behind).push_back((c, crate::event::now_ms(), 0));
+    }
+    let publishing = tokio::spawn(publish_validated(engine.clone(), behind.clone(), shutdown.clone()));
     // The reader stops when the checker does (its channel closes), whatever the reason.
     let reader = reader::Reader::new(engine.clone(), start, held, tx, shutdown.clone());
     let reading = tokio::spawn(reader.run());
-    let checked = match check_batches(engine, rx, shutdown).await {
+    let checked = match check_batches(engine, rx, shutdown, &behind).await {
         // Stopped while a check was being retried: that batch stays behind the checkpoint.
         Err(Error::Interrupted) => Ok(()),
         other => other,
@@ -147,14 +157,21 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
     engine.recheck_wake.notify_one();
     rechecks.abort();
     let _ = rechecks.await;
+    publishing.abort();
+    let _ = publishing.await;
     engine.stats.warn_not_checked();
     checked.and(read)
 }
 
 /// Checks batches in order and advances the checkpoint behind them.
-async fn check_batches(engine: &Engine, mut rx: mpsc::Receiver<Batch>, shutdown: watch::Receiver<bool>) -> Result<()> {
+async fn check_batches(
+    engine: &Engine,
+    mut rx: mpsc::Receiver<Batch>,
+    shutdown: watch::Receiver<bool>,
+    behind: &Behind,
+) -> Result<()> {
     let mut last = saved_checkpoint(engine)?;
-    let result = check_in_order(engine, &mut rx, &shutdown, &mut last).await;
+    let result = check_in_order(engine, &mut rx, &shutdown, &mut last, behind).await;
     // Close the channel first, so a reader waiting to hand over a batch stops instead of waiting.
     rx.close();
     engine.store.flush().await?;
@@ -166,15 +183,17 @@ async fn check_in_order(
     rx: &mut mpsc::Receiver<Batch>,
     shutdown: &watch::Receiver<bool>,
     last: &mut Option<Checkpoint>,
+    behind: &Behind,
 ) -> Result<()> {
     // Several batches are checked at once, but `buffered` yields them in the order they came, so the
     // checkpoint still only ever moves behind every batch before it.
     let batches = futures_util::stream::poll_fn(|cx| rx.poll_recv(cx));
     let mut checked = batches.map(|batch| check_batch(engine, shutdown, batch)).buffered(CHECKS_IN_FLIGHT);
     while let Some(done) = checked.next().await {
-        let (end, releases) = done?;
+        let (end, end_ts, releases) = done?;
         if let Some(end) = end {
             if last.as_ref().is_none_or(|l| end.pos > l.pos) {
+                lock(behind).push_back((end.clone(), crate::event::now_ms(), u64::from(end_ts) * 1000));
                 // Written after this batch's pending entries and events were flushed, so whenever it
                 // reaches the disk it is behind durable work; it need not wait for the disk itself
                 // (sled flushes it within its interval, and on shutdown).
@@ -193,6 +212,41 @@ async fn check_in_order(
     Ok(())
 }
 
+/// Checkpoints not yet validated-through: (position, when it was saved, base commit time in ms).
+type Behind = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(Checkpoint, u64, u64)>>>;
+
+fn lock(b: &Behind) -> std::sync::MutexGuard<'_, std::collections::VecDeque<(Checkpoint, u64, u64)>> {
+    b.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Publishes the validated-through position: the newest checkpoint saved before the oldest mismatch
+/// still pending in binlog mode was first seen (so every change up to it has a final verdict), and
+/// before any table re-check still to run.
+async fn publish_validated(engine: Engine, behind: Behind, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let oldest = engine.settle.oldest_pending(Mode::Binlog).unwrap_or(u64::MAX);
+        let floor =
+            recheck::pending(&engine).ok().and_then(|r| r.into_iter().filter_map(|r| r.from).map(|c| c.pos).min());
+        let mut newest = None;
+        {
+            let mut q = lock(&behind);
+            while let Some((at, saved_ms, _)) = q.front() {
+                if *saved_ms >= oldest || floor.as_ref().is_some_and(|f| at.pos >= *f) {
+                    break;
+                }
+                newest = q.pop_front();
+            }
+        }
+        if let Some((at, _, commit_ms)) = newest {
+            engine.validated.send_replace(Some(crate::position::Validated { at, commit_ms }));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// Batches checked concurrently.
 const CHECKS_IN_FLIGHT: usize = 4;
 
@@ -202,7 +256,7 @@ async fn check_batch(
     engine: &Engine,
     shutdown: &watch::Receiver<bool>,
     batch: Batch,
-) -> Result<(Option<Checkpoint>, Vec<String>)> {
+) -> Result<(Option<Checkpoint>, u32, Vec<String>)> {
     let stats = &engine.stats;
     stats.changes_seen.fetch_add(batch.txn.change_count() + batch.before_start.change_count(), Relaxed);
     for (xid, txn) in &batch.holds {
@@ -234,6 +288,10 @@ async fn check_batch(
                     Err(e) => plan = replan(engine, &plan, e).await?,
                 }
             };
+            // A change of a row reported earlier re-checks it: equal now, it closes in the ledger.
+            let ledger = engine.settle.ledger();
+            ledger.close_equal(&table, chunk, &found).await?;
+            ledger.still_open(&table, &found)?;
             engine.settle.submit(&table, Mode::Binlog, found).await?;
         }
         stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
@@ -242,7 +300,7 @@ async fn check_batch(
     if !batch.rechecks.is_empty() {
         engine.recheck_wake.notify_one();
     }
-    Ok((batch.end, batch.releases))
+    Ok((batch.end, batch.end_ts, batch.releases))
 }
 
 /// How long after DDL on the base a column on one side only is looked for again at every batch (the other

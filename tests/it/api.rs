@@ -188,7 +188,8 @@ async fn schemathesis_finds_no_server_error() {
     let s = Server::start(&p, "100ms").await;
     let out = std::process::Command::new("schemathesis")
         .args(["run", &format!("http://127.0.0.1:{}/openapi.json", s.port)])
-        .args(["--checks", "not_a_server_error", "--max-examples", "25", "-H"])
+        // /cutover long-polls and answers 503 by contract when its point is not reached in time.
+        .args(["--checks", "not_a_server_error", "--max-examples", "25", "--exclude-path", "/cutover", "-H"])
         .arg(format!("Authorization: Bearer {TOKEN}"))
         .output()
         .expect("schemathesis is not installed: scripts/test.sh installs it (pip install schemathesis)");

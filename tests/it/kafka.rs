@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 3;
 
-async fn create_topic(brokers: &str, topic: &str) {
+pub async fn create_topic(brokers: &str, topic: &str) {
     create_topic_with(brokers, topic, &[]).await
 }
 
@@ -30,7 +30,7 @@ async fn create_topic_with(brokers: &str, topic: &str, configs: &[(&str, &str)])
 }
 
 /// Reads every message of `topic` until `want` have arrived (or fails after a timeout): (key, payload).
-fn consume(brokers: &str, topic: &str, want: usize) -> Vec<(String, J)> {
+pub fn consume(brokers: &str, topic: &str, want: usize) -> Vec<(String, J)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("it-{topic}"))

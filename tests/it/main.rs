@@ -5,6 +5,7 @@ mod api;
 mod binlog;
 mod cli;
 mod compare;
+mod cutover;
 mod full;
 mod harness;
 mod kafka;
