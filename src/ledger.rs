@@ -87,7 +87,12 @@ impl Ledger {
         outbox_max: usize,
         direction: &'static str,
     ) -> Ledger {
+        stats.ledger_open.store(store.ledger_len() as i64, Relaxed);
         Ledger { store, stats, max, resolved_events, outbox_max, direction }
+    }
+
+    fn count(&self) {
+        self.stats.ledger_open.store(self.store.ledger_len() as i64, Relaxed);
     }
 
     /// Opens (or refreshes) the rows these events report. Not flushed: the caller flushes with the
@@ -118,6 +123,7 @@ impl Ledger {
             rows.push((id, LedgerRecord::V1(row)));
         }
         self.store.ledger_put(&rows)?;
+        self.count();
         if untracked > 0 {
             let n = self.untracked()? + untracked;
             self.store.put_lazy(UNTRACKED, &UntrackedRecord::V1(n))?;
@@ -187,6 +193,7 @@ impl Ledger {
             tracing::info!(table = %r.table, kind = r.kind.as_str(), "a reported row is equal again; closed in the ledger");
         }
         self.stats.ledger_closed.fetch_add(closing.len() as u64, Relaxed);
+        self.count();
         Ok(closing.len())
     }
 

@@ -18,6 +18,8 @@ pub const CHANGES_CHECKED: &str = "bv_row_changes_checked_total";
 pub const CHANGES_NOT_CHECKED: &str = "bv_row_changes_not_checked_total";
 pub const XA_HELD: &str = "bv_xa_prepared_held";
 pub const RECHECKS_PENDING: &str = "bv_table_rechecks_pending";
+pub const LEDGER_OPEN: &str = "bv_ledger_open_rows";
+pub const VALIDATED_LAG: &str = "bv_validated_through_lag_seconds";
 
 /// Why a row change of a tracked table was seen and not checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,6 +64,10 @@ pub struct Stats {
     pub xa_held: AtomicI64,
     /// tables waiting for a full re-check (after TRUNCATE, DROP, CREATE, RENAME)
     pub rechecks_pending: AtomicI64,
+    /// rows open in the inconsistency ledger
+    pub ledger_open: AtomicI64,
+    /// how far binlog mode's validated-through position trails the base, in ms (-1: unknown)
+    pub validated_lag_ms: AtomicI64,
     /// reported events by mode (binlog, poll, full) and type
     by_mode: [[AtomicU64; 4]; 3],
     /// seconds behind the base's newest event, in ms (0 when caught up)
@@ -251,6 +257,19 @@ pub fn render(s: &Stats, outbox: usize) -> String {
         "gauge",
         "Seconds the poll cursor is behind the newest utime (-1: not polling).",
         one(poll),
+    );
+    metric(
+        LEDGER_OPEN,
+        "gauge",
+        "Reported rows still open in the inconsistency ledger.",
+        one(s.ledger_open.load(Relaxed).max(0) as f64),
+    );
+    let vl = s.validated_lag_ms.load(Relaxed);
+    metric(
+        VALIDATED_LAG,
+        "gauge",
+        "Seconds binlog mode's validated-through position trails the base (-1: not known yet).",
+        one(if vl < 0 { -1.0 } else { vl as f64 / 1000.0 }),
     );
     let at = s.checkpoint_ms.load(Relaxed);
     let age = if at == 0 { -1.0 } else { crate::event::now_ms().saturating_sub(at) as f64 / 1000.0 };

@@ -240,6 +240,15 @@ async fn publish_validated(engine: Engine, behind: Behind, mut shutdown: watch::
         if let Some((at, _, commit_ms)) = newest {
             engine.validated.send_replace(Some(crate::position::Validated { at, commit_ms }));
         }
+        // Caught up with every saved checkpoint: as far behind as the reader; else since the validated
+        // transaction's commit.
+        let caught_up = lock(&behind).is_empty();
+        let lag = match engine.validated.borrow().as_ref() {
+            Some(_) if caught_up => engine.stats.binlog_lag_ms.load(Relaxed),
+            Some(v) if v.commit_ms > 0 => crate::event::now_ms().saturating_sub(v.commit_ms) as i64,
+            _ => -1,
+        };
+        engine.stats.validated_lag_ms.store(lag, Relaxed);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = shutdown.changed() => return,
