@@ -109,6 +109,47 @@ pub struct TableConfig {
     /// Columns left out of the comparison.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// The table's name on the [target] side, when it differs (`name` is the [source] side's).
+    #[serde(default)]
+    pub target_name: Option<String>,
+    /// Renamed columns: [source] name → [target] name. Every other column name in this [[table]]
+    /// (`key`, `ignore`, `utime`) is the [source] side's.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+}
+
+impl TableConfig {
+    /// The table's name on one side.
+    pub fn table_on(&self, side: Side) -> &str {
+        match side {
+            Side::Source => &self.name,
+            Side::Target => self.target_name.as_deref().unwrap_or(&self.name),
+        }
+    }
+
+    /// A column, named as the [source] side names it, as `side` names it.
+    pub fn column_on(&self, side: Side, source_name: &str) -> String {
+        match side {
+            Side::Source => source_name.to_string(),
+            Side::Target => self
+                .columns
+                .iter()
+                .find(|(s, _)| s.eq_ignore_ascii_case(source_name))
+                .map_or_else(|| source_name.to_string(), |(_, t)| t.clone()),
+        }
+    }
+
+    /// A column as `side` names it, in [source] names.
+    pub fn source_column(&self, side: Side, name: &str) -> String {
+        match side {
+            Side::Source => name.to_string(),
+            Side::Target => self
+                .columns
+                .iter()
+                .find(|(_, t)| t.eq_ignore_ascii_case(name))
+                .map_or_else(|| name.to_string(), |(s, _)| s.clone()),
+        }
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -382,6 +423,27 @@ impl Config {
             }
             if !seen.insert(t.name.as_str()) {
                 return bad(format!("table `{}` is configured twice; keep one [[table]] per table", t.name));
+            }
+            if t.target_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return bad(format!(
+                    "table `{}`: target_name is empty; set it to the table's name on the target",
+                    t.name
+                ));
+            }
+            let mut targets = std::collections::HashSet::new();
+            for (s, d) in &t.columns {
+                if s.trim().is_empty() || d.trim().is_empty() {
+                    return bad(format!(
+                        "table `{}`: columns maps an empty name; write columns = {{ source_name = \"target_name\" }}",
+                        t.name
+                    ));
+                }
+                if !targets.insert(d.to_ascii_lowercase()) {
+                    return bad(format!(
+                        "table `{}`: columns maps two source columns onto `{d}`; each target column takes one",
+                        t.name
+                    ));
+                }
             }
             if t.key.as_ref().is_some_and(Vec::is_empty) {
                 return bad(format!(

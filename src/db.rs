@@ -94,22 +94,24 @@ impl Db {
         hi: Option<&Key>,
         limit: usize,
     ) -> Result<Vec<Row>> {
-        let mut sql = format!("SELECT {} FROM {}", plan.select_list(), quote_ident(&plan.name));
+        let side = self.side;
+        let mut sql = format!("SELECT {} FROM {}", plan.select_list(side), quote_ident(plan.table_on(side)));
         let mut params = Vec::new();
         let mut clauses = Vec::new();
+        let key = plan.key_on(side);
         if let Some(lo) = lo {
-            clauses.push(tuple_predicate(&plan.key, ">", ">"));
+            clauses.push(tuple_predicate(&key, ">", ">"));
             push_tuple_params(&mut params, lo);
         }
         if let Some(hi) = hi {
-            clauses.push(tuple_predicate(&plan.key, "<", "<="));
+            clauses.push(tuple_predicate(&key, "<", "<="));
             push_tuple_params(&mut params, hi);
         }
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&clauses.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND "));
         }
-        sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", plan.key_list()));
+        sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", plan.key_list(side)));
         self.rows(&sql, params, &format!("reading a range of `{}`", plan.name)).await
     }
 
@@ -119,7 +121,7 @@ impl Db {
         let max = *KEY_BUCKETS.last().unwrap_or(&1);
         for chunk in keys.chunks(max) {
             let size = KEY_BUCKETS.iter().copied().find(|b| *b >= chunk.len()).unwrap_or(max);
-            let sql = key_lookup_sql(plan, size);
+            let sql = key_lookup_sql(plan, self.side, size);
             let mut params = Vec::with_capacity(size * plan.key.len());
             for i in 0..size {
                 let k = &chunk[i.min(chunk.len() - 1)];
@@ -136,14 +138,15 @@ impl Db {
 }
 
 /// `SELECT … WHERE key IN (?, …)` for `n` keys (a disjunction of equalities for composite keys).
-fn key_lookup_sql(plan: &TablePlan, n: usize) -> String {
-    let pred = if plan.key.len() == 1 {
-        format!("{} IN ({})", quote_ident(&plan.key[0]), vec!["?"; n].join(", "))
+fn key_lookup_sql(plan: &TablePlan, side: crate::error::Side, n: usize) -> String {
+    let key = plan.key_on(side);
+    let pred = if key.len() == 1 {
+        format!("{} IN ({})", quote_ident(&key[0]), vec!["?"; n].join(", "))
     } else {
-        let one = plan.key.iter().map(|c| format!("{} = ?", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
+        let one = key.iter().map(|c| format!("{} = ?", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
         vec![format!("({one})"); n].join(" OR ")
     };
-    format!("SELECT {} FROM {} WHERE {pred}", plan.select_list(), quote_ident(&plan.name))
+    format!("SELECT {} FROM {} WHERE {pred}", plan.select_list(side), quote_ident(plan.table_on(side)))
 }
 
 /// `(a, b, c) OP (?, ?, ?)` expanded: `a OP1 ? OR (a = ? AND b OP1 ?) OR (a = ? AND b = ? AND c OP_LAST ?)`,

@@ -171,35 +171,44 @@ async fn replication_grant(base: &Db, side: Side) -> Check {
 
 async fn table_check(cfg: &Config, base: &Db, other: &Db, t: &crate::config::TableConfig) -> Check {
     let name = format!("table {}", t.name);
-    let (bs, os) = match (schema::load(base, &t.name).await, schema::load(other, &t.name).await) {
-        (Ok(Some(b)), Ok(Some(o))) => (b, o),
-        (Ok(None), _) => {
-            return Check::fail(
-                name,
-                format!("missing on the {} side", base.side),
-                "create it or fix the [[table]] name",
-            )
-        }
-        (_, Ok(None)) => {
-            return Check::fail(
-                name,
-                format!("missing on the {} side", other.side),
-                "create it or fix the [[table]] name",
-            )
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            return Check::fail(name, e.to_string(), "grant SELECT on information_schema and the table")
-        }
-    };
+    let (bs, os) =
+        match (schema::load(base, t.table_on(base.side)).await, schema::load(other, t.table_on(other.side)).await) {
+            (Ok(Some(b)), Ok(Some(o))) => (b, o),
+            (Ok(None), _) => {
+                return Check::fail(
+                    name,
+                    format!("missing on the {} side", base.side),
+                    "create it or fix the [[table]] name",
+                )
+            }
+            (_, Ok(None)) => {
+                return Check::fail(
+                    name,
+                    format!("missing on the {} side (as `{}`)", other.side, t.table_on(other.side)),
+                    "create it or fix the [[table]] name (target_name for the target side's)",
+                )
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                return Check::fail(name, e.to_string(), "grant SELECT on information_schema and the table")
+            }
+        };
     let plan = match schema::plan(t, cfg.base_side(), &bs, &os) {
         Ok((p, _)) => p,
         Err(e) => return Check::fail(name, e.to_string(), "see the message"),
     };
     for db in [base, other] {
-        let sql = format!("SELECT {} FROM {} LIMIT 0", plan.select_list(), quote_ident(&plan.name));
+        let sql = format!("SELECT {} FROM {} LIMIT 0", plan.select_list(db.side), quote_ident(plan.table_on(db.side)));
         if let Err(e) = db.rows(&sql, vec![], "reading the table").await {
             return Check::fail(name, e.to_string(), format!("GRANT SELECT ON the table TO the {} user", db.side));
         }
     }
-    Check::ok(name, format!("key ({}), {} compared columns", plan.key.join(", "), plan.compared.len()))
+    let mut mapping = String::new();
+    if plan.other_table != plan.name {
+        mapping.push_str(&format!("; {} side `{}` = {} side `{}`", base.side, plan.name, other.side, plan.other_table));
+    }
+    if !plan.other_names.is_empty() {
+        let cols: Vec<String> = plan.other_names.iter().map(|(b, o)| format!("{b} = {o}")).collect();
+        mapping.push_str(&format!("; columns ({} = {}): {}", base.side, other.side, cols.join(", ")));
+    }
+    Check::ok(name, format!("key ({}), {} compared columns{mapping}", plan.key.join(", "), plan.compared.len()))
 }

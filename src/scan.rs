@@ -262,11 +262,11 @@ async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
     {
         return Ok(whole);
     }
-    let k = crate::db::quote_ident(&plan.key[0]);
-    let sql = format!("SELECT MIN({k}), MAX({k}) FROM {}", crate::db::quote_ident(&plan.name));
     let mut lo = i128::MAX;
     let mut hi = i128::MIN;
     for db in [&engine.base, &engine.other] {
+        let k = crate::db::quote_ident(&plan.column_on(db.side, &plan.key[0]));
+        let sql = format!("SELECT MIN({k}), MAX({k}) FROM {}", crate::db::quote_ident(plan.table_on(db.side)));
         let r = db.rows(&sql, vec![], "finding the key range").await?;
         if let Some(row) = r.first() {
             for (i, v) in row.iter().enumerate() {

@@ -37,7 +37,16 @@ impl TableSchema {
 /// What is read and compared for one table: key columns first, then the compared columns.
 #[derive(Clone, Debug)]
 pub struct TablePlan {
+    /// The table's name on the base side (events name it so).
     pub name: String,
+    /// Its `[[table]] name` (the [source] side's name), by which `--tables` and the API select it.
+    pub config_name: String,
+    /// Which side is the base.
+    pub base_side: Side,
+    /// The table's name on the other side.
+    pub other_table: String,
+    /// Columns the other side names differently: base-side name → other-side name.
+    pub other_names: std::collections::BTreeMap<String, String>,
     pub key: Vec<String>,
     pub compared: Vec<String>,
     /// (base kind, other kind) of each compared column
@@ -72,11 +81,40 @@ pub struct Utime {
 }
 
 impl TablePlan {
-    pub fn select_list(&self) -> String {
-        self.key.iter().chain(&self.compared).map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+    /// A column (named as the base side names it) as `side` names it.
+    pub fn column_on(&self, side: Side, base_name: &str) -> String {
+        if side == self.base_side {
+            return base_name.to_string();
+        }
+        self.other_names.get(base_name).cloned().unwrap_or_else(|| base_name.to_string())
     }
-    pub fn key_list(&self) -> String {
-        self.key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+
+    /// The table's name on `side`.
+    pub fn table_on(&self, side: Side) -> &str {
+        if side == self.base_side {
+            &self.name
+        } else {
+            &self.other_table
+        }
+    }
+
+    /// The key columns as `side` names them.
+    pub fn key_on(&self, side: Side) -> Vec<String> {
+        self.key.iter().map(|c| self.column_on(side, c)).collect()
+    }
+
+    /// Key columns, then compared columns, quoted, as `side` names them.
+    pub fn select_list(&self, side: Side) -> String {
+        self.key
+            .iter()
+            .chain(&self.compared)
+            .map(|c| quote_ident(&self.column_on(side, c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn key_list(&self, side: Side) -> String {
+        self.key.iter().map(|c| quote_ident(&self.column_on(side, c))).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -172,7 +210,15 @@ pub fn plan(
     let t = &cfg.name;
     let other_side = base_side.other();
     let mut warnings = Vec::new();
-    let key: Vec<String> = match &cfg.key {
+    // Everything below works in the base side's column names: the other side's schema is renamed into
+    // them, and the [[table]]'s names (the source side's) are too.
+    let to_base = |c: &String| cfg.column_on(base_side, c);
+    let (other, other_names) = rename_into_base(cfg, base_side, other);
+    let other = &other;
+    let key_cfg: Option<Vec<String>> = cfg.key.as_ref().map(|k| k.iter().map(to_base).collect());
+    let ignore: Vec<String> = cfg.ignore.iter().map(to_base).collect();
+    let utime_cfg: Option<String> = cfg.utime.as_ref().map(to_base);
+    let key: Vec<String> = match &key_cfg {
         Some(k) => k.clone(),
         None => {
             if base.primary_key.is_empty() {
@@ -213,7 +259,7 @@ pub fn plan(
         }
         key_names.push(bc.name.clone());
     }
-    if cfg.key.is_some() {
+    if key_cfg.is_some() {
         // A configured key must name one row per value on both sides: `col = NULL` never matches, a
         // NULL bound ends a keyset walk early, and a duplicate key compares an arbitrary row.
         for (side, schema) in [(base_side, base), (other_side, other)] {
@@ -242,13 +288,13 @@ pub fn plan(
             }
         }
     }
-    for ig in &cfg.ignore {
+    for ig in &ignore {
         if base.column(ig).is_none() && other.column(ig).is_none() {
             warnings.push(format!("table `{t}`: ignore lists `{ig}`, which exists on neither side"));
         }
     }
     let is_key = |name: &str| key_names.iter().any(|k| k.eq_ignore_ascii_case(name));
-    let is_ignored = |name: &str| cfg.ignore.iter().any(|c| c.eq_ignore_ascii_case(name));
+    let is_ignored = |name: &str| ignore.iter().any(|c| c.eq_ignore_ascii_case(name));
     let mut compared = Vec::new();
     let mut kinds = Vec::new();
     let mut one_sided = Vec::new();
@@ -277,7 +323,7 @@ pub fn plan(
         ));
     }
     let integer_key = key_names.len() == 1 && base.column(&key_names[0]).is_some_and(|c| c.kind == Kind::Int);
-    let utime = match &cfg.utime {
+    let utime = match &utime_cfg {
         None => None,
         Some(u) => match base.column(u) {
             Some(c) if matches!(c.kind, Kind::Int | Kind::DateTime) => {
@@ -305,7 +351,11 @@ pub fn plan(
         },
     };
     let plan = TablePlan {
-        name: t.clone(),
+        name: cfg.table_on(base_side).to_string(),
+        config_name: t.clone(),
+        base_side,
+        other_table: cfg.table_on(other_side).to_string(),
+        other_names,
         key: key_names,
         compared,
         kinds,
@@ -317,6 +367,28 @@ pub fn plan(
         ddl_at: None,
     };
     Ok((plan, warnings))
+}
+
+/// The other side's schema with its columns renamed into the base side's names (by the [[table]]'s
+/// `columns` map), and the renames made (base name → other-side name, as the other side spells it).
+fn rename_into_base(
+    cfg: &TableConfig,
+    base_side: Side,
+    other: &TableSchema,
+) -> (TableSchema, std::collections::BTreeMap<String, String>) {
+    let other_side = base_side.other();
+    let mut renames = std::collections::BTreeMap::new();
+    let mut rename = |name: &str| -> String {
+        let base = cfg.column_on(base_side, &cfg.source_column(other_side, name));
+        if !base.eq_ignore_ascii_case(name) {
+            renames.insert(base.clone(), name.to_string());
+        }
+        base
+    };
+    let columns = other.columns.iter().map(|c| Column { name: rename(&c.name), ..c.clone() }).collect();
+    let primary_key = other.primary_key.iter().map(|c| rename(c)).collect();
+    let unique_keys = other.unique_keys.iter().map(|u| u.iter().map(|c| rename(c)).collect()).collect();
+    (TableSchema { columns, primary_key, unique_keys }, renames)
 }
 
 /// How a server orders a key column's values: numbers numerically, temporal values in time, strings by
@@ -344,17 +416,18 @@ fn same_names(a: &[String], b: &[String]) -> bool {
 pub async fn plan_all(cfg: &crate::config::Config, base: &Db, other: &Db) -> Result<Vec<TablePlan>> {
     let mut plans = Vec::with_capacity(cfg.tables.len());
     for t in &cfg.tables {
-        let bs = load(base, &t.name).await?;
-        let os = load(other, &t.name).await?;
+        let bs = load(base, t.table_on(base.side)).await?;
+        let os = load(other, t.table_on(other.side)).await?;
         let (bs, os) = match (bs, os) {
             (Some(b), Some(o)) => (b, o),
             (b, _) => {
                 let (side, db) = if b.is_none() { (base.side, base) } else { (other.side, other) };
                 return Err(Error::schema(
-                    &t.name,
+                    t.table_on(side),
                     format!(
-                        "does not exist in database `{}` on the {side} side; create it or fix the [[table]] name",
-                        db.database
+                        "does not exist in database `{}` on the {side} side; create it or fix the [[table]] name{}",
+                        db.database,
+                        if side == Side::Target { " (or its target_name)" } else { "" }
                     ),
                 ));
             }
@@ -384,7 +457,14 @@ mod tests {
     }
 
     fn table(name: &str) -> TableConfig {
-        TableConfig { name: name.into(), key: None, utime: None, ignore: vec![] }
+        TableConfig {
+            name: name.into(),
+            key: None,
+            utime: None,
+            ignore: vec![],
+            target_name: None,
+            columns: Default::default(),
+        }
     }
 
     #[test]
@@ -407,6 +487,35 @@ mod tests {
         assert!(p.integer_key);
         assert!(p.ordered_alike, "INT and BIGINT order alike");
         assert!(w[0].contains("x (only on source)") && w[0].contains("y (only on target)"), "{w:?}");
+    }
+
+    #[test]
+    fn renamed_tables_and_columns_are_planned_in_the_base_sides_names() {
+        let source = TableSchema {
+            columns: vec![col("id", "int"), col("email", "varchar"), col("nick", "varchar")],
+            primary_key: vec!["id".into()],
+            unique_keys: vec![vec!["id".into()]],
+        };
+        let target = TableSchema {
+            columns: vec![col("id", "int"), col("mail", "varchar"), col("nick", "varchar")],
+            primary_key: vec!["id".into()],
+            unique_keys: vec![vec!["id".into()]],
+        };
+        let mut t = table("users");
+        t.target_name = Some("users_v2".into());
+        t.columns.insert("email".into(), "mail".into());
+        t.ignore = vec!["nick".into()];
+        let (p, w) = plan(&t, Side::Source, &source, &target).unwrap();
+        assert!(w.is_empty(), "renamed columns are not one-sided: {w:?}");
+        assert_eq!((p.name.as_str(), p.other_table.as_str()), ("users", "users_v2"));
+        assert_eq!(p.compared, vec!["email"]);
+        assert_eq!(p.select_list(Side::Target), "`id`, `mail`");
+        assert_eq!(p.select_list(Side::Source), "`id`, `email`");
+        // Writes flipped: the target is the base; events and plans use its names.
+        let (p, _) = plan(&t, Side::Target, &target, &source).unwrap();
+        assert_eq!((p.name.as_str(), p.other_table.as_str(), p.config_name.as_str()), ("users_v2", "users", "users"));
+        assert_eq!(p.compared, vec!["mail"]);
+        assert_eq!(p.column_on(Side::Source, "mail"), "email");
     }
 
     #[test]
@@ -474,8 +583,10 @@ impl PlanSet {
         PlanSet { plans: std::sync::RwLock::new(plans.into_iter().map(std::sync::Arc::new).collect()) }
     }
 
+    /// A table's plan by its base-side name or its `[[table]] name`.
     pub fn get(&self, table: &str) -> Option<std::sync::Arc<TablePlan>> {
-        self.plans.read().unwrap_or_else(|e| e.into_inner()).iter().find(|p| p.name == table).cloned()
+        let plans = self.plans.read().unwrap_or_else(|e| e.into_inner());
+        plans.iter().find(|p| p.name == table).or_else(|| plans.iter().find(|p| p.config_name == table)).cloned()
     }
 
     pub fn all(&self) -> Vec<std::sync::Arc<TablePlan>> {
@@ -509,8 +620,11 @@ pub async fn refresh_quietly(
     table: &str,
     ddl_at: Option<std::time::Instant>,
 ) -> Result<Vec<String>> {
-    let Some(tc) = cfg.tables.iter().find(|t| t.name == table) else { return Ok(vec![]) };
-    let (Some(bs), Some(os)) = (load(base, table).await?, load(other, table).await?) else {
+    let Some(tc) = cfg.tables.iter().find(|t| t.name == table || t.table_on(base.side) == table) else {
+        return Ok(vec![]);
+    };
+    let (Some(bs), Some(os)) = (load(base, tc.table_on(base.side)).await?, load(other, tc.table_on(other.side)).await?)
+    else {
         return Err(Error::schema(table, "disappeared from a side after DDL; recreate it or remove its [[table]]"));
     };
     let (mut plan, warnings) = plan(tc, base.side, &bs, &os)?;

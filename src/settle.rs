@@ -398,6 +398,10 @@ mod tests {
     fn plan() -> TablePlan {
         TablePlan {
             name: "t".into(),
+            config_name: "t".into(),
+            base_side: crate::error::Side::Source,
+            other_table: "t".into(),
+            other_names: Default::default(),
             key: vec!["id".into()],
             compared: vec!["v".into()],
             kinds: vec![(Kind::Int, Kind::Int)],

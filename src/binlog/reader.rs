@@ -50,7 +50,8 @@ impl Reader {
     ) -> Reader {
         let tracked = Tracked {
             database: engine.base.database.clone(),
-            tables: engine.cfg.tables.iter().map(|t| (t.name.clone(), key_columns(&engine, &t.name))).collect(),
+            // By the base side's names: the binlog is the base's.
+            tables: engine.plans.all().iter().map(|p| (p.name.clone(), p.key.clone())).collect(),
         };
         let assembler = Assembler::new(tracked, start.pos.file.clone(), held, start.skip_before);
         Reader { engine, start, tx, shutdown, assembler, batch: Batch::default(), batch_since: None }
@@ -250,10 +251,6 @@ pub fn rotate_name(raw: &[u8], known: &[String]) -> String {
 }
 
 /// Classifies a stream error: error 1236 (the binlog is not available) is definite, with its own message.
-fn key_columns(engine: &Engine, table: &str) -> Vec<String> {
-    engine.plans.get(table).map(|p| p.key.clone()).unwrap_or_default()
-}
-
 /// A MySQL GTID set in the form COM_BINLOG_DUMP_GTID takes.
 fn sids(set: &GtidSet) -> Vec<mysql_common::packets::Sid<'static>> {
     set.0

@@ -9,6 +9,7 @@ mod cutover;
 mod full;
 mod harness;
 mod kafka;
+mod mapping;
 mod poll;
 mod stream;
 mod tls;
