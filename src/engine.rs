@@ -28,6 +28,8 @@ pub struct Engine {
     pub recheck_wake: Arc<tokio::sync::Notify>,
     /// Binlog mode's validated-through position, published as it moves (the cutover gate waits on it).
     pub validated: Arc<watch::Sender<Option<crate::position::Validated>>>,
+    /// Poll mode's last round that caught up with every table: (started, finished), ms since the epoch.
+    pub poll_rounds: Arc<watch::Sender<Option<(u64, u64)>>>,
 }
 
 /// An engine with its background tasks (settle re-checks, outbox drain) running.
@@ -102,6 +104,7 @@ impl Running {
             full_gate: Arc::default(),
             recheck_wake: Arc::default(),
             validated: Arc::new(watch::channel(None).0),
+            poll_rounds: Arc::new(watch::channel(None).0),
         };
         Ok(Running { engine, shutdown: tx, tasks })
     }

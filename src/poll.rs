@@ -287,12 +287,17 @@ pub async fn run(
         }
         let mut caught_up = true;
         let mut failure = None;
+        let started = crate::event::now_ms();
         for plan in &plans {
             let st = states.entry(plan.name.clone()).or_default();
             match poll_table(engine, plan, st, since, 16).await {
                 Ok(done) => caught_up &= done,
                 Err(e) => failure = Some(e),
             }
+        }
+        if caught_up && failure.is_none() {
+            // Every row committed before `started` has been read and checked (the cutover gate's mark).
+            engine.poll_rounds.send_replace(Some((started, crate::event::now_ms())));
         }
         if failure.is_none() && last_sweep.elapsed() >= engine.cfg.poll.sweep {
             last_sweep = Instant::now();

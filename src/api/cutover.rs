@@ -75,7 +75,9 @@ impl std::fmt::Display for Until {
 #[derive(Debug)]
 pub struct Answer {
     pub until: Until,
-    pub validated: Validated,
+    /// Where validation stood: binlog mode's validated-through position, or (poll mode) the poll round
+    /// that caught up with every table after the call.
+    pub validated: Reached,
     pub open: Vec<OpenRow>,
     /// reported rows the ledger could not record (it was full): never clean while any
     pub untracked: u64,
@@ -84,6 +86,32 @@ pub struct Answer {
 impl Answer {
     pub fn clean(&self) -> bool {
         self.open.is_empty() && self.untracked == 0
+    }
+}
+
+/// What validation had reached when the gate answered.
+#[derive(Debug, Clone)]
+pub enum Reached {
+    Binlog(Validated),
+    /// A poll round that started at `started_ms` (after the call) and caught up with every table.
+    Poll {
+        started_ms: u64,
+    },
+}
+
+impl Reached {
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Reached::Binlog(v) => serde_json::json!({
+                "position": v.at.pos.to_string(),
+                "gtid": v.at.gtid,
+                "commit_time": (v.commit_ms > 0).then(|| crate::event::rfc3339_ms(v.commit_ms)),
+            }),
+            Reached::Poll { started_ms } => serde_json::json!({
+                "position": format!("poll round of {}", crate::event::rfc3339_ms(*started_ms)),
+                "poll_round_started": crate::event::rfc3339_ms(*started_ms),
+            }),
+        }
     }
 }
 
@@ -113,8 +141,19 @@ async fn base_position(engine: &Engine) -> Result<BinlogPos> {
 }
 
 /// Waits (at most `timeout`) until every change up to `until` has a final verdict, then answers from
-/// the ledger after re-checking its open rows once.
-pub async fn gate(engine: &Engine, until: Until, timeout: Duration) -> std::result::Result<Answer, NotReached> {
+/// the ledger after re-checking its open rows once. In poll mode (`poll`), only `now` can be asked: it
+/// waits for a poll round that started after the call and caught up with every table (every table's
+/// cursor at or past the base's newest utime then), with no poll-mode mismatch still in its settle window
+/// from that round.
+pub async fn gate(
+    engine: &Engine,
+    until: Until,
+    timeout: Duration,
+    poll: bool,
+) -> std::result::Result<Answer, NotReached> {
+    if poll {
+        return poll_gate(engine, until, timeout).await;
+    }
     let until = match until {
         Until::Now => Until::Pos(base_position(engine).await.map_err(NotReached::Failed)?),
         u => u,
@@ -138,7 +177,33 @@ pub async fn gate(engine: &Engine, until: Until, timeout: Duration) -> std::resu
     let ledger = engine.settle.ledger();
     let open = ledger.open_rows().map_err(NotReached::Failed)?;
     let untracked = ledger.untracked().map_err(NotReached::Failed)?;
-    Ok(Answer { until, validated, open, untracked })
+    Ok(Answer { until, validated: Reached::Binlog(validated), open, untracked })
+}
+
+async fn poll_gate(engine: &Engine, until: Until, timeout: Duration) -> std::result::Result<Answer, NotReached> {
+    if until != Until::Now {
+        return Err(NotReached::Failed(Error::Config(
+            "poll mode has no binlog positions: ask for until = \"now\"".into(),
+        )));
+    }
+    let called = crate::event::now_ms();
+    let mut rx = engine.poll_rounds.subscribe();
+    let settled = |r: &Option<(u64, u64)>| {
+        r.is_some_and(|(started, finished)| {
+            started > called
+                && engine.settle.oldest_pending(crate::event::Mode::Poll).is_none_or(|oldest| oldest > finished)
+        })
+    };
+    let wait = async { rx.wait_for(settled).await.map(|r| r.map(|(s, _)| s)) };
+    let started_ms = match tokio::time::timeout(timeout, wait).await {
+        Ok(Ok(Some(s))) => s,
+        _ => return Err(NotReached::Timeout { until, validated: None }),
+    };
+    engine.settle.recheck_open_rows().await.map_err(NotReached::Failed)?;
+    let ledger = engine.settle.ledger();
+    let open = ledger.open_rows().map_err(NotReached::Failed)?;
+    let untracked = ledger.untracked().map_err(NotReached::Failed)?;
+    Ok(Answer { until, validated: Reached::Poll { started_ms }, open, untracked })
 }
 
 #[cfg(test)]

@@ -148,7 +148,11 @@ async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
         Some(_) => return bad_request("timeout_ms must be between 0 and 86400000"),
     };
     let engine = app.scheduler.engine();
-    match cutover::gate(engine, until, timeout).await {
+    let poll = app.scheduler.incr_mode().await.as_deref() == Some("poll");
+    if poll && until != cutover::Until::Now {
+        return bad_request("poll mode runs: it has no binlog positions, ask for until = \"now\"");
+    }
+    match cutover::gate(engine, until, timeout, poll).await {
         Ok(a) => {
             let open: Vec<serde_json::Value> = a.open.iter().take(CUTOVER_LISTED).map(|r| r.to_json()).collect();
             let msg = if a.clean() { "clean" } else { "inconsistencies are open" };
@@ -158,7 +162,7 @@ async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
                 serde_json::json!({
                     "clean": a.clean(),
                     "until": a.until.to_string(),
-                    "validated_through": validated_json(&Some(a.validated)),
+                    "validated_through": a.validated.to_json(),
                     "open_count": a.open.len(),
                     "untracked": a.untracked,
                     "open": open,
@@ -168,8 +172,7 @@ async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
         Err(cutover::NotReached::Timeout { until, validated }) => {
             let running = app.scheduler.incr_mode().await;
             let hint = match running.as_deref() {
-                Some("binlog") => "validation has not reached it yet",
-                Some(_) => "the gate follows binlog mode, and poll mode is running; start binlog mode",
+                Some(_) => "validation has not reached it yet",
                 None => "binlog mode is not running; start it (POST /incr/start)",
             };
             reply(

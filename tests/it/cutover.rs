@@ -142,3 +142,30 @@ async fn a_row_found_equal_again_closes_with_a_resolved_event_after_its_report_o
     let (code, log) = incr.stop();
     assert_eq!(code, Some(0), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_poll_mode_the_gate_waits_for_a_round_after_the_call() {
+    let p = Pair::new("gate_poll").await;
+    let ddl = "CREATE TABLE t (id INT PRIMARY KEY, v INT, utime DATETIME(3) NOT NULL)";
+    p.both(ddl).await;
+    p.both("INSERT INTO t VALUES (1, 1, '2026-01-01 00:00:00.000'), (2, 2, '2026-01-01 00:00:00.000')").await;
+    let port = free_port();
+    p.config(
+        "",
+        &format!(
+            "[check]\nsettle = \"300ms\"\n[poll]\ninterval = \"100ms\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n[[table]]\nname = \"t\"\nutime = \"utime\"\n"
+        ),
+    );
+    let incr = Incr::start(&p, &["--mode", "poll"]);
+    incr.wait_log("HTTP API listening", 1).await;
+    let (code, out) = cutover(&p, &["--timeout", "60s"]);
+    assert_eq!(code, Some(0), "{out}");
+    p.exec(Side::Source, "UPDATE t SET v = 20, utime = '2026-01-02 00:00:00.000' WHERE id = 2").await;
+    let (code, out) = cutover(&p, &["--timeout", "60s"]);
+    assert_eq!(code, Some(1), "the change is found and still open: {out}");
+    let listed: Vec<J> = open_rows(&p).iter().map(|r| r["key"].clone()).collect();
+    assert_eq!(listed, vec![json!({"id": 2})]);
+    let (code, out) = cutover(&p, &["--until", "mysql-bin.000001:4"]);
+    assert_eq!(code, Some(2), "positions mean nothing to poll mode: {out}");
+    incr.stop();
+}
