@@ -263,20 +263,8 @@ async fn an_interrupted_pass_resumes_where_it_stopped() {
     p.both("INSERT INTO t SELECT seq, seq FROM seq_1_to_20000").await;
     p.exec(Side::Target, "UPDATE t SET v = 0 WHERE id IN (3, 19990)").await;
     p.config("", &format!("{FAST}[full]\nparallel = 1\nchunk_rows = 10\n[[table]]\nname = \"t\"\n"));
-    let mut child = p
-        .command(&["full"])
-        .env("BV_LOG", "binlog_validator=debug")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines().map_while(Result::ok);
-    assert!(lines.any(|l| l.contains("chunk done")), "no chunk finished");
-    let st = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
-    assert!(st.success());
-    let rest: Vec<String> = lines.collect();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(2), "{rest:?}");
+    let (code, rest) = p.interrupt_when(&["full"], "binlog_validator=debug", "chunk done");
+    assert_eq!(code, Some(2), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("interrupted") && l.contains("resume")), "{rest:?}");
 
     let out = p.run(&["full"]);
@@ -296,20 +284,9 @@ async fn a_resumed_pass_exits_1_for_what_its_first_part_reported() {
     p.exec(Side::Target, "UPDATE t SET v = 0 WHERE id = 3").await;
     // No settle window: the difference is reported as its chunk is checked.
     p.config("", "[check]\nsettle = \"0s\"\n[full]\nparallel = 1\nchunk_rows = 10\n[[table]]\nname = \"t\"\n");
-    let mut child = p
-        .command(&["full"])
-        .env("BV_LOG", "binlog_validator=debug")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines().map_while(Result::ok);
     // The first chunk (ids 1-10) holds the difference; it is reported before its chunk is recorded done.
-    assert!(lines.any(|l| l.contains("chunk done")), "no chunk finished");
-    let st = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
-    assert!(st.success());
-    let rest: Vec<String> = lines.collect();
-    assert_eq!(child.wait().unwrap().code(), Some(2), "{rest:?}");
+    let (code, rest) = p.interrupt_when(&["full"], "binlog_validator=debug", "chunk done");
+    assert_eq!(code, Some(2), "{rest:?}");
     assert_eq!(kinds_and_keys(&p.events()), expect(&[("neq", json!({"id": 3}))]));
 
     let out = p.run(&["full"]);
@@ -329,20 +306,9 @@ async fn an_interrupted_sweep_exits_2() {
     p.both("CREATE TABLE t (id INT PRIMARY KEY, v INT)").await;
     p.both("INSERT INTO t SELECT seq, seq FROM seq_1_to_200000").await;
     p.config("", &format!("{FAST}[full]\nchunk_rows = 10\n[[table]]\nname = \"t\"\n"));
-    let mut child = p
-        .command(&["sweep"])
-        .env("BV_LOG", "binlog_validator=debug,mysql_async=warn")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines().map_while(Result::ok);
     // Connected and planned: the sweep is under way (200,000 rows in pages of 10 take a while).
-    assert!(lines.any(|l| l.contains("sweeping")), "the sweep did not start");
-    let st = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
-    assert!(st.success());
-    let rest: Vec<String> = lines.collect();
-    assert_eq!(child.wait().unwrap().code(), Some(2), "{rest:?}");
+    let (code, rest) = p.interrupt_when(&["sweep"], "binlog_validator=debug,mysql_async=warn", "sweeping");
+    assert_eq!(code, Some(2), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("interrupted") && l.contains("run it again")), "{rest:?}");
 }
 
@@ -471,19 +437,8 @@ async fn an_interrupted_walk_by_lookup_resumes_where_it_stopped() {
     p.exec(Side::Target, "UPDATE c SET v = 0 WHERE k IN ('B1', '_19997')").await;
     p.exec(Side::Target, "INSERT INTO c VALUES ('A3', 3)").await;
     p.config("", &format!("{FAST}[full]\nparallel = 1\nchunk_rows = 10\n[[table]]\nname = \"c\"\n"));
-    let mut child = p
-        .command(&["full"])
-        .env("BV_LOG", "binlog_validator=debug")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines().map_while(Result::ok);
-    assert!(lines.any(|l| l.contains("chunk done")), "no chunk finished");
-    let st = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
-    assert!(st.success());
-    let rest: Vec<String> = lines.collect();
-    assert_eq!(child.wait().unwrap().code(), Some(2), "{rest:?}");
+    let (code, rest) = p.interrupt_when(&["full"], "binlog_validator=debug", "chunk done");
+    assert_eq!(code, Some(2), "{rest:?}");
 
     let out = p.run(&["full"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

@@ -130,6 +130,20 @@ impl Pair {
         child.wait_with_output().unwrap()
     }
 
+    /// Runs the binary with `BV_LOG=log`, sends SIGINT once a stderr line contains `needle`, and returns
+    /// its exit code with the lines it wrote after that.
+    pub fn interrupt_when(&self, args: &[&str], log: &str, needle: &str) -> (Option<i32>, Vec<String>) {
+        use std::io::BufRead;
+        let mut child = self.command(args).env("BV_LOG", log).stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut lines = stderr.lines().map_while(Result::ok);
+        assert!(lines.any(|l| l.contains(needle)), "`{needle}` never appeared");
+        let st = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+        assert!(st.success());
+        let rest: Vec<String> = lines.collect();
+        (child.wait().unwrap().code(), rest)
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.arg("--config").arg(self.dir.path().join("binlog-validator.toml")).args(args);
