@@ -23,6 +23,7 @@
 //! - [`doctor`]: preflight checks with their fixes
 //! - [`metrics`]: counters and every metric name
 //! - [`poll`]: poll mode: `(utime, key)` keyset cursor with a re-read overlap, and the reverse `base_missing` sweep
+//! - [`retry`]: the one retry policy of every loop (exponential backoff with jitter, shutdown-aware)
 //! - [`position`]: binlog positions (numeric file order), checkpoints, MariaDB GTID state
 //!
 //! Data flows from a feed (full scan, later binlog and poll) through [`check`]/[`compare`] into
@@ -43,6 +44,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod poll;
 pub mod position;
+pub mod retry;
 pub mod scan;
 pub mod schema;
 pub mod settle;

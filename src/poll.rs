@@ -280,7 +280,7 @@ pub async fn run(
     tracing::info!(since, "polling");
     let mut last_sweep = Instant::now();
     let mut states: HashMap<String, TableState> = HashMap::new();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = crate::retry::Backoff::new(crate::retry::Policy::QUERY);
     let result = loop {
         if *shutdown.borrow() {
             break Ok(());
@@ -312,12 +312,11 @@ pub async fn run(
         let nap = match failure {
             Some(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "polling failed; retrying");
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                backoff
+                backoff.next_delay()
             }
             Some(e) => break Err(e),
             None => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 if caught_up {
                     engine.stats.poll_lag_ms.store(0, Relaxed);
                     interval

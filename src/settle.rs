@@ -211,6 +211,7 @@ impl Settle {
     /// Every few seconds it also re-checks some open ledger rows (a bounded number each time).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut ledger_due = tokio::time::Instant::now();
+        let mut backoff = crate::retry::Backoff::new(crate::retry::Policy::QUERY);
         let mut ledger_offset = 0;
         loop {
             if *shutdown.borrow() {
@@ -226,11 +227,16 @@ impl Settle {
             // Sleep until the earliest entry is due (a report is not held back by a fixed tick), at
             // most one interval; after a failure, one interval before retrying.
             let nap = match self.pass().await {
-                Ok(Some(due_ms)) => Duration::from_millis(due_ms.saturating_sub(now_ms())).min(self.interval),
-                Ok(None) => Duration::from_secs(2),
+                Ok(next) => {
+                    backoff.reset();
+                    match next {
+                        Some(due_ms) => Duration::from_millis(due_ms.saturating_sub(now_ms())).min(self.interval),
+                        None => Duration::from_secs(2),
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "settle re-check failed; retrying");
-                    self.interval
+                    backoff.next_delay()
                 }
             };
             self.passed.notify_waiters();

@@ -296,9 +296,9 @@ impl EventSink for AnySink {
 }
 
 /// Sends outbox events, oldest first, until `shutdown` turns true; removes each once acknowledged.
-/// Failures back off (up to 5 s) and retry; nothing is dropped.
+/// Failures back off (the shared retry policy) and retry; nothing is dropped.
 pub async fn drain<S: EventSink>(store: Arc<Store>, mut sink: S, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = crate::retry::Backoff::new(crate::retry::Policy::QUERY);
     loop {
         if *shutdown.borrow() {
             return;
@@ -327,7 +327,7 @@ pub async fn drain<S: EventSink>(store: Arc<Store>, mut sink: S, mut shutdown: w
             tracing::error!(error = %e, "cannot remove delivered events from the outbox");
         }
         match delivery.failure {
-            None => backoff = Duration::from_millis(100),
+            None => backoff.reset(),
             Some(Error::SinkRefused(why)) => {
                 // Retrying cannot help: stop delivering, and make validation stop with the fix rather
                 // than fill the outbox forever.
@@ -337,11 +337,9 @@ pub async fn drain<S: EventSink>(store: Arc<Store>, mut sink: S, mut shutdown: w
             }
             Some(e) => {
                 tracing::warn!(error = %e, delivered = delivery.acked.len(), undelivered = store.outbox_len(), "event delivery failed; events stay in the outbox and are retried");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return,
+                if !backoff.wait(&mut shutdown).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

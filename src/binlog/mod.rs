@@ -292,7 +292,8 @@ async fn check_batch(
         let keys: Vec<Key> = keys.into_iter().filter(|k| seen.insert(k.canonical())).collect();
         for chunk in keys.chunks(engine.cfg.check.batch_size) {
             let found = loop {
-                match retry(shutdown, || check_keys(&engine.base, &engine.other, &plan, chunk)).await {
+                let check = || check_keys(&engine.base, &engine.other, &plan, chunk);
+                match crate::retry::retry(crate::retry::Policy::QUERY, shutdown, "a binlog check", check).await {
                     Ok(found) => break found,
                     Err(e) => plan = replan(engine, &plan, e).await?,
                 }
@@ -379,27 +380,4 @@ async fn replan(
         _ => "fix the problem above and start again; the checkpoint is saved before this change",
     };
     Err(Error::Check { table, problem: e.to_string(), fix: fix.to_string() })
-}
-
-/// Retries a transient failure with backoff until it succeeds, fails definitely, or shutdown is asked
-/// (then the batch stays unchecked and the checkpoint stays behind it).
-async fn retry<T, F, Fut>(shutdown: &watch::Receiver<bool>, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match f().await {
-            Err(e) if e.is_transient() => {
-                if *shutdown.borrow() {
-                    return Err(Error::Interrupted);
-                }
-                tracing::warn!(error = %e, "check failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            other => return other,
-        }
-    }
 }

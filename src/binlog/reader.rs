@@ -59,7 +59,7 @@ impl Reader {
 
     /// Reads until shutdown or a definite error, reconnecting after transient failures.
     pub async fn run(mut self) -> Result<()> {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = crate::retry::Backoff::new(crate::retry::Policy::RECONNECT);
         loop {
             let connected_at = Instant::now();
             let result = self.stream_once().await;
@@ -70,15 +70,14 @@ impl Reader {
             match result {
                 Ok(Ended::Shutdown) | Err(Error::Interrupted) => return Ok(()),
                 Err(e) if e.is_transient() => {
+                    // A connection that held for a while starts the delays over.
                     if connected_at.elapsed() > Duration::from_secs(30) {
-                        backoff = Duration::from_millis(200);
+                        backoff.reset();
                     }
                     tracing::warn!(error = %e, resume = %self.start.pos, "binlog stream interrupted; reconnecting");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = self.shutdown.changed() => return Ok(()),
+                    if !backoff.wait(&mut self.shutdown).await {
+                        return Ok(());
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
                 Err(e) => return Err(e),
             }
