@@ -19,7 +19,6 @@
 //! - [`api`]: the HTTP control API of `serve`, its scheduler, the OpenAPI document
 //! - [`binlog`]: binlog mode: replica stream → whole transactions (compressed events, XA, DDL re-checks)
 //!   → keys → checks → checkpoint, accounting for every row change
-//! - [`side_by_side`]: the `compare` command: binlog vs poll mode under a generated workload
 //! - [`doctor`]: preflight checks with their fixes
 //! - [`metrics`]: counters and every metric name
 //! - [`poll`]: poll mode: `(utime, key)` keyset cursor with a re-read overlap, and the reverse `base_missing` sweep
@@ -48,7 +47,6 @@ pub mod retry;
 pub mod scan;
 pub mod schema;
 pub mod settle;
-pub mod side_by_side;
 pub mod sink;
 pub mod state;
 pub mod tls;

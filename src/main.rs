@@ -1,6 +1,8 @@
 //! The thin binary: parse the command line, load the config, start telemetry, call the library, and map
 //! the outcome to SPEC.md's exit codes (0 ok, 1 inconsistencies found, 2 could not run or finish).
 
+mod cli;
+
 use binlog_validator::engine::Running;
 use binlog_validator::metrics::Stats;
 use binlog_validator::scan::{run_full, FullOptions};
@@ -158,9 +160,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Serve => serve(cfg).await,
         Command::Sweep { tables } => sweep(cfg, tables).await,
         Command::Compare { duration, rate, lag, out } => {
-            let opts = binlog_validator::side_by_side::Options { duration, rate, lag, out: out.clone() };
-            let results = binlog_validator::side_by_side::run(&cfg, &opts).await?;
-            println!("{}", binlog_validator::side_by_side::table(&results));
+            let opts = cli::compare::Options { duration, rate, lag, out: out.clone() };
+            let results = cli::compare::run(&cfg, &opts).await?;
+            println!("{}", cli::compare::table(&results));
             eprintln!("report: {}", out.join("report.md").display());
             Ok(ExitCode::SUCCESS)
         }

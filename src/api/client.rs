@@ -20,12 +20,28 @@ fn connect_addr(listen: &str) -> String {
     }
 }
 
+/// GETs `path`; waits at most `timeout` for the whole answer.
+pub async fn get(listen: &str, path: &str, token: Option<&str>, timeout: Duration) -> Result<Answer> {
+    request(listen, "GET", path, token, None, timeout).await
+}
+
 /// POSTs `body` to `path`; waits at most `timeout` for the whole answer.
 pub async fn post(
     listen: &str,
     path: &str,
     token: Option<&str>,
     body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<Answer> {
+    request(listen, "POST", path, token, Some(body), timeout).await
+}
+
+async fn request(
+    listen: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> Result<Answer> {
     let addr = connect_addr(listen);
@@ -36,10 +52,10 @@ pub async fn post(
     };
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(&addr).await.map_err(unreachable)?;
-        let body = body.to_string();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
         let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
         let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).await.map_err(unreachable)?;

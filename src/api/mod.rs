@@ -232,6 +232,8 @@ fn stats_json(app: &App) -> serde_json::Value {
         },
         "table_rechecks_pending": s.rechecks_pending.load(Relaxed).max(0),
         "open_ledger_rows": e.settle.ledger().open_count(),
+        "base_queries": e.base.queries.load(Relaxed),
+        "base_rows_read": e.base.rows_read.load(Relaxed),
         "ledger_rows_closed": s.ledger_closed.load(Relaxed),
         "resolved_events": s.resolved_sent.load(Relaxed),
         "binlog_lag_seconds": s.binlog_lag_ms.load(Relaxed) as f64 / 1000.0,

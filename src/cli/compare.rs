@@ -1,4 +1,4 @@
-//! `compare`: binlog mode and poll mode side by side on the same table under a generated workload, so
+//! `compare` (part of the command-line program, not of the library): binlog mode and poll mode side by side on the same table under a generated workload, so
 //! users see what binlog mode buys them.
 //!
 //! Each mode runs as its own `incr` child process (so its CPU time and its queries on the base are its
@@ -9,10 +9,10 @@
 //! must be found. The report gives, per mode, detection latency (injecting commit → event, minus the
 //! settle window), recall, false alarms, base queries and rows read per second, and CPU time.
 
-use crate::config::Config;
-use crate::db::{quote_ident, Db};
-use crate::error::{Error, Result, Side};
-use crate::event::now_ms;
+use binlog_validator::config::Config;
+use binlog_validator::db::{quote_ident, Db};
+use binlog_validator::error::{Error, Result, Side};
+use binlog_validator::event::now_ms;
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -60,14 +60,16 @@ struct Runner {
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
     events: PathBuf,
+    /// where its HTTP API listens: readiness and base load are read there, not from its log
+    api: String,
 }
 
-fn child_config(cfg: &Config, dir: &Path, settle: Duration, server_id: u32, interval: Duration) -> String {
+fn child_config(cfg: &Config, dir: &Path, settle: Duration, server_id: u32, interval: Duration, api: &str) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     format!(
         "base = \"{}\"\n[source]\nurl = \"{}\"\n[target]\nurl = \"{}\"\n[[table]]\nname = \"{TABLE}\"\nutime = \"utime\"\n\
          [check]\nsettle = \"{}ms\"\n[binlog]\nserver_id = {server_id}\n[poll]\ninterval = \"{}ms\"\nsweep = \"1h\"\n\
-         [sink]\nkind = \"file\"\npath = \"{}\"\n[state]\ndir = \"{}\"\n",
+         [sink]\nkind = \"file\"\npath = \"{}\"\n[state]\ndir = \"{}\"\n[http]\nlisten = \"{api}\"\n",
         cfg.base,
         esc(&cfg.source.url),
         esc(&cfg.target.url),
@@ -83,7 +85,12 @@ fn spawn(mode: &'static str, cfg: &Config, out: &Path, server_id: u32) -> Result
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("--out {}: {e}", out.display())))?;
     let config = dir.join("binlog-validator.toml");
-    std::fs::write(&config, child_config(cfg, &dir, cfg.check.settle, server_id, cfg.poll.interval))
+    // A free loopback port for its API (bound and released here; the child binds it right away).
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| Error::Config(format!("no free loopback port for the {mode} validator's API: {e}")))?
+        .to_string();
+    std::fs::write(&config, child_config(cfg, &dir, cfg.check.settle, server_id, cfg.poll.interval, &api))
         .map_err(|e| Error::Config(format!("--out {}: {e}", out.display())))?;
     let exe = std::env::current_exe().map_err(|e| Error::Config(format!("cannot find this program: {e}")))?;
     let mut child = Command::new(exe)
@@ -106,12 +113,27 @@ fn spawn(mode: &'static str, cfg: &Config, out: &Path, server_id: u32) -> Result
             }
         });
     }
-    Ok(Runner { mode, child, log, events: dir.join("events.jsonl") })
+    Ok(Runner { mode, child, log, events: dir.join("events.jsonl"), api })
 }
 
 impl Runner {
-    fn log_has(&self, needle: &str) -> bool {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|l| l.contains(needle))
+    /// Whether its validation runs (its API answers, and the start position is fixed before it does).
+    async fn ready(&self) -> bool {
+        match binlog_validator::api::client::get(&self.api, "/status", None, Duration::from_secs(5)).await {
+            Ok(a) => a.body["data"]["incr"]["running"] == true,
+            Err(_) => false,
+        }
+    }
+
+    /// Queries and rows read on the base so far.
+    async fn base_load(&self) -> (u64, u64) {
+        match binlog_validator::api::client::get(&self.api, "/stats", None, Duration::from_secs(5)).await {
+            Ok(a) => {
+                let d = &a.body["data"];
+                (d["base_queries"].as_u64().unwrap_or(0), d["base_rows_read"].as_u64().unwrap_or(0))
+            }
+            Err(_) => (0, 0),
+        }
     }
 
     /// CPU seconds used so far (user + system), from /proc.
@@ -139,24 +161,14 @@ impl Runner {
         out
     }
 
+    /// SIGTERM; its CPU time until then, and its log.
     fn stop(mut self) -> (f64, String) {
         let cpu = self.cpu_s();
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
-        let end = Instant::now() + Duration::from_secs(5);
-        while !self.log_has("base load:") && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(20));
-        }
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
         (cpu, log)
     }
-}
-
-/// Parses `base load: N queries, M rows read`.
-fn base_load(log: &str) -> (u64, u64) {
-    let Some(line) = log.lines().rev().find(|l| l.contains("base load:")) else { return (0, 0) };
-    let nums: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
-    (nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0))
 }
 
 async fn exec(db: &Db, sql: &str, params: Vec<mysql_async::Value>) -> Result<()> {
@@ -184,7 +196,7 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
         spawn("poll", cfg, &opts.out, cfg.binlog.server_id + 2)?,
     ];
     let ready = Instant::now() + Duration::from_secs(60);
-    while !(runners[0].log_has("tailing the binlog") && runners[1].log_has("polling")) {
+    while !(runners[0].ready().await && runners[1].ready().await) {
         if Instant::now() > ready {
             let logs: Vec<String> = runners.into_iter().map(|r| r.stop().1).collect();
             return Err(Error::Config(format!("the validators did not start:\n{}", logs.join("\n"))));
@@ -245,8 +257,8 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
     for r in runners {
         let events = r.events();
         let mode = r.mode;
-        let (cpu_s, log) = r.stop();
-        let (queries, rows) = base_load(&log);
+        let (queries, rows) = r.base_load().await;
+        let (cpu_s, _) = r.stop();
         let mut latencies: Vec<u64> = injected
             .iter()
             .filter_map(|(id, commit)| {
@@ -294,55 +306,49 @@ pub fn table(results: &[ModeResult]) -> String {
     s
 }
 
-/// Latency distributions as cumulative curves, one per mode.
-pub fn svg(results: &[ModeResult]) -> String {
-    let (w, h, pad) = (640.0, 360.0, 50.0);
-    let max = results.iter().filter_map(|r| r.latencies_ms.last()).copied().max().unwrap_or(1).max(1) as f64;
-    let colors = ["#1f77b4", "#d62728"];
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"20\" text-anchor=\"middle\">Detection latency, cumulative (minus the settle window)</text>\n\
-         <line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>\n\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">latency (ms), axis to {max:.0}</text>\n\
-         <text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">share of injected rows</text>\n",
-        w / 2.0,
-        h - pad,
-        w - pad,
-        h - pad,
-        h - pad,
-        w / 2.0,
-        h - 12.0,
-        h / 2.0,
-        h / 2.0,
-    );
-    for (i, r) in results.iter().enumerate() {
-        let n = r.latencies_ms.len().max(1) as f64;
-        let points: Vec<String> = r
-            .latencies_ms
-            .iter()
-            .enumerate()
-            .map(|(j, l)| {
-                let x = pad + (*l as f64 / max) * (w - 2.0 * pad);
-                let y = (h - pad) - ((j + 1) as f64 / n) * (h - 2.0 * pad);
-                format!("{x:.1},{y:.1}")
-            })
-            .collect();
-        let c = colors[i % colors.len()];
-        s.push_str(&format!(
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
-            points.join(" ")
-        ));
-        s.push_str(&format!(
-            "<text x=\"{}\" y=\"{}\" fill=\"{c}\">{} (p99 {} ms)</text>\n",
-            w - pad - 150.0,
-            h - pad - 20.0 - 16.0 * i as f64,
-            r.mode,
-            r.pct(0.99)
-        ));
+/// Latency distributions as cumulative curves, one per mode, drawn with plotters: axes with ticks, a
+/// caption and a legend.
+pub fn svg(results: &[ModeResult]) -> Result<String> {
+    use plotters::prelude::*;
+    let max = results.iter().filter_map(|r| r.latencies_ms.last()).copied().max().unwrap_or(1).max(1);
+    let mut out = String::new();
+    let fail = |e: &dyn std::fmt::Display| Error::Config(format!("cannot draw the latency chart: {e}"));
+    {
+        let root = SVGBackend::with_string(&mut out, (720, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Detection latency, cumulative (minus the settle window)", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0u64..max + max / 20 + 1, 0f64..100f64)
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("latency (ms)")
+            .y_desc("share of injected rows (%)")
+            .draw()
+            .map_err(|e| fail(&e))?;
+        for (i, r) in results.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let n = r.latencies_ms.len().max(1) as f64;
+            let points = r.latencies_ms.iter().enumerate().map(|(j, l)| (*l, 100.0 * (j + 1) as f64 / n));
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| fail(&e))?
+                .label(format!("{} (p99 {} ms)", r.mode, r.pct(0.99)))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
     }
-    s.push_str("</svg>\n");
-    s
+    Ok(out)
 }
 
 fn write_report(opts: &Options, results: &[ModeResult], settle_ms: u64) -> Result<()> {
@@ -361,7 +367,7 @@ fn write_report(opts: &Options, results: &[ModeResult], settle_ms: u64) -> Resul
             .map_err(|e| Error::Config(format!("cannot write {}: {e}", opts.out.join(name).display())))
     };
     write("report.md", &md)?;
-    write("latency.svg", &svg(results))
+    write("latency.svg", &svg(results)?)
 }
 
 #[cfg(test)]
@@ -387,9 +393,10 @@ mod tests {
         let t = table(&res);
         assert!(t.contains("| binlog | 7 / 40 / 40 / 40 | 4/4 (100%) | 0 |"), "{t}");
         assert!(t.contains("| poll | 400 / 900 / 900 / 900 | 3/4 (75%) |"), "{t}");
-        let s = svg(&res);
-        assert_eq!(s.matches("<polyline").count(), 2);
-        assert!(s.contains("binlog (p99 40 ms)"));
-        assert_eq!(base_load("x\nbase load: 12 queries, 3400 rows read"), (12, 3400));
+        let s = svg(&res).unwrap();
+        assert!(s.starts_with("<svg"), "{s}");
+        assert!(s.matches("<polyline").count() >= 2, "a curve per mode: {s}");
+        assert!(s.contains("binlog (p99 40 ms)") && s.contains("poll (p99 900 ms)"), "a legend: {s}");
+        assert!(s.contains("latency (ms)") && s.contains("\n900\n"), "an axis with ticks up to the maximum: {s}");
     }
 }
