@@ -26,6 +26,8 @@ pub struct Engine {
     pub full_gate: Arc<tokio::sync::Mutex<()>>,
     /// Wakes the table re-check runner when a new re-check is recorded.
     pub recheck_wake: Arc<tokio::sync::Notify>,
+    /// Binlog mode's checkpoint, published as it moves (the API, `incr` and metrics read it here).
+    pub checkpoint: Arc<watch::Sender<Option<crate::position::Checkpoint>>>,
     /// Binlog mode's validated-through position, published as it moves (the cutover gate waits on it).
     pub validated: Arc<watch::Sender<Option<crate::position::Validated>>>,
     /// Poll mode's last round that caught up with every table: (started, finished), ms since the epoch.
@@ -103,6 +105,7 @@ impl Running {
             stats,
             full_gate: Arc::default(),
             recheck_wake: Arc::default(),
+            checkpoint: Arc::new(watch::channel(None).0),
             validated: Arc::new(watch::channel(None).0),
             poll_rounds: Arc::new(watch::channel(None).0),
         };
@@ -119,6 +122,11 @@ impl Running {
 }
 
 impl Engine {
+    /// The binlog checkpoint as text (`file:pos (gtid …)`), or empty before binlog mode saved one.
+    pub fn checkpoint_text(&self) -> String {
+        self.checkpoint.borrow().as_ref().map(ToString::to_string).unwrap_or_default()
+    }
+
     /// The plans of the named tables (all of them when `names` is empty); an unknown name is an error
     /// that says how to fix it.
     pub fn select_tables(&self, names: &[String]) -> Result<Vec<Arc<crate::schema::TablePlan>>> {

@@ -222,14 +222,14 @@ async fn incr(cfg: Config, mode: &str) -> Result<ExitCode, Error> {
         // it will resume.
         eprintln!("{}", stats.accounting());
         if result.is_err() {
-            eprintln!("checkpoint saved: {}", stats.checkpoint());
+            eprintln!("checkpoint saved: {}", engine.checkpoint_text());
         }
     }
     result?;
     if mode == "poll" {
         eprintln!("stopped; poll cursors saved");
     } else {
-        eprintln!("stopped; checkpoint {}", stats.checkpoint());
+        eprintln!("stopped; checkpoint {}", engine.checkpoint_text());
     }
     let (q, r) = (
         engine.base.queries.load(std::sync::atomic::Ordering::Relaxed),

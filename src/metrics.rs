@@ -72,7 +72,6 @@ pub struct Stats {
     by_mode: [[AtomicU64; 4]; 3],
     /// seconds behind the base's newest event, in ms (0 when caught up)
     pub binlog_lag_ms: AtomicI64,
-    checkpoint: std::sync::Mutex<String>,
     /// when the checkpoint last moved (ms since the epoch; 0 = never)
     pub checkpoint_ms: AtomicU64,
     /// reported events by (table, type)
@@ -90,11 +89,6 @@ impl Stats {
             EventType::BaseMissing => &self.base_missing,
             EventType::Resolved => &self.resolved_sent,
         }
-    }
-
-    pub fn set_checkpoint(&self, c: String) {
-        *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = c;
-        self.checkpoint_ms.store(crate::event::now_ms(), Relaxed);
     }
 
     /// Counts a reported event.
@@ -147,10 +141,6 @@ impl Stats {
         for (table, reason, n) in self.not_checked_counts() {
             tracing::warn!(table = %table, reason, count = n, "row changes were seen and not checked");
         }
-    }
-
-    pub fn checkpoint(&self) -> String {
-        self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn events_total(&self) -> u64 {

@@ -116,7 +116,7 @@ async fn incr_start(State(app): State<App>, bytes: Bytes) -> Response {
 async fn incr_stop(State(app): State<App>) -> Response {
     match app.scheduler.stop_incr().await {
         Ok(()) => {
-            let checkpoint = app.scheduler.engine().stats.checkpoint();
+            let checkpoint = app.scheduler.engine().checkpoint_text();
             reply(StatusCode::OK, "incremental validation stopped", serde_json::json!({"checkpoint": checkpoint}))
         }
         Err(r) => refused(r),

@@ -219,7 +219,7 @@ impl Scheduler {
         let mut full = job(&jobs.full);
         full["last"] = last_full.unwrap_or(serde_json::Value::Null);
         let mut incr = job(&jobs.incr);
-        let checkpoint = stats.checkpoint();
+        let checkpoint = self.engine.checkpoint_text();
         incr["checkpoint"] = if checkpoint.is_empty() { serde_json::Value::Null } else { checkpoint.into() };
         incr["lag_seconds"] = serde_json::json!(stats.binlog_lag_ms.load(Relaxed) as f64 / 1000.0);
         incr["error"] = incr_error.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null);

@@ -198,7 +198,8 @@ async fn check_in_order(
                 // reaches the disk it is behind durable work; it need not wait for the disk itself
                 // (sled flushes it within its interval, and on shutdown).
                 engine.store.put_lazy(CHECKPOINT, &CheckpointRecord::V1(end.clone()))?;
-                engine.stats.set_checkpoint(end.to_string());
+                engine.stats.checkpoint_ms.store(crate::event::now_ms(), Relaxed);
+                engine.checkpoint.send_replace(Some(end.clone()));
                 *last = Some(end);
             }
         }
