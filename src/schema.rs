@@ -57,6 +57,9 @@ pub struct TablePlan {
     pub ordered_alike: bool,
     /// Poll mode's change-time column on the base.
     pub utime: Option<Utime>,
+    /// Which key columns are BIT on the base: their values (bytes, as read) are bound as integers,
+    /// because a BIT column compared with a string parameter reads the string as a number in text.
+    pub key_bit: Vec<bool>,
 }
 
 /// Poll mode's change-time column.
@@ -77,6 +80,19 @@ impl TablePlan {
     }
     pub fn key_list(&self) -> String {
         self.key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// A key's values as statement parameters (see `key_bit`).
+    pub fn key_params(&self, key: &crate::key::Key) -> Vec<Value> {
+        key.params()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::Bytes(b) if self.key_bit.get(i).copied().unwrap_or(false) && b.len() <= 8 => {
+                    Value::UInt(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+                }
+                v => v,
+            })
+            .collect()
     }
 }
 
@@ -304,7 +320,9 @@ pub fn plan(
             }
         },
     };
+    let key_bit = key_names.iter().map(|k: &String| base.column(k).is_some_and(|c| c.data_type == "bit")).collect();
     let plan = TablePlan {
+        key_bit,
         name: t.clone(),
         key: key_names,
         compared,
