@@ -91,6 +91,8 @@ const COLUMNS: &[(&str, &str)] = &[
     ("s", "SET('x','y','z','é','中')"),
     ("sl", "SET('p','ü') CHARACTER SET latin1"),
     ("j", "JSON"),
+    // After YEAR and every other numeric column: its signedness bit must still line up.
+    ("u_last", "BIGINT UNSIGNED"),
 ];
 
 /// Rows of the all-types table, as SQL literals in COLUMNS order: lows, highs, zeros and odd values.
@@ -167,6 +169,7 @@ fn rows() -> Vec<Vec<&'static str>> {
         "''",
         "''",
         "'null'",
+        "18446744073709551615",
     ];
     let high = vec![
         "127",
@@ -240,6 +243,7 @@ fn rows() -> Vec<Vec<&'static str>> {
         "'x,y,z,é,中'",
         "'p,ü'",
         r#"'{"a": [1, 2.5, "x", null, true], "b": {"c": -1e300}, "u": "ü中"}'"#,
+        "9223372036854775808",
     ];
     let zero = vec![
         "0",
@@ -313,6 +317,7 @@ fn rows() -> Vec<Vec<&'static str>> {
         "'y,x'",
         "'ü'",
         "'[1, {\"k\": \"v\"}, 3.0]'",
+        "0",
     ];
     vec![low, high, zero]
 }
