@@ -1,14 +1,16 @@
 //! Binlog decoding throughput: streams a binlog range from a server (non-blocking: it ends at the end of
 //! the binlog) and decodes every rows event of one table. Prints rows, seconds, rows/s.
 //!
-//!   cargo run --release --example decode_bench -- URL FILE POS TABLE [keys|values]
+//!   cargo run --release --example decode_bench -- URL FILE POS TABLE [keys|values|images]
 //!
 //! `keys` (default) is binlog mode's own path: the key of every row change, from the row-image scanner
-//! (falling back to the full parser). `values` also decodes every value of every row image, as a
-//! general-purpose binlog reader does.
+//! (falling back to the full parser). `values` also decodes every value of every row image with
+//! `mysql_common`'s row parser, as a general-purpose binlog reader does. `images` also decodes every
+//! value of every image normalised to the binary protocol's form (`rows_event_images`: the path binlog
+//! mode will use to take the base side from the images).
 //! (scripts/bench-binlog.sh runs it beside python-mysql-replication on the same binlog.)
 
-use binlog_validator::binlog::decode::{rows_event_keys, TableShape};
+use binlog_validator::binlog::decode::{rows_event_images, rows_event_keys, TableShape};
 use futures_util::StreamExt;
 use mysql_async::binlog::events::EventData;
 use mysql_async::{BinlogStreamRequest, Conn, Opts};
@@ -18,11 +20,13 @@ use std::time::Instant;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let (url, file, pos, table, values_too) = match args.as_slice() {
-        [_, url, file, pos, table] => (url, file, pos, table, false),
-        [_, url, file, pos, table, mode] => (url, file, pos, table, mode == "values"),
+    let (url, file, pos, table, mode) = match args.as_slice() {
+        [_, url, file, pos, table] => (url, file, pos, table, "keys"),
+        [_, url, file, pos, table, mode] if ["keys", "values", "images"].contains(&mode.as_str()) => {
+            (url, file, pos, table, mode.as_str())
+        }
         _ => {
-            eprintln!("usage: decode_bench URL FILE POS TABLE [keys|values]");
+            eprintln!("usage: decode_bench URL FILE POS TABLE [keys|values|images]");
             std::process::exit(2);
         }
     };
@@ -55,7 +59,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => rows_event_keys(&data, tme, shape, key)?,
         };
         rows += n;
-        if !values_too {
+        if mode == "images" {
+            for (before, after) in rows_event_images(&data, tme, shape)? {
+                for img in before.iter().chain(after.iter()) {
+                    values += img.iter().filter(|v| v.is_some()).count() as u64;
+                }
+            }
+            continue;
+        }
+        if mode != "values" {
             continue;
         }
         for r in data.rows(tme) {
