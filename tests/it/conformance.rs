@@ -93,6 +93,18 @@ const COLUMNS: &[(&str, &str)] = &[
     ("j", "JSON"),
     // After YEAR and every other numeric column: its signedness bit must still line up.
     ("u_last", "BIGINT UNSIGNED"),
+    // Other character sets the server converts for a utf8mb4 connection.
+    ("vsj", "VARCHAR(20) CHARACTER SET sjis"),
+    ("vb5", "VARCHAR(20) CHARACTER SET big5"),
+    ("vkr", "VARCHAR(20) CHARACTER SET euckr"),
+    ("vcy", "VARCHAR(20) CHARACTER SET cp1251"),
+    ("vl2", "VARCHAR(20) CHARACTER SET latin2"),
+    ("vgr", "VARCHAR(20) CHARACTER SET greek"),
+    ("vuj", "VARCHAR(20) CHARACTER SET ujis"),
+    ("v16", "VARCHAR(20) CHARACTER SET utf16"),
+    ("vu2", "VARCHAR(20) CHARACTER SET ucs2"),
+    ("v32", "VARCHAR(20) CHARACTER SET utf32"),
+    ("v16l", "VARCHAR(20) CHARACTER SET utf16le"),
 ];
 
 /// Rows of the all-types table, as SQL literals in COLUMNS order: lows, highs, zeros and odd values.
@@ -170,6 +182,17 @@ fn rows() -> Vec<Vec<&'static str>> {
         "''",
         "'null'",
         "18446744073709551615",
+        "'テスト'",
+        "'中文'",
+        "'한국어'",
+        "'Привет'",
+        "'łść'",
+        "'αβγ'",
+        "'日本'",
+        "'ü😀'",
+        "'ü'",
+        "'😀'",
+        "'ü😀'",
     ];
     let high = vec![
         "127",
@@ -244,6 +267,17 @@ fn rows() -> Vec<Vec<&'static str>> {
         "'p,ü'",
         r#"'{"a": [1, 2.5, "x", null, true], "b": {"c": -1e300}, "u": "ü中"}'"#,
         "9223372036854775808",
+        "'ｱｲｳ'",
+        "'繁體'",
+        "'가'",
+        "'ёЁ'",
+        "'Ž'",
+        "'Ω'",
+        "'ー'",
+        "'中'",
+        "'中'",
+        "'ü'",
+        "'x'",
     ];
     let zero = vec![
         "0",
@@ -318,6 +352,17 @@ fn rows() -> Vec<Vec<&'static str>> {
         "'ü'",
         "'[1, {\"k\": \"v\"}, 3.0]'",
         "0",
+        "''",
+        "'a'",
+        "'b'",
+        "'c'",
+        "'d'",
+        "'e'",
+        "'f'",
+        "'g'",
+        "''",
+        "'h'",
+        "'i'",
     ];
     vec![low, high, zero]
 }
