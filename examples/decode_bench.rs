@@ -13,6 +13,7 @@
 use binlog_validator::binlog::decode::{rows_event_images, rows_event_keys, TableShape};
 use futures_util::StreamExt;
 use mysql_async::binlog::events::EventData;
+use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -30,7 +31,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
-    let conn = Conn::new(Opts::from_url(url)?).await?;
+    let opts = Opts::from_url(url)?;
+    // Only the table of the URL's database: other databases may have tables of the same name.
+    let database = opts.db_name().unwrap_or_default().to_string();
+    let mut conn = Conn::new(opts).await?;
+    // As binlog mode's reader: MariaDB sends its own GTID events instead of failing on those it cannot
+    // turn into old-style events (a user variable, harmless on MySQL).
+    conn.query_drop("SET @mariadb_slave_capability = 4").await?;
     let request = BinlogStreamRequest::new(9_999)
         .with_filename(file.as_bytes())
         .with_pos(pos.parse::<u64>()?)
@@ -43,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let event = event?;
         let Some(EventData::RowsEvent(data)) = event.read_data()? else { continue };
         let Some(tme) = stream.get_tme(data.table_id()) else { continue };
-        if tme.table_name() != table.as_str() {
+        if tme.table_name() != table.as_str() || tme.database_name() != database {
             continue;
         }
         let (shape, key) = match shapes.entry(data.table_id()) {

@@ -39,7 +39,7 @@ for r in $(seq "$RUNS"); do
   target/release/examples/decode_bench "mysql://bv:bv@127.0.0.1:$SRC/bench_bl" "$file" "$pos" t keys >>$OUT/ours
   target/release/examples/decode_bench "mysql://bv:bv@127.0.0.1:$SRC/bench_bl" "$file" "$pos" t values >>$OUT/values
   target/release/examples/decode_bench "mysql://bv:bv@127.0.0.1:$SRC/bench_bl" "$file" "$pos" t images >>$OUT/images
-  python3 scripts/bench_decode_peer.py $SRC "$file" "$pos" t >>$OUT/peer
+  python3 scripts/bench_decode_peer.py $SRC "$file" "$pos" t bench_bl >>$OUT/peer
   echo "run $r (rows, rows/s): keys $(tail -1 $OUT/ours | cut -d' ' -f1,3); all values $(tail -1 $OUT/values | cut -d' ' -f1,3); normalised images $(tail -1 $OUT/images | cut -d' ' -f1,3); python-mysql-replication $(tail -1 $OUT/peer | cut -d' ' -f1,3)" >&2
 done
 for f in ours values images peer; do
