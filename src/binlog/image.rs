@@ -92,31 +92,47 @@ pub fn value(shape: &TableShape, col: usize, t: ColumnType, meta: &[u8], bytes: 
 }
 
 /// Walks the rows of a rows event: for each row change, its before and after image, each decoded by
-/// `image` from the front of the remaining bytes. `None` when this event needs the full parser.
+/// `image` (given which columns the image holds) from the front of the remaining bytes. `None` when this
+/// event needs the full parser.
 fn walk<T>(
     ev: &RowsEventData<'_>,
     shape: &TableShape,
-    mut image: impl FnMut(&mut &[u8], &dyn Fn(usize) -> bool) -> Option<T>,
+    mut image: impl FnMut(&mut &[u8], &Columns) -> Option<T>,
     mut row: impl FnMut(Option<T>, Option<T>) -> Option<()>,
 ) -> Option<()> {
-    if matches!(ev, RowsEventData::PartialUpdateRowsEvent(_)) || ev.num_columns() as usize != shape.names.len() {
+    let n = shape.names.len();
+    if matches!(ev, RowsEventData::PartialUpdateRowsEvent(_)) || ev.num_columns() as usize != n {
         return None;
     }
-    let before = ev.columns_before_image();
-    let after = ev.columns_after_image();
+    let before = ev.columns_before_image().map(|bits| Columns::new(n, |i| bits.get(i).is_some_and(|x| *x)));
+    let after = ev.columns_after_image().map(|bits| Columns::new(n, |i| bits.get(i).is_some_and(|x| *x)));
     let mut buf = ev.rows_data();
     while !buf.is_empty() {
-        let b = match before {
-            Some(bits) => Some(image(&mut buf, &|i| bits.get(i).is_some_and(|x| *x))?),
+        let b = match &before {
+            Some(cols) => Some(image(&mut buf, cols)?),
             None => None,
         };
-        let a = match after {
-            Some(bits) => Some(image(&mut buf, &|i| bits.get(i).is_some_and(|x| *x))?),
+        let a = match &after {
+            Some(cols) => Some(image(&mut buf, cols)?),
             None => None,
         };
         row(b, a)?;
     }
     Some(())
+}
+
+/// The columns a row image holds (the event's column bitmap, read once per event).
+struct Columns {
+    present: Vec<bool>,
+    count: usize,
+}
+
+impl Columns {
+    fn new(n: usize, present: impl Fn(usize) -> bool) -> Columns {
+        let present: Vec<bool> = (0..n).map(present).collect();
+        let count = present.iter().filter(|p| **p).count();
+        Columns { present, count }
+    }
 }
 
 /// The keys of a rows event, or `None` when this event needs the full parser.
@@ -136,8 +152,8 @@ pub fn keys(
     let mut keys = Vec::new();
     let mut changes = 0;
     let mut failed = None;
-    let key_of = |buf: &mut &[u8], present: &dyn Fn(usize) -> bool| -> Option<Option<Key>> {
-        let img = decode_image(buf, present, shape, &|c| key_idx.contains(&c))?;
+    let key_of = |buf: &mut &[u8], cols: &Columns| -> Option<Option<Key>> {
+        let img = decode_image(buf, cols, shape, &|c| key_idx.contains(&c))?;
         let parts: Option<Vec<KeyVal>> = key_idx.iter().map(|k| img[*k].as_ref().map(KeyVal::from)).collect();
         Some(parts.map(Key))
     };
@@ -173,20 +189,13 @@ pub fn images(ev: &RowsEventData<'_>, shape: &TableShape) -> Option<Vec<(Option<
 
 /// Reads one row image from the front of `buf`, decoding the columns `wanted` says; the others (and
 /// those the image leaves out) are `None`, NULL is `Some(NULL)`. `None` when the image cannot be walked.
-fn decode_image(
-    buf: &mut &[u8],
-    present: &dyn Fn(usize) -> bool,
-    shape: &TableShape,
-    wanted: &dyn Fn(usize) -> bool,
-) -> Option<Image> {
-    let n = shape.names.len();
-    let count = (0..n).filter(|i| present(*i)).count();
-    let nulls = buf.get(..count.div_ceil(8))?;
+fn decode_image(buf: &mut &[u8], cols: &Columns, shape: &TableShape, wanted: &dyn Fn(usize) -> bool) -> Option<Image> {
+    let nulls = buf.get(..cols.count.div_ceil(8))?;
     let mut rest = &buf[nulls.len()..];
-    let mut out: Image = vec![None; n];
+    let mut out: Image = vec![None; cols.present.len()];
     let mut p = 0;
-    for (col, slot) in out.iter_mut().enumerate() {
-        if !present(col) {
+    for ((col, slot), present) in out.iter_mut().enumerate().zip(&cols.present) {
+        if !present {
             continue;
         }
         let is_null = nulls[p / 8] & (1 << (p % 8)) != 0;

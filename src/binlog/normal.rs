@@ -204,7 +204,27 @@ impl TableShape {
     /// Normalises a value of column `i` as the shared decoder (`mysql_common`) gave it (see the module
     /// doc).
     pub fn fix(&self, i: usize, v: Value) -> Value {
+        use ColumnType::*;
         let Some(t) = self.types.get(i).copied().flatten() else { return v };
+        // Most values need nothing: say so before looking at them.
+        match t {
+            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_BLOB
+                if matches!(self.charset(i), Charset::Utf8 | Charset::Binary) =>
+            {
+                return v
+            }
+            MYSQL_TYPE_INT24
+            | MYSQL_TYPE_TIMESTAMP
+            | MYSQL_TYPE_TIMESTAMP2
+            | MYSQL_TYPE_YEAR
+            | MYSQL_TYPE_ENUM
+            | MYSQL_TYPE_SET
+            | MYSQL_TYPE_STRING
+            | MYSQL_TYPE_VARCHAR
+            | MYSQL_TYPE_VAR_STRING
+            | MYSQL_TYPE_BLOB => {}
+            _ => return v,
+        }
         match (t, v) {
             (ColumnType::MYSQL_TYPE_INT24, Value::Int(x)) if !self.unsigned[i] && x > 0x7F_FFFF => {
                 Value::Int(x - 0x100_0000)
