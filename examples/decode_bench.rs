@@ -1,32 +1,47 @@
 //! Binlog decoding throughput: streams a binlog range from a server (non-blocking: it ends at the end of
 //! the binlog) and decodes every rows event of one table. Prints rows, seconds, rows/s.
 //!
-//!   cargo run --release --example decode_bench -- URL FILE POS TABLE [keys|values]
+//!   cargo run --release --example decode_bench -- URL FILE POS TABLE [keys|values|images]
 //!
 //! `keys` (default) is binlog mode's own path: the key of every row change, from the row-image scanner
-//! (falling back to the full parser). `values` also decodes every value of every row image, as a
-//! general-purpose binlog reader does.
+//! (falling back to the full parser). `values` also decodes every value of every row image with
+//! `mysql_common`'s row parser, as a general-purpose binlog reader does. `images` also decodes every
+//! value of every image normalised to the binary protocol's form (`rows_event_images`: the path binlog
+//! mode will use to take the base side from the images).
 //! (scripts/bench-binlog.sh runs it beside python-mysql-replication on the same binlog.)
 
-use binlog_validator::binlog::decode::{rows_event_keys, TableShape};
+use binlog_validator::binlog::decode::{rows_event_images, rows_event_keys, TableShape};
 use futures_util::StreamExt;
 use mysql_async::binlog::events::EventData;
+use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts};
 use std::collections::HashMap;
 use std::time::Instant;
 
+// The allocator of binlog-validator itself, so each path is measured as the binary would run it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let (url, file, pos, table, values_too) = match args.as_slice() {
-        [_, url, file, pos, table] => (url, file, pos, table, false),
-        [_, url, file, pos, table, mode] => (url, file, pos, table, mode == "values"),
+    let (url, file, pos, table, mode) = match args.as_slice() {
+        [_, url, file, pos, table] => (url, file, pos, table, "keys"),
+        [_, url, file, pos, table, mode] if ["keys", "values", "images"].contains(&mode.as_str()) => {
+            (url, file, pos, table, mode.as_str())
+        }
         _ => {
-            eprintln!("usage: decode_bench URL FILE POS TABLE [keys|values]");
+            eprintln!("usage: decode_bench URL FILE POS TABLE [keys|values|images]");
             std::process::exit(2);
         }
     };
-    let conn = Conn::new(Opts::from_url(url)?).await?;
+    let opts = Opts::from_url(url)?;
+    // Only the table of the URL's database: other databases may have tables of the same name.
+    let database = opts.db_name().unwrap_or_default().to_string();
+    let mut conn = Conn::new(opts).await?;
+    // As binlog mode's reader: MariaDB sends its own GTID events instead of failing on those it cannot
+    // turn into old-style events (a user variable, harmless on MySQL).
+    conn.query_drop("SET @mariadb_slave_capability = 4").await?;
     let request = BinlogStreamRequest::new(9_999)
         .with_filename(file.as_bytes())
         .with_pos(pos.parse::<u64>()?)
@@ -39,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let event = event?;
         let Some(EventData::RowsEvent(data)) = event.read_data()? else { continue };
         let Some(tme) = stream.get_tme(data.table_id()) else { continue };
-        if tme.table_name() != table.as_str() {
+        if tme.table_name() != table.as_str() || tme.database_name() != database {
             continue;
         }
         let (shape, key) = match shapes.entry(data.table_id()) {
@@ -50,12 +65,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 v.insert((shape, key))
             }
         };
+        if mode == "images" {
+            // The images carry the keys: one pass over the event, as binlog mode will make.
+            for (before, after) in rows_event_images(&data, tme, shape)? {
+                rows += 1;
+                for img in before.iter().chain(after.iter()) {
+                    values += img.iter().filter(|v| v.is_some()).count() as u64;
+                }
+            }
+            continue;
+        }
         let (_, n) = match binlog_validator::binlog::image::keys(&data, shape, key) {
             Some(fast) => fast?,
             None => rows_event_keys(&data, tme, shape, key)?,
         };
         rows += n;
-        if !values_too {
+        if mode != "values" {
             continue;
         }
         for r in data.rows(tme) {

@@ -7,6 +7,8 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 port, log_file, log_pos, table = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+# Only the table of this database (other databases may have tables of the same name).
+schema = sys.argv[5] if len(sys.argv) > 5 else None
 stream = BinLogStreamReader(
     connection_settings={"host": "127.0.0.1", "port": port, "user": "bv", "passwd": "bv"},
     server_id=9998,
@@ -16,6 +18,7 @@ stream = BinLogStreamReader(
     blocking=False,
     only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
     only_tables=[table],
+    only_schemas=[schema] if schema else None,
 )
 rows = 0
 started = time.monotonic()

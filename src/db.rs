@@ -101,11 +101,11 @@ impl Db {
         let key = plan.key_on(side);
         if let Some(lo) = lo {
             clauses.push(tuple_predicate(&key, ">", ">"));
-            push_tuple_params(&mut params, lo);
+            push_tuple_values(&mut params, &plan.key_params(lo));
         }
         if let Some(hi) = hi {
             clauses.push(tuple_predicate(&key, "<", "<="));
-            push_tuple_params(&mut params, hi);
+            push_tuple_values(&mut params, &plan.key_params(hi));
         }
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
@@ -125,7 +125,7 @@ impl Db {
             let mut params = Vec::with_capacity(size * plan.key.len());
             for i in 0..size {
                 let k = &chunk[i.min(chunk.len() - 1)];
-                params.extend(k.params());
+                params.extend(plan.key_params(k));
             }
             out.extend(self.rows(&sql, params, &format!("reading `{}` by key", plan.name)).await?);
         }
@@ -164,7 +164,11 @@ pub fn tuple_predicate(cols: &[String], op: &str, op_last: &str) -> String {
 
 /// Parameters in the order [`tuple_predicate`] consumes them.
 pub fn push_tuple_params(params: &mut Vec<Value>, key: &Key) {
-    let vals: Vec<Value> = key.params().collect();
+    push_tuple_values(params, &key.params().collect::<Vec<_>>());
+}
+
+/// [`push_tuple_params`] for a key's values already bound ([`TablePlan::key_params`]).
+pub fn push_tuple_values(params: &mut Vec<Value>, vals: &[Value]) {
     for i in 0..vals.len() {
         params.extend(vals[..=i].iter().cloned());
     }

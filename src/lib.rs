@@ -18,7 +18,8 @@
 //! - [`scan`]: full mode: segments, chunked keyset walk, resume
 //! - [`api`]: the HTTP control API of `serve`, its scheduler, the OpenAPI document
 //! - [`binlog`]: binlog mode: replica stream → whole transactions (compressed events, XA, DDL re-checks)
-//!   → keys → checks → checkpoint, accounting for every row change
+//!   → keys → checks → checkpoint, accounting for every row change; row images decoded and normalised to
+//!   the binary protocol's form ([`binlog::normal`], [`binlog::image`])
 //! - [`doctor`]: preflight checks with their fixes
 //! - [`metrics`]: counters and every metric name
 //! - [`poll`]: poll mode: `(utime, key)` keyset cursor with a re-read overlap, and the reverse `base_missing` sweep

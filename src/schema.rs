@@ -66,6 +66,9 @@ pub struct TablePlan {
     pub ordered_alike: bool,
     /// Poll mode's change-time column on the base.
     pub utime: Option<Utime>,
+    /// Which key columns are BIT on the base: their values (bytes, as read) are bound as integers,
+    /// because a BIT column compared with a string parameter reads the string as a number in text.
+    pub key_bit: Vec<bool>,
 }
 
 /// Poll mode's change-time column.
@@ -115,6 +118,19 @@ impl TablePlan {
 
     pub fn key_list(&self, side: Side) -> String {
         self.key.iter().map(|c| quote_ident(&self.column_on(side, c))).collect::<Vec<_>>().join(", ")
+    }
+
+    /// A key's values as statement parameters (see `key_bit`).
+    pub fn key_params(&self, key: &crate::key::Key) -> Vec<Value> {
+        key.params()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::Bytes(b) if self.key_bit.get(i).copied().unwrap_or(false) && b.len() <= 8 => {
+                    Value::UInt(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+                }
+                v => v,
+            })
+            .collect()
     }
 }
 
@@ -350,12 +366,14 @@ pub fn plan(
             }
         },
     };
+    let key_bit = key_names.iter().map(|k: &String| base.column(k).is_some_and(|c| c.data_type == "bit")).collect();
     let plan = TablePlan {
         name: cfg.table_on(base_side).to_string(),
         config_name: t.clone(),
         base_side,
         other_table: cfg.table_on(other_side).to_string(),
         other_names,
+        key_bit,
         key: key_names,
         compared,
         kinds,

@@ -414,6 +414,7 @@ mod tests {
             integer_key: true,
             ordered_alike: true,
             utime: None,
+            key_bit: vec![false],
             one_sided: vec![],
             loaded_at: std::time::Instant::now(),
             ddl_at: None,

@@ -1,12 +1,12 @@
 //! Binlog event decoding shared by the live stream and the captured-file tests: rows events → keys (and
 //! values), MariaDB GTID events, DDL recognition.
 //!
-//! It also repairs what `mysql_common` gets wrong on MariaDB: a signed MEDIUMINT comes back without sign
-//! extension, a BINARY(N) value loses its trailing zero bytes (the server omits them in the row image),
-//! and latin1 text arrives as raw latin1 bytes that must become UTF-8 before it can be bound as a key.
+//! Every value comes out normalised to the form the binary protocol gives for the same row
+//! ([`super::normal`]), so keys find their rows and images compare like rows read back.
 
+use super::normal::Charset;
 use crate::key::{Key, KeyVal};
-use mysql_async::binlog::events::{OptionalMetaExtractor, RowsEventData, TableMapEvent};
+use mysql_async::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, RowsEventData, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
@@ -44,15 +44,14 @@ pub struct TableShape {
     pub names: Vec<String>,
     /// whether `names` came from the binlog
     pub named: bool,
-    types: Vec<Option<ColumnType>>,
+    pub(super) types: Vec<Option<ColumnType>>,
     meta: Vec<Vec<u8>>,
-    unsigned: Vec<bool>,
-    charset: Vec<Option<u16>>,
+    pub(super) unsigned: Vec<bool>,
+    /// how each text column's bytes become UTF-8 (ENUM and SET members included)
+    charset: Vec<Charset>,
+    /// the members of each ENUM and SET column, in UTF-8, in definition order
+    members: Vec<Option<Vec<Vec<u8>>>>,
 }
-
-/// Charset ids (information_schema.COLLATIONS) of the latin1 collations.
-const LATIN1: &[u16] = &[5, 8, 15, 31, 47, 48, 49, 94];
-const BINARY: u16 = 63;
 
 impl TableShape {
     pub fn new(tme: &TableMapEvent<'_>) -> Result<TableShape, DecodeError> {
@@ -84,6 +83,40 @@ impl TableShape {
                 None
             });
         }
+        let charset: Vec<Charset> = charset.into_iter().map(|c| c.map_or(Charset::Utf8, Charset::of)).collect();
+        let (mut enums, mut sets) = (Vec::new(), Vec::new());
+        for field in tme.iter_optional_meta() {
+            match field.map_err(bad)? {
+                OptionalMetadataField::EnumStrValue(x) => {
+                    for list in x.iter_values() {
+                        enums.push(
+                            list.map_err(bad)?.values().iter().map(|v| v.value_raw().to_vec()).collect::<Vec<_>>(),
+                        );
+                    }
+                }
+                OptionalMetadataField::SetStrValue(x) => {
+                    for list in x.iter_values() {
+                        sets.push(
+                            list.map_err(bad)?.values().iter().map(|v| v.value_raw().to_vec()).collect::<Vec<_>>(),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (mut enums, mut sets) = (enums.into_iter(), sets.into_iter());
+        let members = types
+            .iter()
+            .zip(&charset)
+            .map(|(t, cs)| {
+                let list = match t {
+                    Some(ColumnType::MYSQL_TYPE_ENUM) => enums.next(),
+                    Some(ColumnType::MYSQL_TYPE_SET) => sets.next(),
+                    _ => None,
+                };
+                list.map(|l| l.into_iter().map(|m| cs.to_utf8(&m).unwrap_or(m)).collect())
+            })
+            .collect();
         let meta = (0..n).map(|i| tme.get_column_metadata(i).unwrap_or(&[]).to_vec()).collect();
         Ok(TableShape {
             database: tme.database_name().into_owned(),
@@ -94,6 +127,7 @@ impl TableShape {
             meta,
             unsigned,
             charset,
+            members,
         })
     }
 
@@ -109,40 +143,18 @@ impl TableShape {
         self.names.iter().position(|n| n.eq_ignore_ascii_case(column))
     }
 
-    /// Repairs a decoded value of column `i` (see the module doc).
-    pub fn fix(&self, i: usize, v: Value) -> Value {
-        match (self.types.get(i).copied().flatten(), v) {
-            (Some(ColumnType::MYSQL_TYPE_INT24), Value::Int(x)) if !self.unsigned[i] && x > 0x7F_FFFF => {
-                Value::Int(x - 0x100_0000)
-            }
-            (Some(ColumnType::MYSQL_TYPE_STRING), Value::Bytes(mut b)) => match self.charset[i] {
-                Some(BINARY) => {
-                    if let Some(len) = self.fixed_len(i) {
-                        if b.len() < len {
-                            b.resize(len, 0);
-                        }
-                    }
-                    Value::Bytes(b)
-                }
-                Some(cs) if LATIN1.contains(&cs) => Value::Bytes(latin1_to_utf8(&b)),
-                _ => Value::Bytes(b),
-            },
-            (Some(ColumnType::MYSQL_TYPE_VARCHAR | ColumnType::MYSQL_TYPE_VAR_STRING), Value::Bytes(b))
-                if self.charset[i].is_some_and(|cs| LATIN1.contains(&cs)) =>
-            {
-                Value::Bytes(latin1_to_utf8(&b))
-            }
-            (Some(ColumnType::MYSQL_TYPE_BLOB), Value::Bytes(b))
-                if self.charset[i].is_some_and(|cs| LATIN1.contains(&cs)) =>
-            {
-                Value::Bytes(latin1_to_utf8(&b))
-            }
-            (_, v) => v,
-        }
+    /// How column `i`'s text becomes UTF-8.
+    pub fn charset(&self, i: usize) -> Charset {
+        self.charset.get(i).copied().unwrap_or(Charset::Utf8)
+    }
+
+    /// The members of an ENUM or SET column.
+    pub fn members(&self, i: usize) -> Option<&[Vec<u8>]> {
+        self.members.get(i)?.as_deref()
     }
 
     /// The declared byte length of a CHAR/BINARY(N) column, from its two metadata bytes.
-    fn fixed_len(&self, i: usize) -> Option<usize> {
+    pub(super) fn fixed_len(&self, i: usize) -> Option<usize> {
         let m = self.meta.get(i)?;
         let (b0, b1) = (*m.first()? as usize, *m.get(1)? as usize);
         if b0 == ColumnType::MYSQL_TYPE_ENUM as usize || b0 == ColumnType::MYSQL_TYPE_SET as usize {
@@ -198,15 +210,28 @@ impl TableShape {
     }
 }
 
-/// MySQL's latin1 is Windows-1252 (with the five unassigned bytes passed through).
-fn latin1_to_utf8(b: &[u8]) -> Vec<u8> {
-    const HIGH: [char; 32] = [
-        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž', '\u{8F}', '\u{90}', '‘',
-        '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}', 'ž', 'Ÿ',
-    ];
-    let s: String =
-        b.iter().map(|&c| if (0x80..0xA0).contains(&c) { HIGH[(c - 0x80) as usize] } else { c as char }).collect();
-    s.into_bytes()
+/// A row image by table column: `None` for a column the image leaves out (a minimal image) or a
+/// partial JSON update.
+pub type Image = Vec<Option<Value>>;
+
+/// Every row change of a rows event as its (before, after) images, each value in the form the binary
+/// protocol gives for the same row ([`super::normal`]). The image walker decodes them; an event it
+/// cannot walk (a partial JSON update) goes through `mysql_common`'s row parser, normalised the same way.
+#[allow(clippy::type_complexity)]
+pub fn rows_event_images(
+    ev: &RowsEventData<'_>,
+    tme: &TableMapEvent<'_>,
+    shape: &TableShape,
+) -> Result<Vec<(Option<Image>, Option<Image>)>, DecodeError> {
+    if let Some(images) = super::image::images(ev, shape) {
+        return Ok(images);
+    }
+    let mut out = Vec::new();
+    for r in ev.rows(tme) {
+        let (before, after) = r.map_err(|e| DecodeError::Rows { table: shape.table.clone(), source: e })?;
+        out.push((before.as_ref().map(|row| shape.values(row)), after.as_ref().map(|row| shape.values(row))));
+    }
+    Ok(out)
 }
 
 /// Keys touched by one rows event: for updates both the before and the after key, so a key-changing
@@ -351,12 +376,6 @@ mod tests {
         assert_eq!(ddl("ALTER TABLE users RENAME COLUMN a TO b", &t), Some(Ddl::Altered("users".into())));
         assert_eq!(Ddl::Truncated("users".into()).recheck_reason(), Some("truncate"));
         assert_eq!(Ddl::Altered("users".into()).recheck_reason(), None);
-    }
-
-    #[test]
-    fn latin1_is_windows_1252() {
-        assert_eq!(latin1_to_utf8(b"caf\xe9"), "café".as_bytes());
-        assert_eq!(latin1_to_utf8(b"\x80"), "€".as_bytes());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod assemble;
 pub mod compressed;
 pub mod decode;
 pub mod image;
+pub mod normal;
 pub mod reader;
 pub mod recheck;
 mod start;

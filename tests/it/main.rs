@@ -5,6 +5,7 @@ mod api;
 mod binlog;
 mod cli;
 mod compare;
+mod conformance;
 mod cutover;
 mod full;
 mod harness;
