@@ -188,13 +188,17 @@ impl Ledger {
                 self.stats.reported(&e.table, e.mode, EventType::Resolved);
             }
         }
-        for (id, r) in &closing {
-            self.store.ledger_remove(id)?;
-            tracing::info!(table = %r.table, kind = r.kind.as_str(), "a reported row is equal again; closed in the ledger");
+        let mut closed = 0;
+        for (id, r) in closing {
+            // Only the row as read: one re-opened meanwhile by a newer report stays open.
+            if self.store.ledger_remove_if(&id, &LedgerRecord::V1(r.clone()))? {
+                closed += 1;
+                tracing::info!(table = %r.table, kind = r.kind.as_str(), "a reported row is equal again; closed in the ledger");
+            }
         }
-        self.stats.ledger_closed.fetch_add(closing.len() as u64, Relaxed);
+        self.stats.ledger_closed.fetch_add(closed as u64, Relaxed);
         self.count();
-        Ok(closing.len())
+        Ok(closed)
     }
 
     /// Open rows of `table` whose keys are among `keys`, refreshed as still different (last seen now).

@@ -263,7 +263,15 @@ async fn incr_with_api(
         .await
     });
     let failed = tokio::select! {
-        e = scheduler.wait_incr_end() => e,
+        // A job replaced through the API (POST /incr/start) ends too: `incr` follows the new one.
+        e = async {
+            loop {
+                let e = scheduler.wait_incr_end().await;
+                if e.is_some() || scheduler.incr_mode().await.is_none() {
+                    return e;
+                }
+            }
+        } => e,
         _ = shutdown.wait_for(|s| *s) => None,
         // The API could not start (address in use): stop the validation and say so.
         r = &mut server => {

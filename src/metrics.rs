@@ -28,6 +28,10 @@ pub enum NotChecked {
     BeforeStart,
     /// The table has no usable plan any more (its schema could not be read after DDL).
     NoPlan,
+    /// An XA transaction prepared before binlog mode started (its rows were never in the stream read).
+    XaBeforeStart,
+    /// The table is missing on a side while a full re-check of it is recorded; that pass covers them.
+    CoveredByRecheck,
 }
 
 impl NotChecked {
@@ -35,6 +39,8 @@ impl NotChecked {
         match self {
             NotChecked::BeforeStart => "before_start",
             NotChecked::NoPlan => "no_plan",
+            NotChecked::XaBeforeStart => "xa_prepared_before_start",
+            NotChecked::CoveredByRecheck => "covered_by_recheck",
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Settle {
     ledger: Arc<Ledger>,
     /// per mode: first-seen time of the oldest pending entry (u64::MAX: none), for validated-through
     oldest: [AtomicU64; 3],
+    /// held while the marks and the pending entries they describe change
+    mark: tokio::sync::Mutex<()>,
     stats: Arc<Stats>,
     wake: Notify,
     /// Signalled after each pass, so waiters can see the pending set shrink.
@@ -132,6 +134,7 @@ impl Settle {
             direction: cfg.direction,
             ledger,
             oldest,
+            mark: tokio::sync::Mutex::new(()),
             stats,
             wake: Notify::new(),
             passed: Notify::new(),
@@ -176,7 +179,18 @@ impl Settle {
             let key_cols = plan.map(|p| p.key.clone()).unwrap_or_default();
             return self.report(&key_cols, &items, now).await;
         }
+        // A key pending already keeps when it was first seen (its window restarts: a row that keeps
+        // changing is judged anew): the change behind it has no verdict yet, and validated-through must
+        // not pass it.
+        let mut items = items;
+        for p in &mut items {
+            if let Some(old) = self.store.pending_get(&p.table, &p.key)? {
+                p.first_seen_ms = p.first_seen_ms.min(old.first_seen_ms);
+            }
+        }
         let count = items.len();
+        // The mark and the entries move together, so a pass never publishes a mark without them.
+        let _mark = self.mark.lock().await;
         self.oldest[mode_slot(mode)].fetch_min(now, Relaxed);
         self.store.pending_put(&items).await?;
         tracing::info!(table, count, mode = mode.as_str(), "mismatches wait out the settle window");
@@ -304,6 +318,7 @@ impl Settle {
                 }
             }
         }
+        let _mark = self.mark.lock().await;
         let left = self.store.pending_all()?;
         for m in [Mode::Binlog, Mode::Poll, Mode::Full] {
             let min = left.iter().filter(|p| p.mode == m).map(|p| p.first_seen_ms).min();

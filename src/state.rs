@@ -255,6 +255,17 @@ impl Store {
         self.flush().await
     }
 
+    /// The pending re-check of one key, if any.
+    pub fn pending_get(&self, table: &str, key: &crate::key::Key) -> Result<Option<Pending>> {
+        match self.pending.get(Self::pending_key(table, key)).map_err(|e| Error::state("reading a re-check", e))? {
+            Some(v) => {
+                let PendingRecord::V1(p) = decode("a pending re-check", &v)?;
+                Ok(Some(p))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Every pending re-check.
     pub fn pending_all(&self) -> Result<Vec<Pending>> {
         let mut out = Vec::new();
@@ -332,6 +343,20 @@ impl Store {
             self.ledger_len.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(old.is_some())
+    }
+
+    /// Removes a ledger row only if it is still `expected` (a report that re-opened the row meanwhile
+    /// stays); whether it was removed.
+    pub fn ledger_remove_if<T: Serialize>(&self, id: &[u8], expected: &T) -> Result<bool> {
+        let swapped = self
+            .ledger
+            .compare_and_swap(id, Some(encode(expected)), None::<&[u8]>)
+            .map_err(|e| Error::state("closing a ledger row", e))?;
+        let removed = swapped.is_ok();
+        if removed {
+            self.ledger_len.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(removed)
     }
 
     /// Every ledger row, in id order.

@@ -128,16 +128,7 @@ pub enum NotReached {
 
 /// The base's binlog position now.
 async fn base_position(engine: &Engine) -> Result<BinlogPos> {
-    let rows = engine.base.rows("SHOW MASTER STATUS", vec![], "reading the base's binlog position").await?;
-    let row =
-        rows.first().ok_or_else(|| Error::Binlog("SHOW MASTER STATUS returned nothing; is log_bin on?".into()))?;
-    let text = |v: Option<&mysql_async::Value>| match v {
-        Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-        Some(other) => crate::key::KeyVal::from(other).to_string(),
-        None => String::new(),
-    };
-    let pos = text(row.get(1)).parse().unwrap_or(4);
-    Ok(BinlogPos::new(text(row.first()), pos))
+    Ok(crate::binlog::current_position(&engine.base).await?.0)
 }
 
 /// Waits (at most `timeout`) until every change up to `until` has a final verdict, then answers from

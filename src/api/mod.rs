@@ -27,6 +27,8 @@ const OPENAPI: &str = include_str!("openapi.json");
 struct App {
     scheduler: Arc<Scheduler>,
     token: Option<Arc<str>>,
+    /// Turns true when the server is stopping: long-polls (the cutover gate) answer at once then.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 fn reply(status: StatusCode, msg: impl Into<String>, data: serde_json::Value) -> Response {
@@ -152,7 +154,14 @@ async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
     if poll && until != cutover::Until::Now {
         return bad_request("poll mode runs: it has no binlog positions, ask for until = \"now\"");
     }
-    match cutover::gate(engine, until, timeout, poll).await {
+    let mut stopping = app.stopping.clone();
+    let answer = tokio::select! {
+        a = cutover::gate(engine, until, timeout, poll) => a,
+        _ = stopping.wait_for(|s| *s) => {
+            return reply(StatusCode::SERVICE_UNAVAILABLE, "the validator is stopping; ask again once it runs", serde_json::Value::Null);
+        }
+    };
+    match answer {
         Ok(a) => {
             let open: Vec<serde_json::Value> = a.open.iter().take(CUTOVER_LISTED).map(|r| r.to_json()).collect();
             let msg = if a.clean() { "clean" } else { "inconsistencies are open" };
@@ -286,8 +295,12 @@ async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
 }
 
 /// The API's router.
-pub fn router(scheduler: Arc<Scheduler>, token: Option<String>) -> Router {
-    let app = App { scheduler, token: token.filter(|t| !t.is_empty()).map(Arc::from) };
+pub fn router(
+    scheduler: Arc<Scheduler>,
+    token: Option<String>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let app = App { scheduler, token: token.filter(|t| !t.is_empty()).map(Arc::from), stopping };
     Router::new()
         .route("/full/start", post(full_start))
         .route("/full/stop", post(full_stop))
@@ -315,7 +328,12 @@ pub async fn serve(
         crate::Error::Config(format!("http.listen = \"{listen}\": cannot listen there: {e}; pick a free address"))
     })?;
     tracing::info!(%listen, "HTTP API listening");
-    axum::serve(listener, router(scheduler.clone(), token))
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    axum::serve(listener, router(scheduler.clone(), token, stopping))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| crate::Error::Config(format!("HTTP server failed: {e}")))?;

@@ -225,25 +225,16 @@ impl Scheduler {
         incr["error"] = incr_error.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null);
         let validated = self.engine.validated.borrow().clone();
         incr["validated_through"] = super::validated_json(&validated);
-        // The base's position now, and how far validation trails it.
-        if let Ok(rows) =
-            self.engine.base.rows("SHOW MASTER STATUS", vec![], "reading the base's binlog position").await
-        {
-            if let Some(row) = rows.first() {
-                let text = |v: Option<&mysql_async::Value>| match v {
-                    Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-                    Some(other) => crate::key::KeyVal::from(other).to_string(),
-                    None => String::new(),
-                };
-                let base = crate::position::BinlogPos::new(text(row.first()), text(row.get(1)).parse().unwrap_or(4));
-                let behind = match &validated {
-                    Some(v) if v.at.pos >= base => 0.0,
-                    Some(v) if v.commit_ms > 0 => now_ms().saturating_sub(v.commit_ms) as f64 / 1000.0,
-                    _ => -1.0,
-                };
-                incr["base_position"] = base.to_string().into();
-                incr["validated_lag_seconds"] = serde_json::json!(behind);
-            }
+        // The base's position now, and how far validation trails it (read with the jobs lock released).
+        drop(jobs);
+        if let Ok((base, _)) = crate::binlog::current_position(&self.engine.base).await {
+            let behind = match &validated {
+                Some(v) if v.at.pos >= base => 0.0,
+                Some(v) if v.commit_ms > 0 => now_ms().saturating_sub(v.commit_ms) as f64 / 1000.0,
+                _ => -1.0,
+            };
+            incr["base_position"] = base.to_string().into();
+            incr["validated_lag_seconds"] = serde_json::json!(behind);
         }
         serde_json::json!({"full": full, "incr": incr})
     }

@@ -72,12 +72,15 @@ pub struct Boundary {
     /// The position right after this transaction; `None` when the stream gave no usable position
     /// (the checkpoint then stays where it is).
     pub end: Option<Checkpoint>,
-    /// DDL on a tracked table.
-    pub ddl: Option<Ddl>,
-    /// XA PREPARE: keys held under this XID until the XA transaction ends.
+    /// DDL on tracked tables (one statement may touch several).
+    pub ddl: Vec<Ddl>,
+    /// XA PREPARE: keys held under this record id (`xid@file:pos`) until the XA transaction ends.
     pub hold: Option<(String, Txn)>,
-    /// XA COMMIT/ROLLBACK: this XID's held keys are in `txn`; its record goes once the checkpoint passes.
+    /// XA COMMIT/ROLLBACK: this record's held keys are in `txn`; the record goes once the checkpoint
+    /// passes.
     pub release: Option<String>,
+    /// XA COMMIT/ROLLBACK of a transaction prepared before this validator saw it: its XID.
+    pub unknown_xa: Option<String>,
     /// Event time (seconds since the epoch).
     pub ts: u32,
 }
@@ -105,16 +108,17 @@ pub struct Assembler {
     payload_end: Option<u64>,
     /// the XID of the XA transaction whose events are being read (between XA START and XA PREPARE)
     xa_open: Option<String>,
-    /// prepared XA transactions, by XID
-    held: BTreeMap<String, Txn>,
+    /// prepared XA transactions, by XID: their record's id (`xid@file:pos` of the prepare) and keys
+    held: BTreeMap<String, (String, Txn)>,
     skip_before: Option<u32>,
     /// inside a transaction's events (from its GTID, BEGIN or first table map to its end)
     in_txn: bool,
 }
 
 impl Assembler {
-    /// `held` are prepared XA transactions recorded by an earlier run.
+    /// `held` are prepared XA transactions recorded by an earlier run, by record id (`xid@file:pos`).
     pub fn new(tracked: Tracked, file: String, held: BTreeMap<String, Txn>, skip_before: Option<u32>) -> Self {
+        let held = held.into_iter().map(|(id, t)| (xid_of_record(&id).to_string(), (id, t))).collect();
         Assembler {
             tracked,
             shapes: HashMap::new(),
@@ -159,6 +163,12 @@ impl Assembler {
     ) -> Result<Step, DecodeError> {
         let header = event.header();
         let t = header.event_type_raw();
+        // A payload's own events (log_pos 0) follow it at once; a positioned event instead means the
+        // payload could not be read (mysql_async drops one it cannot decompress) and its rows are gone.
+        if self.payload_end.is_some() && header.log_pos() != 0 && t != EventType::HEARTBEAT_EVENT as u8 {
+            let at = format!("{}:{}", self.file, self.payload_end.unwrap_or(0));
+            return Err(DecodeError::UnreadPayload { at });
+        }
         let mut query: Option<(String, String)> = None;
         match t {
             t if t == EventType::ROTATE_EVENT as u8 => {
@@ -187,7 +197,16 @@ impl Assembler {
                 self.rows(event, &tme)?;
                 return Ok(Step::Nothing);
             }
+            t if t == EventType::INCIDENT_EVENT as u8 => {
+                let detail = String::from_utf8_lossy(event.data().get(3..).unwrap_or_default()).into_owned();
+                return Err(DecodeError::Incident { at: format!("{}:{}", self.file, header.log_pos()), detail });
+            }
             t if compressed::is_compressed_rows(t) => {
+                // Only tracked tables' rows are inflated (the table id leads the event's data).
+                let id = event.data().get(..6).map(|b| b.iter().rev().fold(0u64, |a, x| (a << 8) | u64::from(*x)));
+                if !id.is_some_and(|id| matches!(self.shapes.get(&id), Some(Some(_)))) {
+                    return Ok(Step::Nothing);
+                }
                 let plain = compressed::rows_event(event)?;
                 self.rows(&plain, &tme)?;
                 return Ok(Step::Nothing);
@@ -252,10 +271,17 @@ impl Assembler {
                 Stmt::XaEnd(xid) => {
                     // A prepared XA transaction ends: its rows are visible now (commit) or gone (rollback),
                     // and either way the base decides. Keys held since an earlier run are released too.
-                    if let Some(held) = self.held.remove(&xid) {
-                        self.txn.merge(held);
+                    match self.held.remove(&xid) {
+                        Some((id, held)) => {
+                            self.txn.merge(held);
+                            b.release = Some(id);
+                        }
+                        // Prepared before this validator's start (or its records): its rows were never
+                        // seen, so they cannot be checked here. Loud, and counted.
+                        None if self.txn.is_empty() => b.unknown_xa = Some(xid),
+                        // One phase: the rows are in this very transaction.
+                        None => {}
                     }
-                    b.release = Some(xid);
                 }
                 Stmt::Other => {
                     if schema == self.tracked.database || mentions(&text, &self.tracked.database) {
@@ -268,12 +294,17 @@ impl Assembler {
         if t == XA_PREPARE_LOG_EVENT {
             // The rows are not visible until XA COMMIT: hold them under their XID (from the event itself;
             // MariaDB writes no XA START query, its GTID event carries the XA flag).
-            let xid = xa_prepare_xid(event.data())
-                .or_else(|| self.xa_open.take())
-                .unwrap_or_else(|| format!("xa-at-{}:{}", self.file, header.log_pos()));
+            let Some(xid) = xa_prepare_xid(event.data()).or_else(|| self.xa_open.take()) else {
+                return Err(DecodeError::Event {
+                    what: "an XA PREPARE event",
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "its XID cannot be read"),
+                });
+            };
+            // Keyed by the prepare's position too: an XID may be reused once its transaction ended.
+            let id = format!("{xid}@{}:{}", self.file, header.log_pos());
             let held = std::mem::take(&mut self.txn);
-            self.held.insert(xid.clone(), held.clone());
-            b.hold = Some((xid, held));
+            self.held.insert(xid, (id.clone(), held.clone()));
+            b.hold = Some((id, held));
         }
         self.xa_open = None;
         self.in_txn = false;
@@ -287,12 +318,12 @@ impl Assembler {
         if self.skip_before.is_some_and(|s| b.ts < s) && b.hold.is_none() {
             // Before the requested start: neither its rows nor its DDL are judged (the plans are current).
             b.before_start = txn;
-            b.ddl = None;
+            b.ddl.clear();
         } else {
             b.txn = txn;
         }
         let log_pos = match u64::from(header.log_pos()) {
-            0 => self.payload_end,
+            0 => self.payload_end.take(),
             p => Some(p),
         };
         b.end = log_pos.map(|p| Checkpoint { pos: BinlogPos::new(self.file.clone(), p), gtid: self.gtid_text() });
@@ -400,6 +431,11 @@ fn classify(q: &str) -> Stmt {
     } else {
         Stmt::Other
     }
+}
+
+/// The XID of a held transaction's record id (`xid@file:pos`).
+pub fn xid_of_record(id: &str) -> &str {
+    id.rsplit_once('@').map_or(id, |(x, _)| x)
 }
 
 /// The XID of an XA_PREPARE_LOG_EVENT (one-phase flag, format id, gtrid and bqual lengths, then both),

@@ -33,6 +33,10 @@ pub enum DecodeError {
     },
     #[error("table `{table}`: a rows event arrived without its table map")]
     NoTableMap { table: String },
+    #[error("the base wrote an INCIDENT event at {at}: events are missing from its binlog there ({detail}); changes around it cannot be checked from the binlog: run `binlog-validator full`, then start binlog mode after that position")]
+    Incident { at: String, detail: String },
+    #[error("a compressed transaction (payload ending at {at}) could not be read: its events never arrived; the stream cannot be trusted past it: run `binlog-validator full` and restart binlog mode")]
+    UnreadPayload { at: String },
 }
 
 /// What a table map says about each column, computed once per table map.
@@ -322,32 +326,42 @@ fn bare(w: &str) -> String {
     name.trim_matches('`').to_string()
 }
 
-/// Recognises DDL on one of `tables` in a statement (case-insensitive, with or without backticks and a
-/// schema prefix).
-pub fn ddl(query: &str, tables: &[String]) -> Option<Ddl> {
+/// Recognises DDL on `tables` in a statement (case-insensitive, with or without backticks and a schema
+/// prefix): one entry per tracked table it touches (`RENAME TABLE a TO a_old, b_new TO b` touches two).
+pub fn ddl(query: &str, tables: &[String]) -> Vec<Ddl> {
     let q = query.trim_start().to_ascii_lowercase();
     let words: Vec<&str> = q.split_whitespace().collect();
-    let verb = *words.first()?;
+    let Some(verb) = words.first().copied() else { return vec![] };
     if !matches!(verb, "alter" | "create" | "drop" | "rename" | "truncate") {
-        return None;
+        return vec![];
     }
     let is = |w: &str, t: &str| bare(w) == t.to_ascii_lowercase();
     let touched = |t: &str| {
         q.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ';').any(|w| !w.is_empty() && is(w, t))
     };
-    let t = tables.iter().find(|t| touched(t))?.clone();
-    // `RENAME TABLE a TO b, c TO d` and `ALTER TABLE a RENAME [TO|AS] b`: destinations follow TO/AS.
-    let renamed_onto = words.windows(2).any(|w| matches!(w[0], "to" | "as") && is(w[1], &t));
     let renames = verb == "rename"
         || words.windows(2).any(|w| w[0] == "rename" && !matches!(w[1], "index" | "key" | "column" | "constraint"));
-    Some(match verb {
-        "truncate" => Ddl::Truncated(t),
-        "drop" if words.get(1).is_some_and(|w| *w == "table") => Ddl::Dropped(t),
-        "create" if words.iter().take(8).any(|w| *w == "table") => Ddl::Replaced(t),
-        _ if renames && renamed_onto => Ddl::Replaced(t),
-        _ if renames => Ddl::Dropped(t),
-        _ => Ddl::Altered(t),
-    })
+    // Partition maintenance removes or replaces rows without rows events.
+    let partition = |op: &str| words.windows(2).any(|w| w[0] == op && w[1] == "partition");
+    tables
+        .iter()
+        .filter(|t| touched(t))
+        .map(|t| {
+            let t = t.clone();
+            // `RENAME TABLE a TO b, c TO d` and `ALTER TABLE a RENAME [TO|AS] b`: destinations follow TO/AS.
+            let renamed_onto = words.windows(2).any(|w| matches!(w[0], "to" | "as") && is(w[1], &t));
+            match verb {
+                "truncate" => Ddl::Truncated(t),
+                "drop" if words.get(1).is_some_and(|w| *w == "table") => Ddl::Dropped(t),
+                "create" if words.iter().take(8).any(|w| *w == "table") => Ddl::Replaced(t),
+                _ if renames && renamed_onto => Ddl::Replaced(t),
+                _ if renames => Ddl::Dropped(t),
+                _ if partition("truncate") || partition("drop") => Ddl::Truncated(t),
+                _ if partition("exchange") || partition("reorganize") || partition("coalesce") => Ddl::Replaced(t),
+                _ => Ddl::Altered(t),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -357,23 +371,34 @@ mod tests {
     #[test]
     fn recognises_ddl_on_tracked_tables() {
         let t = vec!["users".to_string()];
-        assert_eq!(ddl("ALTER TABLE `app`.`users` ADD COLUMN x INT", &t), Some(Ddl::Altered("users".into())));
-        assert_eq!(ddl("truncate users", &t), Some(Ddl::Truncated("users".into())));
-        assert_eq!(ddl("TRUNCATE TABLE app.users", &t), Some(Ddl::Truncated("users".into())));
-        assert_eq!(ddl("ALTER TABLE users_archive ADD x INT", &t), None);
-        assert_eq!(ddl("INSERT INTO users VALUES (1)", &t), None);
-        assert_eq!(ddl("BEGIN", &t), None);
-        assert_eq!(ddl("DROP TABLE IF EXISTS `users`", &t), Some(Ddl::Dropped("users".into())));
-        assert_eq!(ddl("CREATE TABLE users (id INT PRIMARY KEY)", &t), Some(Ddl::Replaced("users".into())));
+        assert_eq!(ddl("ALTER TABLE `app`.`users` ADD COLUMN x INT", &t), vec![Ddl::Altered("users".into())]);
+        assert_eq!(ddl("truncate users", &t), vec![Ddl::Truncated("users".into())]);
+        assert_eq!(ddl("TRUNCATE TABLE app.users", &t), vec![Ddl::Truncated("users".into())]);
+        assert!(ddl("ALTER TABLE users_archive ADD x INT", &t).is_empty());
+        assert!(ddl("INSERT INTO users VALUES (1)", &t).is_empty());
+        assert!(ddl("BEGIN", &t).is_empty());
+        assert_eq!(ddl("DROP TABLE IF EXISTS `users`", &t), vec![Ddl::Dropped("users".into())]);
+        assert_eq!(ddl("CREATE TABLE users (id INT PRIMARY KEY)", &t), vec![Ddl::Replaced("users".into())]);
         // gh-ost's cut-over: the tracked name is renamed away and the ghost table onto it.
         assert_eq!(
             ddl("RENAME TABLE `app`.`users` TO `app`.`_users_del`, `app`.`_users_gho` TO `app`.`users`", &t),
-            Some(Ddl::Replaced("users".into()))
+            vec![Ddl::Replaced("users".into())]
         );
-        assert_eq!(ddl("RENAME TABLE users TO users_old", &t), Some(Ddl::Dropped("users".into())));
-        assert_eq!(ddl("ALTER TABLE users_new RENAME TO users", &t), Some(Ddl::Replaced("users".into())));
-        assert_eq!(ddl("CREATE INDEX i ON users (v)", &t), Some(Ddl::Altered("users".into())));
-        assert_eq!(ddl("ALTER TABLE users RENAME COLUMN a TO b", &t), Some(Ddl::Altered("users".into())));
+        assert_eq!(ddl("RENAME TABLE users TO users_old", &t), vec![Ddl::Dropped("users".into())]);
+        assert_eq!(ddl("ALTER TABLE users_new RENAME TO users", &t), vec![Ddl::Replaced("users".into())]);
+        assert_eq!(ddl("CREATE INDEX i ON users (v)", &t), vec![Ddl::Altered("users".into())]);
+        assert_eq!(ddl("ALTER TABLE users RENAME COLUMN a TO b", &t), vec![Ddl::Altered("users".into())]);
+        assert_eq!(ddl("ALTER TABLE users TRUNCATE PARTITION p1", &t), vec![Ddl::Truncated("users".into())]);
+        assert_eq!(
+            ddl("ALTER TABLE users EXCHANGE PARTITION p1 WITH TABLE x", &t),
+            vec![Ddl::Replaced("users".into())]
+        );
+        let two = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            ddl("RENAME TABLE a TO a_old, a_new TO a, b TO b_old, b_new TO b", &two),
+            vec![Ddl::Replaced("a".into()), Ddl::Replaced("b".into())]
+        );
+        assert_eq!(ddl("DROP TABLE a, b", &two), vec![Ddl::Dropped("a".into()), Ddl::Dropped("b".into())]);
         assert_eq!(Ddl::Truncated("users".into()).recheck_reason(), Some("truncate"));
         assert_eq!(Ddl::Altered("users".into()).recheck_reason(), None);
     }

@@ -39,7 +39,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-pub use start::{resolve_start, Start, StartPoint};
+pub use start::{current_position, resolve_start, Start, StartPoint};
 
 /// State-store name of the binlog checkpoint.
 pub const CHECKPOINT: &str = "binlog/checkpoint";
@@ -63,10 +63,12 @@ pub struct Batch {
     pub end_ts: u32,
     /// tables whose every row must be re-checked (TRUNCATE, DROP, CREATE, RENAME onto the name), and why
     pub rechecks: Vec<(String, &'static str)>,
-    /// prepared XA transactions to hold durably, by XID
+    /// prepared XA transactions to hold durably, by record id (`xid@file:pos`)
     pub holds: Vec<(String, Txn)>,
-    /// XIDs whose held keys are in `txn`; their records go once the checkpoint has passed this batch
+    /// records whose held keys are in `txn`; they go once the checkpoint has passed this batch
     pub releases: Vec<String>,
+    /// XA transactions ended here that were prepared before this validator saw them
+    pub unknown_xa: Vec<String>,
 }
 
 impl Batch {
@@ -81,13 +83,14 @@ impl Batch {
             && self.rechecks.is_empty()
             && self.holds.is_empty()
             && self.releases.is_empty()
+            && self.unknown_xa.is_empty()
     }
 
     /// Adds one finished transaction.
     pub fn add(&mut self, b: Boundary) {
         self.txn.merge(b.txn);
         self.before_start.merge(b.before_start);
-        if let Some(d) = &b.ddl {
+        for d in &b.ddl {
             if let Some(reason) = d.recheck_reason() {
                 self.rechecks.push((d.table().to_string(), reason));
             }
@@ -97,6 +100,9 @@ impl Batch {
         }
         if let Some(r) = b.release {
             self.releases.push(r);
+        }
+        if let Some(x) = b.unknown_xa {
+            self.unknown_xa.push(x);
         }
         if b.end.is_some() {
             self.end = b.end;
@@ -110,14 +116,28 @@ pub fn saved_checkpoint(engine: &Engine) -> Result<Option<Checkpoint>> {
     Ok(engine.store.get::<CheckpointRecord>(CHECKPOINT)?.map(|CheckpointRecord::V1(c)| c))
 }
 
-/// Prepared XA transactions recorded by earlier runs, by XID.
+/// Prepared XA transactions recorded by earlier runs, by record id (`xid@file:pos`). When an XID has
+/// two records (a crash between a reused XID's new prepare and the old one's removal), the newer
+/// prepare's stands and the older one is dropped: its commit is behind the checkpoint.
 fn held_transactions(engine: &Engine) -> Result<BTreeMap<String, Txn>> {
-    Ok(engine
-        .store
-        .scan::<XaRecord>(XA_PREFIX)?
-        .into_iter()
-        .map(|(name, XaRecord::V1(t))| (name[XA_PREFIX.len()..].to_string(), t))
-        .collect())
+    let mut by_xid: BTreeMap<String, (crate::position::BinlogPos, String, Txn)> = BTreeMap::new();
+    for (name, XaRecord::V1(t)) in engine.store.scan::<XaRecord>(XA_PREFIX)? {
+        let id = name[XA_PREFIX.len()..].to_string();
+        let (xid, at) = id.rsplit_once('@').unwrap_or((&id, ""));
+        let at = crate::position::BinlogPos::parse(at).unwrap_or_else(|| crate::position::BinlogPos::new("", 0));
+        let xid = xid.to_string();
+        match by_xid.get(&xid) {
+            Some((older, old_id, _)) if *older < at => {
+                engine.store.remove(&format!("{XA_PREFIX}{old_id}"))?;
+                by_xid.insert(xid, (at, id, t));
+            }
+            Some(_) => engine.store.remove(&name)?,
+            None => {
+                by_xid.insert(xid, (at, id, t));
+            }
+        }
+    }
+    Ok(by_xid.into_values().map(|(_, id, t)| (id, t)).collect())
 }
 
 /// Runs binlog mode until `shutdown` turns true or a definite error. `override_start` (a time, from the
@@ -194,7 +214,15 @@ async fn check_in_order(
         let (end, end_ts, releases) = done?;
         if let Some(end) = end {
             if last.as_ref().is_none_or(|l| end.pos > l.pos) {
-                lock(behind).push_back((end.clone(), crate::event::now_ms(), u64::from(end_ts) * 1000));
+                let mut q = lock(behind);
+                if q.len() >= BEHIND_MAX {
+                    // Bounded: a middle entry goes (validated-through then moves in larger steps, never
+                    // past a change without a verdict).
+                    let middle = q.len() / 2;
+                    q.remove(middle);
+                }
+                q.push_back((end.clone(), crate::event::now_ms(), u64::from(end_ts) * 1000));
+                drop(q);
                 // Written after this batch's pending entries and events were flushed, so whenever it
                 // reaches the disk it is behind durable work; it need not wait for the disk itself
                 // (sled flushes it within its interval, and on shutdown).
@@ -206,13 +234,15 @@ async fn check_in_order(
         }
         // After the checkpoint: sled recovers a prefix of its writes, so a removal that survives a crash
         // has the checkpoint past the XA COMMIT with it; one that does not is simply redone.
-        for xid in releases {
-            engine.store.remove(&format!("{XA_PREFIX}{xid}"))?;
-            engine.stats.xa_held.fetch_sub(1, Relaxed);
+        for id in releases {
+            engine.store.remove(&format!("{XA_PREFIX}{id}"))?;
         }
     }
     Ok(())
 }
+
+/// Checkpoints kept waiting to become validated-through, at most.
+const BEHIND_MAX: usize = 10_000;
 
 /// Checkpoints not yet validated-through: (position, when it was saved, base commit time in ms).
 type Behind = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(Checkpoint, u64, u64)>>>;
@@ -270,10 +300,13 @@ async fn check_batch(
 ) -> Result<(Option<Checkpoint>, u32, Vec<String>)> {
     let stats = &engine.stats;
     stats.changes_seen.fetch_add(batch.txn.change_count() + batch.before_start.change_count(), Relaxed);
-    for (xid, txn) in &batch.holds {
-        engine.store.put(&format!("{XA_PREFIX}{xid}"), &XaRecord::V1(txn.clone())).await?;
+    for (id, txn) in &batch.holds {
+        engine.store.put(&format!("{XA_PREFIX}{id}"), &XaRecord::V1(txn.clone())).await?;
         stats.changes_seen.fetch_add(txn.change_count(), Relaxed);
-        stats.xa_held.fetch_add(1, Relaxed);
+    }
+    for xid in &batch.unknown_xa {
+        tracing::warn!(xid = %xid, "an XA transaction prepared before binlog mode started was committed or rolled back: its rows were never seen here; run `full` on the tables it may have changed");
+        stats.not_checked("(XA prepared before start)", crate::metrics::NotChecked::XaBeforeStart, 1);
     }
     for (table, reason) in &batch.rechecks {
         recheck::record(engine, table, reason, batch.end.as_ref()).await?;
@@ -292,13 +325,21 @@ async fn check_batch(
         }
         let mut seen = HashSet::new();
         let keys: Vec<Key> = keys.into_iter().filter(|k| seen.insert(k.canonical())).collect();
+        let mut covered = false;
         for chunk in keys.chunks(engine.cfg.check.batch_size) {
             let found = loop {
                 let check = || check_keys(&engine.base, &engine.other, &plan, chunk);
                 match crate::retry::retry(crate::retry::Policy::QUERY, shutdown, "a binlog check", check).await {
-                    Ok(found) => break found,
+                    Ok(found) => break Some(found),
+                    // The table is gone from a side (a RENAME or DROP in flight) and a full re-check of it
+                    // is recorded: that pass covers these rows once the table is back.
+                    Err(e) if e.server_code() == Some(1146) && recheck_recorded(engine, &table)? => break None,
                     Err(e) => plan = replan(engine, &plan, e).await?,
                 }
+            };
+            let Some(found) = found else {
+                covered = true;
+                continue;
             };
             // A change of a row reported earlier re-checks it: equal now, it closes in the ledger.
             let ledger = engine.settle.ledger();
@@ -307,12 +348,21 @@ async fn check_batch(
             engine.settle.submit(&table, Mode::Binlog, found).await?;
         }
         stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
-        stats.changes_checked.fetch_add(changes, Relaxed);
+        if covered {
+            stats.not_checked(&table, crate::metrics::NotChecked::CoveredByRecheck, changes);
+        } else {
+            stats.changes_checked.fetch_add(changes, Relaxed);
+        }
     }
     if !batch.rechecks.is_empty() {
         engine.recheck_wake.notify_one();
     }
     Ok((batch.end, batch.end_ts, batch.releases))
+}
+
+/// Whether a full re-check of `table` is recorded.
+fn recheck_recorded(engine: &Engine, table: &str) -> Result<bool> {
+    Ok(recheck::pending(engine)?.iter().any(|r| r.table == table))
 }
 
 /// How long after DDL on the base a column on one side only is looked for again at every batch (the other

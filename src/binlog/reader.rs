@@ -171,7 +171,7 @@ impl Reader {
                 }
                 continue;
             };
-            let ddl = b.ddl.is_some();
+            let ddl = !b.ddl.is_empty();
             self.take(*b).await?;
             if ddl {
                 self.hand_over().await?;
@@ -194,12 +194,17 @@ impl Reader {
             self.start.mysql_gtids = end.gtid.as_deref().and_then(GtidSet::parse);
             self.start.by_gtid = false;
         }
-        if let Some(d) = &b.ddl {
-            // Transactions before the DDL are checked with the plan they were written under.
+        if !b.ddl.is_empty() {
+            // Transactions before the DDL are handed over first (the plan is replaced below, so checks
+            // still in flight may already use the new one: a column added or dropped is then compared or
+            // left out a few batches early, never a change missed).
             self.hand_over().await?;
-            self.on_ddl(d).await;
+            for d in &b.ddl {
+                self.on_ddl(d).await;
+            }
         }
         self.batch.add(b);
+        self.engine.stats.xa_held.store(self.assembler.held_count() as i64, Relaxed);
         if self.batch_since.is_none() {
             self.batch_since = Some(Instant::now());
         }

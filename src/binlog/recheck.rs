@@ -93,6 +93,13 @@ pub async fn run(engine: Engine, mut shutdown: watch::Receiver<bool>) {
 /// One re-check; `Ok(false)` when the table is not there to check yet.
 async fn one(engine: &Engine, r: &Recheck, shutdown: watch::Receiver<bool>) -> Result<bool> {
     let e = engine;
+    let configured = e.cfg.tables.iter().any(|t| t.name == r.table || t.table_on(e.base.side) == r.table);
+    if !configured {
+        tracing::warn!(table = %r.table, "a recorded re-check is for a table no longer configured; dropped");
+        e.store.remove(&format!("{PREFIX}{}", r.table))?;
+        e.store.remove(&format!("{PREFIX_RUN}{}", r.table))?;
+        return Ok(true);
+    }
     if let Err(err) = crate::schema::refresh(&e.cfg, &e.plans, &e.base, &e.other, &r.table).await {
         tracing::info!(table = %r.table, error = %err, "re-check waits: the table cannot be compared yet");
         return Ok(false);
@@ -110,7 +117,13 @@ async fn one(engine: &Engine, r: &Recheck, shutdown: watch::Receiver<bool>) -> R
         progress_bar: false,
         run: format!("recheck/{}", r.table),
     };
-    run_full(engine, &opts, shutdown).await?;
+    let summary = run_full(engine, &opts, shutdown).await?;
+    if summary.unsettled > 0 {
+        // Mismatches still in their settle window are not final verdicts: the record stays, so
+        // validated-through stays before the statement, and the pass runs again.
+        tracing::warn!(table = %r.table, unsettled = summary.unsettled, "the table's re-check ended with verdicts still pending; it stays recorded");
+        return Ok(false);
+    }
     engine.store.remove(&marker)?;
     // Only the record this pass answered: a newer statement on the table (recorded meanwhile) stays.
     let name = format!("{PREFIX}{}", r.table);

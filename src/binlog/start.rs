@@ -85,6 +85,27 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// The base's binlog position now (`SHOW MASTER STATUS`, or `SHOW BINARY LOG STATUS` on MySQL 8.4+,
+/// which dropped the old name), with MySQL's executed GTID set when the server reports one.
+pub async fn current_position(db: &Db) -> Result<(BinlogPos, Option<GtidSet>)> {
+    let rows = match db.rows("SHOW MASTER STATUS", vec![], "reading the binlog position").await {
+        Err(Error::Db { source: mysql_async::Error::Server(s), .. }) if s.code == 1064 => {
+            db.rows("SHOW BINARY LOG STATUS", vec![], "reading the binlog position").await?
+        }
+        other => other?,
+    };
+    let row =
+        rows.first().ok_or_else(|| Error::Binlog("the base reports no binlog position; is log_bin on?".into()))?;
+    let file = row.first().map(text).unwrap_or_default();
+    let pos = row.get(1).map(text).unwrap_or_default();
+    let pos: u64 = pos.parse().map_err(|_| {
+        Error::Binlog(format!("the base reports binlog position `{file}:{pos}`, which is not a number"))
+    })?;
+    // MySQL: Executed_Gtid_Set, the fifth column, is the set at that position.
+    let gtids = row.get(4).map(text).and_then(|g| GtidSet::parse(&g.replace('\n', "")));
+    Ok((BinlogPos::new(file, pos), gtids))
+}
+
 async fn is_mariadb(db: &Db) -> Result<bool> {
     let rows = db.rows("SELECT VERSION()", vec![], "reading the server version").await?;
     Ok(rows.first().and_then(|r| r.first()).map(text).is_some_and(|v| v.contains("MariaDB")))
@@ -133,16 +154,10 @@ pub async fn resolve_start(engine: &Engine, override_start: Option<StartPoint>) 
     match point {
         StartPoint::Earliest => {}
         StartPoint::Now => {
-            let rows = db.rows("SHOW MASTER STATUS", vec![], "reading the binlog position").await?;
-            let row = rows
-                .first()
-                .ok_or_else(|| Error::Binlog("SHOW MASTER STATUS returned nothing; is log_bin on?".into()))?;
-            let file = row.first().map(text).unwrap_or_default();
-            let pos = row.get(1).map(text).and_then(|p| p.parse().ok()).unwrap_or(4);
-            start.pos = BinlogPos::new(file, pos);
+            let (pos, gtids) = current_position(db).await?;
+            start.pos = pos;
             if !mariadb {
-                // MySQL: Executed_Gtid_Set, the fifth column, is the set at that position.
-                start.mysql_gtids = row.get(4).map(text).and_then(|g| GtidSet::parse(&g.replace('\n', "")));
+                start.mysql_gtids = gtids;
             }
         }
         StartPoint::Pos(p) => {
