@@ -145,6 +145,14 @@ impl Ledger {
         self.store.ledger_len()
     }
 
+    /// Up to `n` open rows after the row id `after` (round robin: `None` starts over); with the id to
+    /// continue from.
+    pub fn open_page(&self, after: Option<&[u8]>, n: usize) -> Result<(Vec<OpenRow>, Option<Vec<u8>>)> {
+        let page = self.store.ledger_page::<LedgerRecord>(after, n)?;
+        let next = if page.len() == n { page.last().map(|(id, _)| id.clone()) } else { None };
+        Ok((page.into_iter().map(|(_, LedgerRecord::V1(r))| r).collect(), next))
+    }
+
     /// Every open row.
     pub fn open_rows(&self) -> Result<Vec<OpenRow>> {
         Ok(self.store.ledger_all::<LedgerRecord>()?.into_iter().map(|LedgerRecord::V1(r)| r).collect())
@@ -267,6 +275,19 @@ mod tests {
         // A resolved event never opens a row.
         l.open(&[event(9, EventType::Resolved)]).unwrap();
         assert_eq!(l.open_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn open_rows_page_round_robin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, l) = ledger(dir.path(), 10, false);
+        l.open(&(1..=5).map(|i| event(i, EventType::Neq)).collect::<Vec<_>>()).unwrap();
+        let (first, next) = l.open_page(None, 2).unwrap();
+        let (second, next) = l.open_page(next.as_deref(), 2).unwrap();
+        let (third, next) = l.open_page(next.as_deref(), 2).unwrap();
+        let keys: Vec<Key> = first.iter().chain(&second).chain(&third).map(|r| r.key.clone()).collect();
+        assert_eq!(keys.len(), 5, "every row once");
+        assert!(next.is_none(), "a short page ends the round; the next one starts over");
     }
 
     #[tokio::test]

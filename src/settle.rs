@@ -226,15 +226,15 @@ impl Settle {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut ledger_due = tokio::time::Instant::now();
         let mut backoff = crate::retry::Backoff::new(crate::retry::Policy::QUERY);
-        let mut ledger_offset = 0;
+        let mut ledger_after: Option<Vec<u8>> = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
             if tokio::time::Instant::now() >= ledger_due {
                 ledger_due = tokio::time::Instant::now() + LEDGER_EVERY;
-                match self.ledger_pass(ledger_offset).await {
-                    Ok(next) => ledger_offset = next,
+                match self.ledger_pass(ledger_after.take()).await {
+                    Ok(next) => ledger_after = next,
                     Err(e) => tracing::warn!(error = %e, "re-checking open ledger rows failed; retrying later"),
                 }
             }
@@ -262,16 +262,16 @@ impl Settle {
         }
     }
 
-    /// Re-checks up to [`LEDGER_ROWS`] open ledger rows from `offset` on (round robin over passes):
-    /// equal ones close, the others are marked seen now. Returns where the next pass starts.
-    async fn ledger_pass(&self, offset: usize) -> Result<usize> {
+    /// Re-checks up to [`LEDGER_ROWS`] open ledger rows after the row id `after` (round robin over
+    /// passes): equal ones close, the others are marked seen now. Returns where the next pass starts.
+    async fn ledger_pass(&self, after: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
         if self.ledger.open_count() == 0 {
-            return Ok(0);
+            return Ok(None);
         }
-        let rows = self.ledger.open_rows()?;
-        let offset = if offset >= rows.len() { 0 } else { offset };
-        self.recheck_rows(rows.iter().skip(offset).take(LEDGER_ROWS)).await?;
-        Ok(offset + LEDGER_ROWS)
+        // A page of the tree, not all of it: the ledger may hold up to `state.ledger_max` rows.
+        let (rows, next) = self.ledger.open_page(after.as_deref(), LEDGER_ROWS)?;
+        self.recheck_rows(rows.iter()).await?;
+        Ok(next)
     }
 
     /// Re-checks every open ledger row now (the cutover gate, before it answers).

@@ -359,6 +359,20 @@ impl Store {
         Ok(removed)
     }
 
+    /// Up to `n` ledger rows after the id `after` (from the start when `None`), in id order, with ids.
+    pub fn ledger_page<T: DeserializeOwned>(&self, after: Option<&[u8]>, n: usize) -> Result<Vec<(Vec<u8>, T)>> {
+        let range = match after {
+            Some(a) => self.ledger.range::<&[u8], _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => self.ledger.iter(),
+        };
+        let mut out = Vec::new();
+        for item in range.take(n) {
+            let (k, v) = item.map_err(|e| Error::state("reading the ledger", e))?;
+            out.push((k.to_vec(), decode("a ledger row", &v)?));
+        }
+        Ok(out)
+    }
+
     /// Every ledger row, in id order.
     pub fn ledger_all<T: DeserializeOwned>(&self) -> Result<Vec<T>> {
         let mut out = Vec::new();
