@@ -23,6 +23,7 @@
 //! - [`doctor`]: preflight checks with their fixes
 //! - [`metrics`]: counters and every metric name
 //! - [`poll`]: poll mode: `(utime, key)` keyset cursor with a re-read overlap, and the reverse `base_missing` sweep
+//! - [`calendar`]: Gregorian day arithmetic shared by poll mode and binlog TIMESTAMP values
 //! - [`retry`]: the one retry policy of every loop (exponential backoff with jitter, shutdown-aware)
 //! - [`position`]: binlog positions (numeric file order), checkpoints, MariaDB GTID state
 //!
@@ -31,6 +32,7 @@
 
 pub mod api;
 pub mod binlog;
+pub mod calendar;
 pub mod check;
 pub mod compare;
 pub mod config;

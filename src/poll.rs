@@ -17,6 +17,7 @@
 //! (a long transaction), or updated again with the very same utime after its pair was checked, is not
 //! seen until the next full pass.
 
+use crate::calendar::{civil_from_days, days_from_civil};
 use crate::check::check_keys;
 use crate::compare::Kind;
 use crate::db::{push_tuple_params, quote_ident, tuple_predicate, Db};
@@ -128,29 +129,6 @@ fn from_ticks(kind: Kind, t: i64) -> Value {
         }
         _ => Value::Int(t),
     }
-}
-
-/// Days from 0000-03-01 in the proleptic Gregorian calendar (only differences and the round trip with
-/// [`civil_from_days`] matter).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// One table's polling state between rounds.

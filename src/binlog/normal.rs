@@ -136,16 +136,7 @@ pub fn timestamp(secs: i64, micros: u32) -> Value {
     }
     let days = secs.div_euclid(86_400);
     let rest = secs.rem_euclid(86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::calendar::civil_from_days(days + crate::calendar::UNIX_EPOCH_DAY);
     Value::Date(y as u16, m as u8, d as u8, (rest / 3600) as u8, (rest / 60 % 60) as u8, (rest % 60) as u8, micros)
 }
 
