@@ -150,6 +150,13 @@ impl Assembler {
         self.in_txn = false;
     }
 
+    /// The key columns of a tracked table changed (DDL).
+    pub fn set_key_columns(&mut self, table: &str, key: Vec<String>) {
+        if let Some(k) = self.tracked.tables.get_mut(table) {
+            *k = key;
+        }
+    }
+
     /// Prepared XA transactions whose keys are held.
     pub fn held_count(&self) -> usize {
         self.held.len()

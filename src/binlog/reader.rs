@@ -211,7 +211,7 @@ impl Reader {
         Ok(())
     }
 
-    async fn on_ddl(&self, d: &Ddl) {
+    async fn on_ddl(&mut self, d: &Ddl) {
         let e = &self.engine;
         let t = d.table();
         tracing::info!(table = %t, "schema change seen in the binlog; re-reading the table's columns");
@@ -221,6 +221,10 @@ impl Reader {
             Err(err) => {
                 tracing::warn!(table = %t, error = %err, "cannot refresh the table's plan; keeping the old one")
             }
+        }
+        // The key may have changed with the table: later rows events are read with the new one.
+        if let Some(plan) = e.plans.get(t) {
+            self.assembler.set_key_columns(t, plan.key.clone());
         }
         if let Some(reason) = d.recheck_reason() {
             tracing::info!(table = %t, reason, "every row of the table will be re-checked by a full pass");
