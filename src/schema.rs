@@ -11,6 +11,8 @@ use mysql_async::Value;
 pub struct Column {
     pub name: String,
     pub data_type: String,
+    /// The full type (`decimal(10,2)`, `varchar(40)`): equal types on both sides print equal values alike.
+    pub column_type: String,
     pub kind: Kind,
     pub collation: Option<String>,
     /// The column may hold NULL.
@@ -57,6 +59,9 @@ pub struct TablePlan {
     pub ordered_alike: bool,
     /// Poll mode's change-time column on the base.
     pub utime: Option<Utime>,
+    /// The per-row digest of full mode's summary strategy (see `summary`), when every key and compared
+    /// column has the same type and collation on both sides; else the table streams rows.
+    pub digest: Option<String>,
 }
 
 /// Poll mode's change-time column.
@@ -85,7 +90,7 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
     let ctx = format!("reading the columns of `{table}`");
     let rows = db
         .rows(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLLATION_NAME, IS_NULLABLE, DATETIME_PRECISION \
+            "SELECT COLUMN_NAME, DATA_TYPE, COLLATION_NAME, IS_NULLABLE, DATETIME_PRECISION, COLUMN_TYPE \
              FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             vec![db.database.clone().into(), table.into()],
@@ -109,7 +114,16 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
                 Value::NULL => None,
                 v => text(v).parse().ok(),
             };
-            Column { kind: Kind::from_data_type(&data_type), name, data_type, collation, nullable, precision }
+            let column_type = r.get(5).map(text).unwrap_or_default().to_ascii_lowercase();
+            Column {
+                kind: Kind::from_data_type(&data_type),
+                name,
+                data_type,
+                column_type,
+                collation,
+                nullable,
+                precision,
+            }
         })
         .collect();
     // MariaDB stores JSON as LONGTEXT with an automatic `json_valid(col)` check constraint.
@@ -276,6 +290,18 @@ pub fn plan(
             one_sided.join(", ")
         ));
     }
+    // Summaries need each value to print the same bytes on both sides: the same type and collation.
+    let mut digest_cols = Vec::new();
+    for name in key_names.iter().chain(&compared) {
+        match (base.column(name), other.column(name)) {
+            (Some(b), Some(o)) if b.column_type == o.column_type && b.collation == o.collation && b.kind == o.kind => {
+                digest_cols.push((name.as_str(), b.kind))
+            }
+            _ => break,
+        }
+    }
+    let digest = (ordered_alike && digest_cols.len() == key_names.len() + compared.len())
+        .then(|| crate::summary::row_digest_sql(&digest_cols));
     let integer_key = key_names.len() == 1 && base.column(&key_names[0]).is_some_and(|c| c.kind == Kind::Int);
     let utime = match &cfg.utime {
         None => None,
@@ -315,6 +341,7 @@ pub fn plan(
         one_sided: one_sided.iter().map(|c| c.split(' ').next().unwrap_or(c).to_string()).collect(),
         loaded_at: std::time::Instant::now(),
         ddl_at: None,
+        digest,
     };
     Ok((plan, warnings))
 }
@@ -376,6 +403,7 @@ mod tests {
         Column {
             name: name.into(),
             data_type: dt.into(),
+            column_type: dt.into(),
             kind: Kind::from_data_type(dt),
             collation: None,
             nullable: false,

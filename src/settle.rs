@@ -309,6 +309,7 @@ mod tests {
             one_sided: vec![],
             loaded_at: std::time::Instant::now(),
             ddl_at: None,
+            digest: None,
         }
     }
 

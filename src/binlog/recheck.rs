@@ -109,6 +109,7 @@ async fn one(engine: &Engine, r: &Recheck, shutdown: watch::Receiver<bool>) -> R
         restart: !same,
         progress_bar: false,
         run: format!("recheck/{}", r.table),
+        ..Default::default()
     };
     run_full(engine, &opts, shutdown).await?;
     engine.store.remove(&marker)?;

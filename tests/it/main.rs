@@ -10,4 +10,5 @@ mod harness;
 mod kafka;
 mod poll;
 mod stream;
+mod summary;
 mod tls;

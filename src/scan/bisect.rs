@@ -1,0 +1,198 @@
+//! The summary strategy's walk, and the per-table choice between it and streaming rows.
+//!
+//! A summary chunk is the base's next `n` keys (found by a walk of the key index alone, which also yields
+//! the chunk's bucket cut points): both servers summarise the chunk per bucket in one statement each
+//! (`summary::summarise`), equal buckets pass, and a differing bucket is cut again on the base's index and
+//! summarised again, until it holds few enough rows to stream through the compare core. `n` is resized
+//! after every chunk so that a chunk takes about `full.chunk_time`.
+
+use super::{Step, Walker};
+use crate::check::Mismatch;
+use crate::error::Result;
+use crate::key::Key;
+use crate::scan::Strategy;
+use crate::summary::{summarise, walk_keys};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Buckets per summarised range: each level of bisection divides a differing range by this much.
+const FACTOR: u64 = 32;
+/// Levels of bisection before a differing range is streamed whatever its size.
+const MAX_DEPTH: u32 = 4;
+/// A table's strategy is measured again every this many chunks.
+const PROBE_EVERY: u64 = 16;
+/// Summary chunk sizes stay within these bounds (rows).
+const MIN_SUMMARY_ROWS: u64 = 1_000;
+const MAX_SUMMARY_ROWS: u64 = 2_000_000;
+
+type Found = Vec<(Key, Mismatch)>;
+/// A range's settling, boxed because it recurses.
+type Settling<'a> = Pin<Box<dyn Future<Output = Result<(Found, u64)>> + Send + 'a>>;
+
+/// Chooses each chunk's strategy for one table (shared by the walkers of its segments), and sizes its
+/// summary chunks by time.
+#[derive(Clone)]
+pub struct Chooser {
+    strategy: Strategy,
+    state: Arc<Mutex<ChoiceState>>,
+    chunk_time: Duration,
+}
+
+struct ChoiceState {
+    /// the strategy started with: summaries when a side is remote
+    prefer_summary: bool,
+    /// measured seconds per row of each strategy (rows, summary), smoothed
+    cost: [Option<f64>; 2],
+    chunks: u64,
+    summary_rows: u64,
+}
+
+impl Chooser {
+    pub fn new(strategy: Strategy, remote: bool, chunk_rows: usize, chunk_time: Duration) -> Chooser {
+        let state = ChoiceState {
+            prefer_summary: match strategy {
+                Strategy::Rows => false,
+                Strategy::Summary => true,
+                Strategy::Auto => remote,
+            },
+            cost: [None, None],
+            chunks: 0,
+            summary_rows: (chunk_rows as u64 * 4).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
+        };
+        Chooser { strategy, state: Arc::new(Mutex::new(state)), chunk_time }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ChoiceState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the next chunk goes by summary. `auto` keeps the cheaper strategy per row as measured,
+    /// trying the other one on the table's second chunk and every `PROBE_EVERY` chunks after, so a change
+    /// in difference density or link speed changes the choice.
+    pub fn pick(&self) -> bool {
+        let mut s = self.state();
+        match self.strategy {
+            Strategy::Rows => false,
+            Strategy::Summary => true,
+            Strategy::Auto => {
+                s.chunks += 1;
+                let best = match s.cost {
+                    [Some(rows), Some(summary)] => summary < rows,
+                    _ => s.prefer_summary,
+                };
+                if s.chunks == 2 || s.chunks.is_multiple_of(PROBE_EVERY) {
+                    !best
+                } else {
+                    best
+                }
+            }
+        }
+    }
+
+    /// Records how long a chunk took; resizes summary chunks toward `chunk_time`.
+    pub fn measured(&self, by_summary: bool, took: Duration, rows: u64) {
+        let mut s = self.state();
+        let per_row = took.as_secs_f64() / rows.max(1) as f64;
+        let slot = &mut s.cost[usize::from(by_summary)];
+        *slot = Some(match *slot {
+            Some(old) => old * 0.7 + per_row * 0.3,
+            None => per_row,
+        });
+        if by_summary && rows > 0 {
+            let target = self.chunk_time.as_secs_f64();
+            let scale = (target / took.as_secs_f64().max(1e-6)).clamp(0.5, 4.0);
+            s.summary_rows = ((s.summary_rows as f64 * scale) as u64).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS);
+        }
+    }
+
+    fn summary_rows(&self) -> u64 {
+        self.state().summary_rows
+    }
+}
+
+impl Walker {
+    /// One chunk by summary: the base's next keys bound it, both sides summarise it per bucket, and the
+    /// differing buckets are bisected.
+    pub(super) async fn summary_step(&self, lo: Option<&Key>) -> Result<Step> {
+        let limit = self.chooser.summary_rows();
+        let walk =
+            walk_keys(&self.engine.base, &self.plan, lo, self.hi.as_ref(), limit, limit.div_ceil(FACTOR)).await?;
+        let more = walk.count >= limit && walk.last.is_some();
+        let hi = if more { walk.last.clone() } else { self.hi.clone() };
+        let (found, rows) = self.settle_range(lo.cloned(), hi.clone(), walk.cuts, 0).await?;
+        Ok(Step { hi, more, found, rows, next: None, last_base: walk.last })
+    }
+
+    /// Summarises `(lo, hi]` cut at `cuts` on both sides and settles each bucket: equal ones pass, small
+    /// differing ones are streamed, larger ones are cut again.
+    fn settle_range(
+        &self,
+        lo: Option<Key>,
+        hi: Option<Key>,
+        cuts: Vec<Key>,
+        depth: u32,
+    ) -> Settling<'_> {
+        Box::pin(async move {
+            let (plan, digest) = (&self.plan, self.plan.digest.as_deref().unwrap_or("0"));
+            let (b, o) = tokio::join!(
+                summarise(&self.engine.base, plan, digest, lo.as_ref(), hi.as_ref(), &cuts),
+                summarise(&self.engine.other, plan, digest, lo.as_ref(), hi.as_ref(), &cuts)
+            );
+            let (b, o) = (b?, o?);
+            self.throttle.charge(b.iter().map(|s| s.count).sum(), o.iter().map(|s| s.count).sum());
+            let stream_rows = (self.chunk as u64 / 4).max(16);
+            let (mut found, mut rows) = (Vec::new(), 0);
+            for (i, (bs, os)) in b.iter().zip(&o).enumerate() {
+                if bs == os {
+                    rows += bs.count;
+                    continue;
+                }
+                let blo = if i == 0 { lo.clone() } else { cuts.get(i - 1).cloned() };
+                let bhi = if i == cuts.len() { hi.clone() } else { cuts.get(i).cloned() };
+                let (f, r) = if bs.count <= stream_rows || depth >= MAX_DEPTH {
+                    self.stream_range(blo.as_ref(), bhi.as_ref()).await?
+                } else {
+                    let limit = bs.count + bs.count / 2 + FACTOR;
+                    let sub = walk_keys(
+                        &self.engine.base,
+                        plan,
+                        blo.as_ref(),
+                        bhi.as_ref(),
+                        limit,
+                        bs.count.div_ceil(FACTOR),
+                    )
+                    .await?;
+                    self.settle_range(blo, bhi, sub.cuts, depth + 1).await?
+                };
+                found.extend(f);
+                rows += r;
+            }
+            Ok((found, rows))
+        })
+    }
+
+    /// Streams `(lo, hi]` of both sides through the compare core, `chunk` base rows at a time.
+    async fn stream_range(&self, lo: Option<&Key>, hi: Option<&Key>) -> Result<(Found, u64)> {
+        let (mut found, mut rows) = (Vec::new(), 0);
+        let mut plo = lo.cloned();
+        loop {
+            let page = self.engine.base.read_range(&self.plan, plo.as_ref(), hi, self.chunk).await?;
+            let more = page.len() == self.chunk;
+            let phi = match page.last() {
+                Some(last) if more => Some(crate::check::row_key(&self.plan, last)),
+                _ => hi.cloned(),
+            };
+            let base_count = page.len() as u64;
+            let (f, r) = self.compare_chunk(&self.engine.other, plo.as_ref(), phi.as_ref(), page).await?;
+            self.throttle.charge(base_count, r);
+            found.extend(f);
+            rows += r;
+            if !more {
+                return Ok((found, rows));
+            }
+            plo = phi;
+        }
+    }
+}
