@@ -303,6 +303,16 @@ fn is_remote(addr: &str) -> bool {
     !(host.is_empty() || host == "localhost" || host.starts_with("127.") || host == "::1" || host.starts_with('/'))
 }
 
+#[cfg(test)]
+#[test]
+fn remote_means_not_this_host() {
+    assert!(!is_remote("127.0.0.1:3306"));
+    assert!(!is_remote("localhost:3306"));
+    assert!(!is_remote("[::1]:3306"));
+    assert!(is_remote("10.200.0.2:3306"));
+    assert!(is_remote("db.example.com:3306"));
+}
+
 async fn progress_bar(engine: &Engine, plans: &[Arc<TablePlan>]) -> ProgressBar {
     let mut total = 0;
     for p in plans {

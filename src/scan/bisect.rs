@@ -22,7 +22,7 @@ const FACTOR: u64 = 32;
 /// Levels of bisection before a differing range is streamed whatever its size.
 const MAX_DEPTH: u32 = 4;
 /// A table's strategy is measured again every this many chunks.
-const PROBE_EVERY: u64 = 16;
+const PROBE_EVERY: u64 = 64;
 /// Summary chunk sizes stay within these bounds (rows).
 const MIN_SUMMARY_ROWS: u64 = 1_000;
 const MAX_SUMMARY_ROWS: u64 = 2_000_000;
@@ -127,13 +127,7 @@ impl Walker {
 
     /// Summarises `(lo, hi]` cut at `cuts` on both sides and settles each bucket: equal ones pass, small
     /// differing ones are streamed, larger ones are cut again.
-    fn settle_range(
-        &self,
-        lo: Option<Key>,
-        hi: Option<Key>,
-        cuts: Vec<Key>,
-        depth: u32,
-    ) -> Settling<'_> {
+    fn settle_range(&self, lo: Option<Key>, hi: Option<Key>, cuts: Vec<Key>, depth: u32) -> Settling<'_> {
         Box::pin(async move {
             let (plan, digest) = (&self.plan, self.plan.digest.as_deref().unwrap_or("0"));
             let (b, o) = tokio::join!(
@@ -194,5 +188,44 @@ impl Walker {
             }
             plo = phi;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn auto_starts_by_where_the_other_side_is_and_keeps_the_cheaper_strategy() {
+        let remote = Chooser::new(Strategy::Auto, true, 5000, Duration::from_millis(500));
+        assert!(remote.pick(), "a remote side starts with summaries");
+        remote.measured(true, 100 * MS, 1000);
+        assert!(!remote.pick(), "the second chunk tries rows");
+        remote.measured(false, 10 * MS, 1000);
+        assert!(!remote.pick(), "rows measured ten times cheaper per row: kept");
+        let local = Chooser::new(Strategy::Auto, false, 5000, Duration::from_millis(500));
+        assert!(!local.pick(), "a local side starts with rows");
+        local.measured(false, 100 * MS, 1000);
+        assert!(local.pick(), "the second chunk tries summaries");
+        local.measured(true, 300 * MS, 1000);
+        let picks: Vec<bool> = (3..=PROBE_EVERY).map(|_| local.pick()).collect();
+        assert!(picks[..picks.len() - 1].iter().all(|s| !s), "rows stay while cheaper");
+        assert!(picks[picks.len() - 1], "every PROBE_EVERY chunks the other is measured again");
+        for fixed in [Strategy::Rows, Strategy::Summary] {
+            let c = Chooser::new(fixed, true, 5000, Duration::from_millis(500));
+            assert!((0..5).all(|_| c.pick() == (fixed == Strategy::Summary)));
+        }
+    }
+
+    #[test]
+    fn summary_chunks_are_sized_by_time() {
+        let c = Chooser::new(Strategy::Summary, true, 5000, Duration::from_millis(500));
+        assert_eq!(c.summary_rows(), 20_000);
+        c.measured(true, 125 * MS, 20_000);
+        assert_eq!(c.summary_rows(), 80_000, "a quick chunk grows (at most 4x per chunk)");
+        c.measured(true, 1000 * MS, 80_000);
+        assert_eq!(c.summary_rows(), 40_000, "a slow one shrinks");
     }
 }
