@@ -103,7 +103,7 @@ if [ "$loaded" != "$ROWS" ]; then
       INSERT INTO s SELECT * FROM t;
       INSERT INTO s SELECT 2 * $ROWS + seq * 3, 1, 1, 'stray', '', 0, 0, '2026-01-01', '', '2026-01-01' FROM seq_1_to_100;
       ANALYZE TABLE t, s;
-      CREATE TABLE loaded (n BIGINT); INSERT INTO loaded VALUES ($ROWS);"
+      CREATE TABLE loaded (n BIGINT); INSERT INTO loaded VALUES ($ROWS);" >/dev/null
   done
   unset -n conn
 fi
@@ -134,7 +134,8 @@ run_bv() {
   local table=$1
   shift
   rm -rf "$OUT/state" "$OUT/events.jsonl"
-  /usr/bin/time -f "%e %M" -o "$OUT/time" target/release/binlog-validator --config "$OUT/bv.toml" full \
+  # The binary refuses unknown BV_* variables; BV_TESTENV_DIR is this script's.
+  /usr/bin/time -f "%e %M" -o "$OUT/time" env -u BV_TESTENV_DIR target/release/binlog-validator --config "$OUT/bv.toml" full \
     --tables "$table" "$@" 2>"$OUT/bv.log" || true
   local n
   n=$(wc -l <"$OUT/events.jsonl")
