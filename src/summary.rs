@@ -79,19 +79,7 @@ pub async fn summarise(
     cuts: &[Key],
 ) -> Result<Vec<Summary>> {
     let (range, range_params) = range_clause(plan, lo, hi);
-    let mut params = Vec::new();
-    let bucket = if cuts.is_empty() {
-        "0".to_string()
-    } else {
-        let le = tuple_predicate(&plan.key, "<", "<=");
-        let mut arms = String::from("CASE");
-        for (i, c) in cuts.iter().enumerate() {
-            arms.push_str(&format!(" WHEN ({le}) THEN {i}"));
-            push_tuple_params(&mut params, c);
-        }
-        arms.push_str(&format!(" ELSE {} END", cuts.len()));
-        arms
-    };
+    let (bucket, mut params) = bucket_expr(plan, cuts);
     params.extend(range_params);
     let sql = format!(
         "SELECT {bucket} AS bv_bucket, COUNT(*), CAST(SUM({digest}) AS CHAR) FROM {} WHERE {range} GROUP BY bv_bucket",
@@ -110,6 +98,46 @@ pub async fn summarise(
         };
     }
     Ok(out)
+}
+
+/// The SQL that numbers a row's bucket among `cuts`, with its parameters. One integer key column uses
+/// `INTERVAL()`, a binary search over its arguments (so a chunk may have thousands of buckets); other keys
+/// a `CASE` over expanded tuple predicates.
+fn bucket_expr(plan: &TablePlan, cuts: &[Key]) -> (String, Vec<Value>) {
+    if cuts.is_empty() {
+        return ("0".into(), Vec::new());
+    }
+    // Buckets are `(c[i-1], c[i]]`; INTERVAL(x, n1, …) counts the n ≤ x, so each cut moves up by one.
+    let above: Option<Vec<Value>> = cuts
+        .iter()
+        .map(|c| match c.0.as_slice() {
+            [crate::key::KeyVal::Int(i)] => i.checked_add(1).map(Value::Int),
+            [crate::key::KeyVal::UInt(u)] => i64::try_from(*u).ok().and_then(|i| i.checked_add(1)).map(Value::Int),
+            _ => None,
+        })
+        .collect();
+    if let (true, Some(above)) = (plan.integer_key, above) {
+        let marks = vec!["?"; above.len()].join(", ");
+        return (format!("INTERVAL({}, {marks})", quote_ident(&plan.key[0])), above);
+    }
+    let le = tuple_predicate(&plan.key, "<", "<=");
+    let mut arms = String::from("CASE");
+    let mut params = Vec::new();
+    for (i, c) in cuts.iter().enumerate() {
+        arms.push_str(&format!(" WHEN ({le}) THEN {i}"));
+        push_tuple_params(&mut params, c);
+    }
+    arms.push_str(&format!(" ELSE {} END", cuts.len()));
+    (arms, params)
+}
+
+/// How many buckets one summary statement may have for this key (see [`bucket_expr`]).
+pub fn max_buckets(plan: &TablePlan) -> u64 {
+    if plan.integer_key {
+        4096
+    } else {
+        32
+    }
 }
 
 fn as_u64(v: &Value) -> Option<u64> {

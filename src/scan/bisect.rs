@@ -11,14 +11,12 @@ use crate::check::Mismatch;
 use crate::error::Result;
 use crate::key::Key;
 use crate::scan::Strategy;
-use crate::summary::{summarise, walk_keys};
+use crate::summary::{max_buckets, summarise, walk_keys};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Buckets per summarised range: each level of bisection divides a differing range by this much.
-const FACTOR: u64 = 32;
 /// Levels of bisection before a differing range is streamed whatever its size.
 const MAX_DEPTH: u32 = 4;
 /// A table's strategy is measured again every this many chunks.
@@ -118,7 +116,7 @@ impl Walker {
     pub(super) async fn summary_step(&self, lo: Option<&Key>) -> Result<Step> {
         let limit = self.chooser.summary_rows();
         let walk =
-            walk_keys(&self.engine.base, &self.plan, lo, self.hi.as_ref(), limit, limit.div_ceil(FACTOR)).await?;
+            walk_keys(&self.engine.base, &self.plan, lo, self.hi.as_ref(), limit, self.bucket_rows(limit)).await?;
         let more = walk.count >= limit && walk.last.is_some();
         let hi = if more { walk.last.clone() } else { self.hi.clone() };
         let (found, rows) = self.settle_range(lo.cloned(), hi.clone(), walk.cuts, 0).await?;
@@ -136,7 +134,7 @@ impl Walker {
             );
             let (b, o) = (b?, o?);
             self.throttle.charge(b.iter().map(|s| s.count).sum(), o.iter().map(|s| s.count).sum());
-            let stream_rows = (self.chunk as u64 / 4).max(16);
+            let stream_rows = self.stream_rows();
             let (mut found, mut rows) = (Vec::new(), 0);
             for (i, (bs, os)) in b.iter().zip(&o).enumerate() {
                 if bs == os {
@@ -148,16 +146,9 @@ impl Walker {
                 let (f, r) = if bs.count <= stream_rows || depth >= MAX_DEPTH {
                     self.stream_range(blo.as_ref(), bhi.as_ref()).await?
                 } else {
-                    let limit = bs.count + bs.count / 2 + FACTOR;
-                    let sub = walk_keys(
-                        &self.engine.base,
-                        plan,
-                        blo.as_ref(),
-                        bhi.as_ref(),
-                        limit,
-                        bs.count.div_ceil(FACTOR),
-                    )
-                    .await?;
+                    let limit = bs.count + bs.count / 2 + 64;
+                    let step = self.bucket_rows(bs.count);
+                    let sub = walk_keys(&self.engine.base, plan, blo.as_ref(), bhi.as_ref(), limit, step).await?;
                     self.settle_range(blo, bhi, sub.cuts, depth + 1).await?
                 };
                 found.extend(f);
@@ -165,6 +156,18 @@ impl Walker {
             }
             Ok((found, rows))
         })
+    }
+
+    /// Differing buckets of at most this many base rows are streamed rather than bisected again: small,
+    /// so that few rows cross the network per difference.
+    fn stream_rows(&self) -> u64 {
+        (self.chunk as u64 / 64).max(16)
+    }
+
+    /// Rows per bucket when summarising `rows` rows: as few as the key's bucket limit allows, down to
+    /// `stream_rows`, so that a differing bucket is usually streamed at once.
+    fn bucket_rows(&self, rows: u64) -> u64 {
+        rows.div_ceil(max_buckets(&self.plan)).max(self.stream_rows())
     }
 
     /// Streams `(lo, hi]` of both sides through the compare core, `chunk` base rows at a time.
