@@ -21,6 +21,8 @@ use std::time::Duration;
 const MAX_DEPTH: u32 = 4;
 /// A table's strategy is measured again every this many chunks.
 const PROBE_EVERY: u64 = 64;
+/// How much cheaper per row the other strategy must measure before `auto` leaves the one it started with.
+const SWITCH_GAIN: f64 = 2.0;
 /// Summary chunk sizes stay within these bounds (rows).
 const MIN_SUMMARY_ROWS: u64 = 1_000;
 const MAX_SUMMARY_ROWS: u64 = 2_000_000;
@@ -76,8 +78,11 @@ impl Chooser {
             Strategy::Summary => true,
             Strategy::Auto => {
                 s.chunks += 1;
-                let best = match s.cost {
-                    [Some(rows), Some(summary)] => summary < rows,
+                // Chunks run concurrently and share the link and the servers' CPU, so one chunk's time is
+                // a noisy measure: leave the strategy the placement suggests only for a clear gain.
+                let best = match (s.cost, s.prefer_summary) {
+                    ([Some(rows), Some(summary)], true) => summary < rows * SWITCH_GAIN,
+                    ([Some(rows), Some(summary)], false) => summary * SWITCH_GAIN < rows,
                     _ => s.prefer_summary,
                 };
                 if s.chunks == 2 || s.chunks.is_multiple_of(PROBE_EVERY) {
@@ -208,6 +213,12 @@ mod tests {
         assert!(!remote.pick(), "the second chunk tries rows");
         remote.measured(false, 10 * MS, 1000);
         assert!(!remote.pick(), "rows measured ten times cheaper per row: kept");
+        let near = Chooser::new(Strategy::Auto, true, 5000, Duration::from_millis(500));
+        near.pick();
+        near.measured(true, 100 * MS, 1000);
+        near.pick();
+        near.measured(false, 70 * MS, 1000);
+        assert!(near.pick(), "rows only a little cheaper: the remote side keeps summaries");
         let local = Chooser::new(Strategy::Auto, false, 5000, Duration::from_millis(500));
         assert!(!local.pick(), "a local side starts with rows");
         local.measured(false, 100 * MS, 1000);
