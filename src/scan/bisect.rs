@@ -47,6 +47,10 @@ struct ChoiceState {
     cost: [Option<f64>; 2],
     chunks: u64,
     summary_rows: u64,
+    /// summaries are the table's strategy now (not only measured now and then)
+    summary_best: bool,
+    /// the size of a summary chunk that only measures: small, so that probing a slower strategy is cheap
+    probe_rows: u64,
 }
 
 impl Chooser {
@@ -60,6 +64,8 @@ impl Chooser {
             cost: [None, None],
             chunks: 0,
             summary_rows: (chunk_rows as u64 * 4).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
+            summary_best: strategy == Strategy::Summary || (strategy == Strategy::Auto && remote),
+            probe_rows: (chunk_rows as u64 * 4).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
         };
         Chooser { strategy, state: Arc::new(Mutex::new(state)), chunk_time }
     }
@@ -85,6 +91,7 @@ impl Chooser {
                     ([Some(rows), Some(summary)], false) => summary * SWITCH_GAIN < rows,
                     _ => s.prefer_summary,
                 };
+                s.summary_best = best;
                 if s.chunks == 2 || s.chunks.is_multiple_of(PROBE_EVERY) {
                     !best
                 } else {
@@ -103,7 +110,7 @@ impl Chooser {
             Some(old) => old * 0.7 + per_row * 0.3,
             None => per_row,
         });
-        if by_summary && rows > 0 {
+        if by_summary && s.summary_best && rows > 0 {
             let target = self.chunk_time.as_secs_f64();
             let scale = (target / took.as_secs_f64().max(1e-6)).clamp(0.5, 4.0);
             s.summary_rows = ((s.summary_rows as f64 * scale) as u64).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS);
@@ -111,7 +118,12 @@ impl Chooser {
     }
 
     fn summary_rows(&self) -> u64 {
-        self.state().summary_rows
+        let s = self.state();
+        if s.summary_best {
+            s.summary_rows
+        } else {
+            s.summary_rows.min(s.probe_rows)
+        }
     }
 }
 
@@ -227,6 +239,8 @@ mod tests {
         let picks: Vec<bool> = (3..=PROBE_EVERY).map(|_| local.pick()).collect();
         assert!(picks[..picks.len() - 1].iter().all(|s| !s), "rows stay while cheaper");
         assert!(picks[picks.len() - 1], "every PROBE_EVERY chunks the other is measured again");
+        local.measured(true, MS, 20_000);
+        assert_eq!(local.summary_rows(), 20_000, "a probe stays small and does not resize the chunks");
         for fixed in [Strategy::Rows, Strategy::Summary] {
             let c = Chooser::new(fixed, true, 5000, Duration::from_millis(500));
             assert!((0..5).all(|_| c.pick() == (fixed == Strategy::Summary)));
