@@ -65,7 +65,7 @@ impl Chooser {
             chunks: 0,
             summary_rows: (chunk_rows as u64 * 4).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
             summary_best: strategy == Strategy::Summary || (strategy == Strategy::Auto && remote),
-            probe_rows: (chunk_rows as u64 * 4).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
+            probe_rows: (chunk_rows as u64).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
         };
         Chooser { strategy, state: Arc::new(Mutex::new(state)), chunk_time }
     }
@@ -239,8 +239,8 @@ mod tests {
         let picks: Vec<bool> = (3..=PROBE_EVERY).map(|_| local.pick()).collect();
         assert!(picks[..picks.len() - 1].iter().all(|s| !s), "rows stay while cheaper");
         assert!(picks[picks.len() - 1], "every PROBE_EVERY chunks the other is measured again");
-        local.measured(true, MS, 20_000);
-        assert_eq!(local.summary_rows(), 20_000, "a probe stays small and does not resize the chunks");
+        local.measured(true, MS, 5_000);
+        assert_eq!(local.summary_rows(), 5_000, "a probe is one rows chunk's size and does not resize the chunks");
         for fixed in [Strategy::Rows, Strategy::Summary] {
             let c = Chooser::new(fixed, true, 5000, Duration::from_millis(500));
             assert!((0..5).all(|_| c.pick() == (fixed == Strategy::Summary)));
