@@ -1,34 +1,85 @@
 #!/usr/bin/env bash
 # Full-mode benchmark: a ROWS-row (default 1M), 10-column table pair with 300 injected differences (100 of
-# each type), checked by `binlog-validator full` and by `pt-table-sync --print` on the same data, runs
-# alternating. Reports the median wall time of each, their ratio, and peak RSS; checks that both found
-# the 300 differences.
+# each type), checked by `binlog-validator full` (default strategy, and each strategy), by
+# `pt-table-sync --print` and (remote mode) by `reladiff` on the same data, runs alternating. Reports the
+# median wall time of each, its ratio to pt-table-sync, and peak RSS; checks that every tool found exactly
+# the 300 differences. Two tables: `t` (ids 1..ROWS) and `s`, the same rows plus 100 stray ids near
+# 2*ROWS (keys not spread evenly).
 #
-#   scripts/bench-full.sh              # ROWS=1000000 RUNS=5
+#   scripts/bench-full.sh                      # local: both servers on loopback, ROWS=1000000 RUNS=5
 #   ROWS=100000 RUNS=3 scripts/bench-full.sh
+#   REMOTE=1 scripts/bench-full.sh             # the target behind a shaped link (RATE, default 100mbit)
+#
+# Remote mode needs root (or CAP_NET_ADMIN), iproute2 (`ip netns`, veth) and `tc` with the tbf qdisc: it
+# makes the network namespace $NS with a veth pair 10.200.0.1/30 (here) - 10.200.0.2/30 (inside), shapes
+# each direction with `tc qdisc ... tbf rate $RATE`, runs the target's MariaDB inside the namespace, and
+# removes all of it at exit. It installs reladiff from PyPI (pip) when missing.
+#
+# Ports and the server directory can be moved off the test servers' (23061/23062, .testenv):
+#   BENCH_SRC_PORT=23121 BENCH_DST_PORT=23122 BV_TESTENV_DIR=/tmp/bench-env scripts/bench-full.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${ROWS:-1000000}
 RUNS=${RUNS:-5}
-SRC=23061
-DST=23062
-OUT=.testenv/bench
-mysql_() { mariadb --no-defaults -h127.0.0.1 -ubv -pbv "$@"; }
+REMOTE=${REMOTE:-0}
+RATE=${RATE:-100mbit}
+NS=${NS:-bvbench}
+SRC=${BENCH_SRC_PORT:-23061}
+DST=${BENCH_DST_PORT:-23062}
+OUT=${BV_TESTENV_DIR:-.testenv}/bench
+SRC_HOST=127.0.0.1
+DST_HOST=127.0.0.1
+DST_NAME=target
+mysql_() { mariadb --no-defaults -ubv -pbv "$@"; }
 
 scripts/testenv.sh ensure-mariadb
 command -v pt-table-sync >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq percona-toolkit >/dev/null; }
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-scripts/testenv.sh start-mariadb source $SRC base
-scripts/testenv.sh start-mariadb target $DST plain
-cargo build --release --locked --quiet
-mkdir -p $OUT
 
-loaded=$(mysql_ -P$DST -N -e "SELECT n FROM bench.loaded" 2>/dev/null || true)
+if [ "$REMOTE" = 1 ]; then
+  [ "$(id -u)" = 0 ] || { echo "REMOTE=1 needs root (ip netns, veth, tc)" >&2; exit 2; }
+  command -v reladiff >/dev/null || pip install -q 'reladiff[mysql]'
+  DST_HOST=10.200.0.2
+  DST_NAME=target-net
+  cleanup() {
+    scripts/testenv.sh stop-mariadb $DST_NAME || true
+    ip netns del "$NS" 2>/dev/null || true
+    ip link del bvb0 2>/dev/null || true
+  }
+  trap cleanup EXIT
+  cleanup
+  ip netns add "$NS"
+  ip link add bvb0 type veth peer name bvb1
+  ip link set bvb1 netns "$NS"
+  ip addr add 10.200.0.1/30 dev bvb0
+  ip link set bvb0 up
+  ip netns exec "$NS" ip addr add 10.200.0.2/30 dev bvb1
+  ip netns exec "$NS" ip link set bvb1 up
+  ip netns exec "$NS" ip link set lo up
+  tc qdisc add dev bvb0 root tbf rate "$RATE" burst 256kb latency 50ms
+  ip netns exec "$NS" tc qdisc add dev bvb1 root tbf rate "$RATE" burst 256kb latency 50ms
+  echo "link: 10.200.0.1 <-> 10.200.0.2 ($NS), $RATE each way" >&2
+fi
+
+scripts/testenv.sh start-mariadb source "$SRC" base
+if [ "$REMOTE" = 1 ]; then
+  BV_MARIADB_NETNS=$NS BV_MARIADB_BIND=$DST_HOST BV_MARIADB_CLIENT=10.200.0.1 \
+    scripts/testenv.sh start-mariadb $DST_NAME "$DST" plain
+else
+  scripts/testenv.sh start-mariadb $DST_NAME "$DST" plain
+fi
+cargo build --release --locked --quiet
+mkdir -p "$OUT"
+SRC_=(-h$SRC_HOST -P$SRC)
+DST_=(-h$DST_HOST -P$DST)
+
+loaded=$(mysql_ "${DST_[@]}" -N -e "SELECT n FROM bench.loaded" 2>/dev/null || true)
 if [ "$loaded" != "$ROWS" ]; then
   echo "loading $ROWS rows on each side..." >&2
-  for port in $SRC $DST; do
-    mysql_ -P$port -e "DROP DATABASE IF EXISTS bench; CREATE DATABASE bench CHARACTER SET utf8mb4"
-    mysql_ -P$port bench -e "
+  for side in SRC_ DST_; do
+    declare -n conn=$side
+    mysql_ "${conn[@]}" -e "DROP DATABASE IF EXISTS bench; CREATE DATABASE bench CHARACTER SET utf8mb4"
+    mysql_ "${conn[@]}" bench -e "
       SET SESSION sql_log_bin = 0;
       CREATE TABLE t (id BIGINT PRIMARY KEY, a INT, b BIGINT, c VARCHAR(64), d VARCHAR(255), e DECIMAL(12,2),
         f DOUBLE, g DATETIME(6), h TEXT, i DATE);
@@ -36,23 +87,37 @@ if [ "$loaded" != "$ROWS" ]; then
         seq / 7, TIMESTAMPADD(MICROSECOND, seq * 1001, '2026-01-01'), CONCAT('text ', seq, ' ', MD5(seq)),
         DATE_ADD('2000-01-01', INTERVAL seq % 9000 DAY) FROM seq_1_to_$ROWS;"
   done
+  unset -n conn
   # 100 of each type, spread over the key space.
-  mysql_ -P$DST bench -e "
+  mysql_ "${DST_[@]}" bench -e "
     SET SESSION sql_log_bin = 0;
     DELETE FROM t WHERE id % ($ROWS DIV 100) = 1 LIMIT 100;
     UPDATE t SET d = CONCAT(d, 'x') WHERE id % ($ROWS DIV 100) = 2 LIMIT 100;
-    INSERT INTO t SELECT $ROWS + seq * 11, 0, 0, 'extra', '', 0, 0, '2026-01-01', '', '2026-01-01' FROM seq_1_to_100;
-    CREATE TABLE loaded (n BIGINT); INSERT INTO loaded VALUES ($ROWS);"
-  mysql_ -P$SRC bench -e "CREATE TABLE loaded (n BIGINT); INSERT INTO loaded VALUES ($ROWS)"
+    INSERT INTO t SELECT $ROWS + seq * 11, 0, 0, 'extra', '', 0, 0, '2026-01-01', '', '2026-01-01' FROM seq_1_to_100;"
+  # The skewed table: the same rows (so the same differences) plus 100 stray ids near 2*ROWS on both sides.
+  for side in SRC_ DST_; do
+    declare -n conn=$side
+    mysql_ "${conn[@]}" bench -e "
+      SET SESSION sql_log_bin = 0;
+      CREATE TABLE s LIKE t;
+      INSERT INTO s SELECT * FROM t;
+      INSERT INTO s SELECT 2 * $ROWS + seq * 3, 1, 1, 'stray', '', 0, 0, '2026-01-01', '', '2026-01-01' FROM seq_1_to_100;
+      ANALYZE TABLE t, s;
+      CREATE TABLE loaded (n BIGINT); INSERT INTO loaded VALUES ($ROWS);" >/dev/null
+  done
+  unset -n conn
 fi
 
-cat >$OUT/bv.toml <<EOF
+config() {
+  cat >"$OUT/bv.toml" <<EOF
 [source]
-url = "mysql://bv:bv@127.0.0.1:$SRC/bench"
+url = "mysql://bv:bv@$SRC_HOST:$SRC/bench"
 [target]
-url = "mysql://bv:bv@127.0.0.1:$DST/bench"
+url = "mysql://bv:bv@$DST_HOST:$DST/bench"
 [[table]]
 name = "t"
+[[table]]
+name = "s"
 [check]
 settle = "0s"
 [sink]
@@ -61,44 +126,85 @@ path = "$OUT/events.jsonl"
 [state]
 dir = "$OUT/state"
 EOF
+}
+config
 
+# run_bv TABLE [ARGS...]: prints "seconds peak-KB"
 run_bv() {
-  rm -rf $OUT/state $OUT/events.jsonl
-  /usr/bin/time -f "%e %M" -o $OUT/time target/release/binlog-validator --config $OUT/bv.toml full "$@" 2>$OUT/bv.log || true
+  local table=$1
+  shift
+  rm -rf "$OUT/state" "$OUT/events.jsonl"
+  # The binary refuses unknown BV_* variables; BV_TESTENV_DIR is this script's.
+  /usr/bin/time -f "%e %M" -o "$OUT/time" env -u BV_TESTENV_DIR target/release/binlog-validator --config "$OUT/bv.toml" full \
+    --tables "$table" "$@" 2>"$OUT/bv.log" || true
   local n
-  n=$(wc -l <$OUT/events.jsonl)
-  [ "$n" = 300 ] || { echo "binlog-validator found $n differences, expected 300" >&2; exit 1; }
-  tail -1 $OUT/time
+  n=$(wc -l <"$OUT/events.jsonl")
+  [ "$n" = 300 ] || { echo "binlog-validator $* found $n differences in $table, expected 300 (see $OUT/bv.log)" >&2; exit 1; }
+  grep -o 'strategy: [a-z0-9 ,]*' "$OUT/bv.log" >"$OUT/strategy.$table.${1:-auto}.${2:-}" || true
+  tail -1 "$OUT/time"
 }
 
 run_pt() {
-  /usr/bin/time -f "%e %M" -o $OUT/time pt-table-sync --print --no-check-triggers \
-    h=127.0.0.1,P=$SRC,u=bv,p=bv,D=bench,t=t h=127.0.0.1,P=$DST,u=bv,p=bv >$OUT/pt.sql 2>$OUT/pt.log || true
+  /usr/bin/time -f "%e %M" -o "$OUT/time" pt-table-sync --print --no-check-triggers \
+    h=$SRC_HOST,P=$SRC,u=bv,p=bv,D=bench,t="$1" h=$DST_HOST,P=$DST,u=bv,p=bv >"$OUT/pt.sql" 2>"$OUT/pt.log" || true
   local n
-  n=$(grep -cE '^(DELETE|REPLACE|INSERT|UPDATE)' $OUT/pt.sql || true)
-  [ "$n" = 300 ] || { echo "pt-table-sync printed $n statements, expected 300 (see $OUT/pt.log)" >&2; exit 1; }
-  tail -1 $OUT/time
+  n=$(grep -cE '^(DELETE|REPLACE|INSERT|UPDATE)' "$OUT/pt.sql" || true)
+  [ "$n" = 300 ] || { echo "pt-table-sync printed $n statements for $1, expected 300 (see $OUT/pt.log)" >&2; exit 1; }
+  tail -1 "$OUT/time"
+}
+
+run_reladiff() {
+  /usr/bin/time -f "%e %M" -o "$OUT/time" reladiff "mysql://bv:bv@$SRC_HOST:$SRC/bench" "$1" \
+    "mysql://bv:bv@$DST_HOST:$DST/bench" "$1" -k id -c a -c b -c c -c d -c e -c f -c g -c h -c i \
+    >"$OUT/reladiff.out" 2>"$OUT/reladiff.log" || true
+  local n
+  n=$(awk '$1 == "+" || $1 == "-" {sub(",", "", $2); print $2}' "$OUT/reladiff.out" | sort -u | wc -l)
+  [ "$n" = 300 ] || { echo "reladiff found $n differing keys in $1, expected 300 (see $OUT/reladiff.log)" >&2; exit 1; }
+  tail -1 "$OUT/time"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-: >$OUT/bv.times; : >$OUT/rows.times; : >$OUT/pt.times
-for r in $(seq "$RUNS"); do
-  run_bv >>$OUT/bv.times
-  run_pt >>$OUT/pt.times
-  run_bv --strategy rows >>$OUT/rows.times
-  echo "run $r: full $(tail -1 $OUT/bv.times)  rows $(tail -1 $OUT/rows.times)  pt-table-sync $(tail -1 $OUT/pt.times)  (seconds, peak KB)" >&2
-done
-bv=$(cut -d' ' -f1 $OUT/bv.times | median)
-rows=$(cut -d' ' -f1 $OUT/rows.times | median)
-pt=$(cut -d' ' -f1 $OUT/pt.times | median)
-bv_rss=$(cut -d' ' -f2 $OUT/bv.times | sort -n | tail -1)
-rows_rss=$(cut -d' ' -f2 $OUT/rows.times | sort -n | tail -1)
-pt_rss=$(cut -d' ' -f2 $OUT/pt.times | sort -n | tail -1)
-cat <<EOF
-| tool ($ROWS rows x 10 columns, 300 differences, median of $RUNS) | wall time | vs pt-table-sync | peak RSS |
-|---|---|---|---|
-| binlog-validator full | ${bv} s | $(awk "BEGIN {printf \"%.2f\", $bv/$pt}")x the time ($(awk "BEGIN {printf \"%.1f\", $pt/$bv}")x faster) | $((bv_rss / 1024)) MB |
-| binlog-validator full --strategy rows | ${rows} s | $(awk "BEGIN {printf \"%.2f\", $rows/$pt}")x the time | $((rows_rss / 1024)) MB |
-| pt-table-sync --print | ${pt} s | 1 | $((pt_rss / 1024)) MB |
-EOF
+# bench TABLE: alternating runs of every tool on one table, then its Markdown rows.
+bench() {
+  local table=$1
+  local tools=(bv rows summary pt)
+  [ "$REMOTE" = 1 ] && tools+=(reladiff)
+  for tool in "${tools[@]}"; do : >"$OUT/$tool.times"; done
+  for r in $(seq "$RUNS"); do
+    for tool in "${tools[@]}"; do
+      case $tool in
+        bv) run_bv "$table" >>"$OUT/bv.times" ;;
+        rows) run_bv "$table" --strategy rows >>"$OUT/rows.times" ;;
+        summary) run_bv "$table" --strategy summary >>"$OUT/summary.times" ;;
+        pt) run_pt "$table" >>"$OUT/pt.times" ;;
+        reladiff) run_reladiff "$table" >>"$OUT/reladiff.times" ;;
+      esac
+    done
+    local line="run $r ($table):"
+    for tool in "${tools[@]}"; do line+="  $tool $(tail -1 "$OUT/$tool.times")"; done
+    echo "$line  (seconds, peak KB)" >&2
+  done
+  local pt
+  pt=$(cut -d' ' -f1 "$OUT/pt.times" | median)
+  for tool in "${tools[@]}"; do
+    local t rss name
+    t=$(cut -d' ' -f1 "$OUT/$tool.times" | median)
+    rss=$(cut -d' ' -f2 "$OUT/$tool.times" | sort -n | tail -1)
+    case $tool in
+      bv) name="binlog-validator full ($(cat "$OUT/strategy.$table.auto." 2>/dev/null | head -1))" ;;
+      rows) name="binlog-validator full --strategy rows" ;;
+      summary) name="binlog-validator full --strategy summary" ;;
+      pt) name="pt-table-sync --print" ;;
+      reladiff) name="reladiff (bisection factor 32, threshold 16384)" ;;
+    esac
+    echo "| $table | $name | ${t} s | $(awk "BEGIN {printf \"%.2f\", $t/$pt}")x | $((rss / 1024)) MB |"
+  done
+}
+
+where="one machine"
+[ "$REMOTE" = 1 ] && where="target behind a $RATE link"
+echo "| table ($ROWS rows x 10 columns, 300 differences, $where, median of $RUNS) | tool | wall time | vs pt-table-sync | peak RSS |"
+echo "|---|---|---|---|---|"
+bench t
+bench s

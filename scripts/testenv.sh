@@ -73,7 +73,11 @@ start_mariadb() {
       --auth-root-authentication-method=normal --skip-test-db >"$d/install.log" 2>&1 \
       || die "mariadb-install-db failed for $name; see $d/install.log"
   fi
-  local args=(--no-defaults --datadir="$d/data" --port="$port" --bind-address=127.0.0.1
+  # BV_MARIADB_BIND / BV_MARIADB_NETNS: the remote benchmark's server listens on a veth address inside a
+  # network namespace (scripts/bench-full.sh REMOTE=1); everything else uses loopback.
+  local bind=${BV_MARIADB_BIND:-127.0.0.1} netns=()
+  [ -n "${BV_MARIADB_NETNS:-}" ] && netns=(ip netns exec "$BV_MARIADB_NETNS")
+  local args=(--no-defaults --datadir="$d/data" --port="$port" --bind-address="$bind"
     --socket="$d/sock" --pid-file="$d/pid" --log-error="$d/error.log" --user=root
     --server-id="$port" --skip-name-resolve --max-allowed-packet=1G
     --innodb-buffer-pool-size=512M --innodb-flush-log-at-trx-commit=2 --innodb-log-file-size=256M
@@ -88,7 +92,7 @@ start_mariadb() {
     args+=(--log-bin-compress=ON --log-bin-compress-min-len=10)
   fi
   args+=("${extra[@]}")
-  nohup mariadbd "${args[@]}" >"$d/stdout.log" 2>&1 &
+  nohup "${netns[@]}" mariadbd "${args[@]}" >"$d/stdout.log" 2>&1 &
   echo $! >"$d/pid"
   wait_for 60 mariadb-admin --no-defaults --socket="$d/sock" -uroot ping \
     || die "$name did not start on port $port; see $d/error.log"
@@ -96,8 +100,10 @@ start_mariadb() {
     CREATE USER IF NOT EXISTS 'bv'@'127.0.0.1' IDENTIFIED BY 'bv';
     GRANT ALL PRIVILEGES ON *.* TO 'bv'@'127.0.0.1' WITH GRANT OPTION;
     CREATE USER IF NOT EXISTS 'bv'@'localhost' IDENTIFIED BY 'bv';
-    GRANT ALL PRIVILEGES ON *.* TO 'bv'@'localhost' WITH GRANT OPTION;"
-  log "$name ($role) up on 127.0.0.1:$port"
+    GRANT ALL PRIVILEGES ON *.* TO 'bv'@'localhost' WITH GRANT OPTION;
+    CREATE USER IF NOT EXISTS 'bv'@'${BV_MARIADB_CLIENT:-127.0.0.1}' IDENTIFIED BY 'bv';
+    GRANT ALL PRIVILEGES ON *.* TO 'bv'@'${BV_MARIADB_CLIENT:-127.0.0.1}' WITH GRANT OPTION;"
+  log "$name ($role) up on $bind:$port${BV_MARIADB_NETNS:+ (network namespace $BV_MARIADB_NETNS)}"
 }
 
 # A private CA and the certificates the TLS tests use, all made here (nothing secret leaves $1):

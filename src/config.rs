@@ -177,13 +177,38 @@ pub struct FullConfig {
     pub parallel: usize,
     /// Tables with at least this many rows (server estimate) are split into `parallel` ranges.
     pub split_rows: u64,
-    /// Rows read per query while walking a range.
+    /// Rows read per query while walking a range (the first summary chunk's size too).
     pub chunk_rows: usize,
+    /// Summary chunks are resized to take about this long (pt-table-checksum's `--chunk-time`).
+    #[serde(deserialize_with = "de_duration")]
+    pub chunk_time: Duration,
+    /// `Status_variable=limit` (e.g. `Threads_running=25`): pause between chunks while either side is above.
+    pub max_load: String,
+    /// Rows read per second per side, 0 = unlimited.
+    pub rate: u64,
 }
 
 impl Default for FullConfig {
     fn default() -> Self {
-        FullConfig { parallel: 4, split_rows: 200_000, chunk_rows: 5000 }
+        FullConfig {
+            parallel: 4,
+            split_rows: 200_000,
+            chunk_rows: 5000,
+            chunk_time: Duration::from_millis(500),
+            max_load: String::new(),
+            rate: 0,
+        }
+    }
+}
+
+impl FullConfig {
+    /// `max_load` parsed: the status variable and its limit.
+    pub fn max_load(&self) -> Option<(String, u64)> {
+        let (var, limit) = self.max_load.split_once('=')?;
+        let var = var.trim();
+        let ok = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        ok.then_some(())?;
+        Some((var.to_string(), limit.trim().parse().ok()?))
     }
 }
 
@@ -457,6 +482,15 @@ impl Config {
         }
         if self.full.chunk_rows < 2 || self.full.chunk_rows > 1_000_000 {
             return bad(format!("full.chunk_rows = {} is out of range; use 2 to 1000000", self.full.chunk_rows));
+        }
+        if !self.full.max_load.trim().is_empty() && self.full.max_load().is_none() {
+            return bad(format!(
+                "full.max_load = \"{}\" is malformed; use \"Status_variable=limit\", e.g. \"Threads_running=25\"",
+                self.full.max_load
+            ));
+        }
+        if self.full.chunk_time < Duration::from_millis(10) || self.full.chunk_time > Duration::from_secs(600) {
+            return bad("full.chunk_time is out of range; use 10ms to 10m".into());
         }
         if self.full.parallel == 0 || self.full.parallel > 64 {
             return bad(format!("full.parallel = {} is out of range; use 1 to 64", self.full.parallel));

@@ -16,6 +16,8 @@
 //! - [`sink`]: event sinks (Kafka, file, stdout) and the outbox drain
 //! - [`engine`]: the connected pieces every mode shares, and their background tasks
 //! - [`scan`]: full mode: segments, chunked keyset walk, resume
+//! - [`summary`]: full mode's chunk summaries: the byte-exact row digest SQL, bucketed sums, index cut points
+//! - [`throttle`]: full mode's `max_load` pause and `rate` limit between chunks
 //! - [`api`]: the HTTP control API of `serve`, its scheduler, the OpenAPI document
 //! - [`binlog`]: binlog mode: replica stream → whole transactions (compressed events, XA, DDL re-checks)
 //!   → keys → checks → checkpoint, accounting for every row change; row images decoded and normalised to
@@ -52,6 +54,8 @@ pub mod schema;
 pub mod settle;
 pub mod sink;
 pub mod state;
+pub mod summary;
+pub mod throttle;
 pub mod tls;
 
 pub use config::Config;

@@ -5,7 +5,7 @@ mod cli;
 
 use binlog_validator::engine::Running;
 use binlog_validator::metrics::Stats;
-use binlog_validator::scan::{run_full, FullOptions};
+use binlog_validator::scan::{run_full, FullOptions, Strategy};
 use binlog_validator::{binlog, doctor, Config, Error};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -39,8 +39,9 @@ enum Command {
         /// Forget an interrupted pass and start over.
         #[arg(long)]
         restart: bool,
-        /// How ranges are compared: `rows` streams every row of both sides.
-        #[arg(long, default_value = "rows", value_parser = ["rows"])]
+        /// How ranges are compared: `rows` streams every row of both sides, `summary` compares per-chunk
+        /// digests and bisects the chunks that differ, `auto` chooses per table and chunk by measurement.
+        #[arg(long, default_value = "auto", value_parser = ["rows", "summary", "auto"])]
         strategy: String,
     },
     /// Incremental validation until SIGINT/SIGTERM.
@@ -147,7 +148,7 @@ fn shutdown_signal() -> watch::Receiver<bool> {
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let cfg = load_config(&cli)?;
     match cli.command {
-        Command::Full { tables, restart, strategy: _ } => full(cfg, tables, restart).await,
+        Command::Full { tables, restart, strategy } => full(cfg, tables, restart, &strategy).await,
         Command::Doctor => {
             let checks = doctor::run(&cfg, true).await;
             for c in &checks {
@@ -392,10 +393,16 @@ async fn sweep(cfg: Config, tables: Vec<String>) -> Result<ExitCode, Error> {
     Ok(if found > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-async fn full(cfg: Config, tables: Vec<String>, restart: bool) -> Result<ExitCode, Error> {
+async fn full(cfg: Config, tables: Vec<String>, restart: bool, strategy: &str) -> Result<ExitCode, Error> {
     let shutdown = shutdown_signal();
     let running = Running::start(cfg, Arc::new(Stats::default())).await?;
-    let opts = FullOptions { tables, restart, progress_bar: std::io::stderr().is_terminal(), run: String::new() };
+    let opts = FullOptions {
+        tables,
+        restart,
+        progress_bar: std::io::stderr().is_terminal(),
+        run: String::new(),
+        strategy: Strategy::parse(strategy).unwrap_or_default(),
+    };
     let result = run_full(&running.engine, &opts, shutdown).await;
     running.stop().await;
     let summary = match result {
@@ -412,7 +419,7 @@ async fn full(cfg: Config, tables: Vec<String>, restart: bool) -> Result<ExitCod
         if summary.resumed { " (resumed)" } else { "" }
     );
     for t in &summary.tables {
-        eprintln!("  {:<30} {:>12} rows compared", t.table, t.rows);
+        eprintln!("  {:<30} {:>12} rows compared  (strategy: {})", t.table, t.rows, t.strategy());
     }
     for (kind, n) in &summary.events {
         eprintln!("  {:<30} {:>12}", kind.as_str(), n);

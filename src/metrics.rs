@@ -48,6 +48,8 @@ impl NotChecked {
 /// Process-wide counters. Cheap to bump from any task.
 #[derive(Default, Debug)]
 pub struct Stats {
+    /// What holds a full pass back between chunks (`full.max_load`, `full.rate`); empty when nothing does.
+    pub full_held: std::sync::Mutex<String>,
     pub rows_checked: AtomicU64,
     pub target_missing: AtomicU64,
     pub neq: AtomicU64,

@@ -1,11 +1,19 @@
 //! Full mode: whole-table parity in both directions.
 //!
-//! Each table's key space is cut into segments (numerically, for large tables with one integer key, so
-//! segments run concurrently), and each segment is walked in chunks: the base side's next `chunk_rows`
-//! rows define the chunk `(lo, hi]`, and the other side's rows in that same range are streamed in pages and
-//! matched against them by exact key. Other-side rows with no base row are `base_missing`, base rows left
-//! unmatched are `target_missing`, matched pairs go through the compare core. The first chunk has no lower
-//! bound and the last no upper bound, so other-side rows before or after every base key are found too.
+//! Each large table is cut into segments holding about equal numbers of rows (every `n`-th key of the
+//! base, found by walks of its key index, so skewed, sparse, composite and string keys split as well as
+//! dense integers), a few per worker; the segments form one queue that `full.parallel` workers drain.
+//! Each segment is walked in chunks, each chunk compared by one of two strategies (see [`Strategy`]):
+//! - **rows**: the base side's next `chunk_rows` rows define the chunk `(lo, hi]`, and the other side's
+//!   rows in that same range are streamed in pages and matched against them by exact key. Other-side rows
+//!   with no base row are `base_missing`, base rows left unmatched are `target_missing`, matched pairs go
+//!   through the compare core.
+//! - **summary** (`bisect`): both servers reduce the chunk to per-bucket counts and digest sums
+//!   ([`crate::summary`]); equal buckets pass, differing ones are bisected down to ranges small enough to
+//!   stream as above. Chunks are sized to take about `full.chunk_time`.
+//!
+//! The first chunk has no lower bound and the last no upper bound, so other-side rows before or after
+//! every base key are found too.
 //!
 //! Chunk boundaries are evaluated by each server with its own collation, so no client-side ordering of
 //! strings is needed; matching inside a chunk is byte-exact. That needs both servers to order the key
@@ -15,16 +23,19 @@
 //! is walked in its own order and looked up on the base by exact key (`base_missing`). Each side is then
 //! read about twice, but every verdict is exact whatever the two collations are.
 //!
-//! Memory is bounded by a few chunks per segment whatever the table size. Finished chunks are recorded in the state store (only after their mismatches
-//! are durable as pending re-checks), so an interrupted pass resumes where it stopped.
+//! Between chunks, `full.max_load` and `full.rate` may hold the pass back ([`crate::throttle`]). Memory is
+//! bounded by a few chunks per worker whatever the table size. Finished chunks are recorded per segment
+//! in the state store (only after their mismatches are durable as pending re-checks), so an interrupted
+//! pass resumes each segment where it stopped and skips the finished ones.
 
 use crate::check::{row_identity, row_key, verdict, Mismatch};
 use crate::db::{Db, Row};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::{EventType, Mode};
-use crate::key::{Key, KeyVal};
+use crate::key::Key;
 use crate::schema::TablePlan;
+use crate::throttle::Throttle;
 use indicatif::ProgressBar;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
@@ -34,11 +45,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 
-/// How ranges are compared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+mod bisect;
+
+/// How ranges are compared (`full --strategy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Strategy {
-    /// Stream every row of both sides and compare in the client (exact; measured fastest on one host).
+    /// Stream every row of both sides and compare in the client (exact; fastest when both sides are near).
     Rows,
+    /// Compare per-chunk summaries computed by each server and bisect the chunks that differ down to ranges
+    /// small enough to stream (little traffic: for a remote side or a slow link).
+    Summary,
+    /// Start each range with summaries when the other side is remote and with rows when it is local, then
+    /// keep whichever is measured faster per row (difference density included).
+    #[default]
+    Auto,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "rows" => Some(Strategy::Rows),
+            "summary" => Some(Strategy::Summary),
+            "auto" => Some(Strategy::Auto),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -51,6 +82,7 @@ pub struct FullOptions {
     /// Which pass this is (`main` for a user's `full` when empty; `recheck/<table>` for a table re-check):
     /// each pass keeps its own progress, so one never clears or resumes another's.
     pub run: String,
+    pub strategy: Strategy,
 }
 
 impl FullOptions {
@@ -88,6 +120,28 @@ enum EventsRecord {
 pub struct TableSummary {
     pub table: String,
     pub rows: u64,
+    /// chunks compared by summaries and by streaming rows: which strategy the table used
+    pub summary_chunks: u64,
+    pub rows_chunks: u64,
+}
+
+impl TableSummary {
+    /// `summary`, `rows`, or both with their chunk counts.
+    pub fn strategy(&self) -> String {
+        match (self.summary_chunks, self.rows_chunks) {
+            (0, _) => "rows".into(),
+            (_, 0) => "summary".into(),
+            (s, r) => format!("summary {s} chunks, rows {r} chunks"),
+        }
+    }
+}
+
+/// A table's counters, shared by the walkers of its segments.
+#[derive(Default)]
+struct Counters {
+    rows: AtomicU64,
+    summary_chunks: AtomicU64,
+    rows_chunks: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -152,14 +206,22 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     engine.stats.full_runs.fetch_add(1, Relaxed);
 
     let bar = if opts.progress_bar { Some(progress_bar(engine, &plans).await) } else { None };
-    let rows: HashMap<String, Arc<AtomicU64>> =
-        names.iter().map(|n| (n.clone(), Arc::new(AtomicU64::new(0)))).collect();
+    let counters: HashMap<String, Arc<Counters>> = names.iter().map(|n| (n.clone(), Arc::default())).collect();
+    let throttle = Arc::new(Throttle::new(engine.cfg.full.max_load(), engine.cfg.full.rate, engine.stats.clone()));
+    let remote = is_remote(&engine.other.addr) || is_remote(&engine.base.addr);
+    let full = &engine.cfg.full;
+    let choosers: HashMap<String, bisect::Chooser> = names
+        .iter()
+        .map(|n| (n.clone(), bisect::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)))
+        .collect();
+    // The segments form one work queue: `parallel` permits, handed out in order (the semaphore is
+    // fair), so every worker takes the next unfinished segment as soon as it is free.
     let sem = Arc::new(Semaphore::new(engine.cfg.full.parallel));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, seg) in segments.into_iter().enumerate() {
         let (start, done_rows) = match store.get::<SegmentRecord>(&seg_name(i))? {
             Some(SegmentRecord::V1 { done_to, finished, rows: r }) => {
-                rows[&seg.table].fetch_add(r, Relaxed);
+                counters[&seg.table].rows.fetch_add(r, Relaxed);
                 if finished {
                     continue;
                 }
@@ -176,10 +238,12 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
             record: seg_name(i),
             hi: seg.hi,
             chunk: engine.cfg.full.chunk_rows,
-            rows: rows[&seg.table].clone(),
+            counters: counters[&seg.table].clone(),
             done_rows,
             bar: bar.clone(),
             shutdown: shutdown.clone(),
+            chooser: choosers[&seg.table].clone(),
+            throttle: throttle.clone(),
         };
         let sem = sem.clone();
         tasks.spawn(async move {
@@ -197,6 +261,7 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
             }
         }
     }
+    engine.stats.full_held.lock().unwrap_or_else(|e| e.into_inner()).clear();
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -211,7 +276,18 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     let events = events_so_far();
     store.clear(&prefix).await?;
     Ok(FullSummary {
-        tables: names.iter().map(|n| TableSummary { table: n.clone(), rows: rows[n].load(Relaxed) }).collect(),
+        tables: names
+            .iter()
+            .map(|n| {
+                let c = &counters[n];
+                TableSummary {
+                    table: n.clone(),
+                    rows: c.rows.load(Relaxed),
+                    summary_chunks: c.summary_chunks.load(Relaxed),
+                    rows_chunks: c.rows_chunks.load(Relaxed),
+                }
+            })
+            .collect(),
         events: EventType::ALL.iter().copied().zip(events).collect(),
         resolved: engine.stats.resolved.load(Relaxed) - resolved_before,
         unsettled,
@@ -221,13 +297,30 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     })
 }
 
+/// A server not on this host (its traffic crosses a network): not loopback, not a local socket.
+fn is_remote(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+    !(host.is_empty() || host == "localhost" || host.starts_with("127.") || host == "::1" || host.starts_with('/'))
+}
+
+#[cfg(test)]
+#[test]
+fn remote_means_not_this_host() {
+    assert!(!is_remote("127.0.0.1:3306"));
+    assert!(!is_remote("localhost:3306"));
+    assert!(!is_remote("[::1]:3306"));
+    assert!(is_remote("10.200.0.2:3306"));
+    assert!(is_remote("db.example.com:3306"));
+}
+
 async fn progress_bar(engine: &Engine, plans: &[Arc<TablePlan>]) -> ProgressBar {
     let mut total = 0;
     for p in plans {
         total += estimate_rows(&engine.base, &p.name).await.unwrap_or(0);
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}")
+    {
         bar.set_style(style);
     }
     bar
@@ -249,58 +342,45 @@ async fn estimate_rows(db: &Db, table: &str) -> Result<u64> {
     })
 }
 
-/// Splits a table into segments: numerically by the key for large tables with one integer key column,
-/// else one segment covering everything.
+/// Segments per worker: enough that workers finishing early find more work in the queue.
+const SEGMENTS_PER_WORKER: u64 = 4;
+
+/// Splits a large table into segments holding about equal numbers of rows, whatever the key's type or
+/// distribution: the boundaries are every `n`-th key of the base, found by walks of its key index alone.
+/// Small tables, and keys the two servers order differently (walked by lookup), are one segment.
 async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
     let whole = vec![Segment { table: plan.name.clone(), lo: None, hi: None }];
-    let n = engine.cfg.full.parallel as i128;
-    // Keys ordered differently are walked by lookup, with one walk of the other side for the whole table.
-    if !plan.integer_key
-        || !plan.ordered_alike
-        || n < 2
-        || estimate_rows(&engine.base, &plan.name).await? < engine.cfg.full.split_rows
-    {
+    let workers = engine.cfg.full.parallel as u64;
+    if !plan.ordered_alike || workers < 2 {
         return Ok(whole);
     }
-    let mut lo = i128::MAX;
-    let mut hi = i128::MIN;
-    for db in [&engine.base, &engine.other] {
-        let k = crate::db::quote_ident(&plan.column_on(db.side, &plan.key[0]));
-        let sql = format!("SELECT MIN({k}), MAX({k}) FROM {}", crate::db::quote_ident(plan.table_on(db.side)));
-        let r = db.rows(&sql, vec![], "finding the key range").await?;
-        if let Some(row) = r.first() {
-            for (i, v) in row.iter().enumerate() {
-                let x = match v {
-                    Value::Int(x) => i128::from(*x),
-                    Value::UInt(x) => i128::from(*x),
-                    _ => continue,
-                };
-                if i == 0 {
-                    lo = lo.min(x);
-                } else {
-                    hi = hi.max(x);
-                }
-            }
-        }
-    }
-    if hi <= lo || hi - lo < n {
+    let estimate = estimate_rows(&engine.base, &plan.name).await?;
+    if estimate < engine.cfg.full.split_rows {
         return Ok(whole);
     }
-    let bound = |x: i128| -> Key {
-        Key(vec![match i64::try_from(x) {
-            Ok(v) => KeyVal::Int(v),
-            Err(_) => KeyVal::UInt(x as u64),
-        }])
-    };
+    let step = estimate.div_ceil(workers * SEGMENTS_PER_WORKER).max(1);
     let mut segs = Vec::new();
     let mut prev: Option<Key> = None;
-    for i in 1..n {
-        let b = bound(lo + (hi - lo) * i / n);
+    while let Some(b) = crate::summary::nth_key(&engine.base, plan, prev.as_ref(), None, step).await? {
         segs.push(Segment { table: plan.name.clone(), lo: prev.take(), hi: Some(b.clone()) });
         prev = Some(b);
     }
     segs.push(Segment { table: plan.name.clone(), lo: prev, hi: None });
     Ok(segs)
+}
+
+/// What one chunk did.
+struct Step {
+    /// the chunk's upper bound (the segment's when it is the last)
+    hi: Option<Key>,
+    /// more chunks follow in this segment
+    more: bool,
+    found: Vec<(Key, Mismatch)>,
+    rows: u64,
+    /// the next chunk's base rows, read ahead while this one was compared (rows strategy)
+    next: Option<Vec<Row>>,
+    /// the last base key of this chunk (for a walk by lookup's record)
+    last_base: Option<Key>,
 }
 
 /// Walks one segment chunk by chunk.
@@ -311,63 +391,93 @@ struct Walker {
     record: String,
     hi: Option<Key>,
     chunk: usize,
-    rows: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     done_rows: u64,
     bar: Option<ProgressBar>,
     shutdown: watch::Receiver<bool>,
+    chooser: bisect::Chooser,
+    throttle: Arc<Throttle>,
 }
 
 impl Walker {
     async fn walk(mut self, mut lo: Option<Key>) -> Result<()> {
-        let (base, other) = (&self.engine.base, &self.engine.other);
-        let mut base_rows = base.read_range(&self.plan, lo.as_ref(), self.hi.as_ref(), self.chunk).await?;
+        let summaries = self.plan.digest.is_some() && self.plan.ordered_alike;
+        let mut ahead: Option<Vec<Row>> = None;
         loop {
-            let more = base_rows.len() == self.chunk;
-            let hi = match base_rows.last() {
-                Some(last) if more => Some(row_key(&self.plan, last)),
-                _ => self.hi.clone(),
+            self.throttle.wait(&self.engine.base, &self.engine.other, &self.shutdown).await?;
+            if let Some(b) = &self.bar {
+                b.set_message(self.engine.stats.full_held.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            }
+            let by_summary = summaries && self.chooser.pick();
+            let started = Instant::now();
+            // Base rows read ahead for a rows chunk are dropped when this chunk goes by summary.
+            let read_ahead = ahead.take();
+            let step = if by_summary {
+                self.summary_step(lo.as_ref()).await?
+            } else {
+                self.rows_step(lo.as_ref(), read_ahead).await?
             };
-            // Read the next base chunk while the other side of this one is read and compared.
-            let next = async {
-                if more {
-                    base.read_range(&self.plan, hi.as_ref(), self.hi.as_ref(), self.chunk).await.map(Some)
-                } else {
-                    Ok(None)
-                }
-            };
+            self.chooser.measured(by_summary, started.elapsed(), step.rows);
+            let counter = if by_summary { &self.counters.summary_chunks } else { &self.counters.rows_chunks };
+            counter.fetch_add(1, Relaxed);
             // A walk by lookup records its last base key even after the last chunk (whose `hi` is the
             // open end), so a resume during its walk of the other side does not redo the base side.
-            let done_to = match base_rows.last() {
-                Some(last) if !more && !self.plan.ordered_alike => Some(row_key(&self.plan, last)),
+            let done_to = match &step.last_base {
+                Some(last) if !step.more && !self.plan.ordered_alike => Some(last.clone()),
                 None if !self.plan.ordered_alike => lo.clone(),
-                _ => hi.clone(),
+                _ => step.hi.clone(),
             };
-            let this = self.compare_chunk(other, lo.as_ref(), hi.as_ref(), base_rows);
-            let (next, this) = tokio::join!(next, this);
-            let (found, rows) = this?;
-            self.engine.settle.submit(&self.plan.name, Mode::Full, found).await?;
-            self.done_rows += rows;
-            self.rows.fetch_add(rows, Relaxed);
-            self.engine.stats.rows_checked.fetch_add(rows, Relaxed);
+            self.engine.settle.submit(&self.plan.name, Mode::Full, step.found).await?;
+            self.done_rows += step.rows;
+            self.counters.rows.fetch_add(step.rows, Relaxed);
+            self.engine.stats.rows_checked.fetch_add(step.rows, Relaxed);
             if let Some(b) = &self.bar {
-                b.inc(rows);
+                b.inc(step.rows);
             }
             // A walk by lookup is finished only after its walk of the other side, below.
-            let finished = !more && self.plan.ordered_alike;
+            let finished = !step.more && self.plan.ordered_alike;
             let rec = SegmentRecord::V1 { done_to: done_to.clone(), finished, rows: self.done_rows };
             // Mismatches of this chunk are durable (submit flushed them); the record itself may lag.
             self.engine.store.put_lazy(&self.record, &rec)?;
-            tracing::debug!(table = %self.plan.name, segment = %self.record, rows = self.done_rows, "chunk done");
-            match next? {
-                Some(n) => base_rows = n,
-                None if self.plan.ordered_alike => return Ok(()),
-                None => return self.walk_other_side(done_to).await,
+            tracing::debug!(table = %self.plan.name, segment = %self.record, rows = self.done_rows, by_summary, "chunk done");
+            if !step.more {
+                if self.plan.ordered_alike {
+                    return Ok(());
+                }
+                return self.walk_other_side(done_to).await;
             }
-            lo = hi;
+            ahead = step.next;
+            lo = step.hi;
             if *self.shutdown.borrow() {
                 return Err(Error::Interrupted);
             }
         }
+    }
+
+    /// One chunk by streaming: the base's next `chunk` rows define `(lo, hi]`, the other side's rows in it
+    /// are streamed and matched. The next base chunk is read meanwhile.
+    async fn rows_step(&self, lo: Option<&Key>, ahead: Option<Vec<Row>>) -> Result<Step> {
+        let (base, other) = (&self.engine.base, &self.engine.other);
+        let base_rows = match ahead {
+            Some(rows) => rows,
+            None => base.read_range(&self.plan, lo, self.hi.as_ref(), self.chunk).await?,
+        };
+        let more = base_rows.len() == self.chunk;
+        let last_base = base_rows.last().map(|r| row_key(&self.plan, r));
+        let hi = if more { last_base.clone() } else { self.hi.clone() };
+        let base_count = base_rows.len() as u64;
+        let next = async {
+            if more {
+                base.read_range(&self.plan, hi.as_ref(), self.hi.as_ref(), self.chunk).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let this = self.compare_chunk(other, lo, hi.as_ref(), base_rows);
+        let (next, this) = tokio::join!(next, this);
+        let (found, rows) = this?;
+        self.throttle.charge(base_count, rows);
+        Ok(Step { hi, more, found, rows, next: next?, last_base })
     }
 
     /// The second half of a walk by lookup: the other side in its own order, each row looked up on the
@@ -379,7 +489,7 @@ impl Walker {
             return Err(Error::Interrupted);
         }
         self.done_rows += found;
-        self.rows.fetch_add(found, Relaxed);
+        self.counters.rows.fetch_add(found, Relaxed);
         self.engine.stats.rows_checked.fetch_add(found, Relaxed);
         let rec = SegmentRecord::V1 { done_to, finished: true, rows: self.done_rows };
         self.engine.store.put_lazy(&self.record, &rec)?;

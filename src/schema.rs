@@ -11,6 +11,8 @@ use mysql_async::Value;
 pub struct Column {
     pub name: String,
     pub data_type: String,
+    /// The full type (`decimal(10,2)`, `varchar(40)`): equal types on both sides print equal values alike.
+    pub column_type: String,
     pub kind: Kind,
     pub collation: Option<String>,
     /// The column may hold NULL.
@@ -69,6 +71,11 @@ pub struct TablePlan {
     /// Which key columns are BIT on the base: their values (bytes, as read) are bound as integers,
     /// because a BIT column compared with a string parameter reads the string as a number in text.
     pub key_bit: Vec<bool>,
+    /// The per-row digest of full mode's summary strategy (see `summary`), when every key and compared
+    /// column has the same type and collation on both sides; else the table streams rows.
+    pub digest: Option<String>,
+    /// The same digest as the other side names the columns (they differ under a `columns` mapping).
+    pub other_digest: Option<String>,
 }
 
 /// Poll mode's change-time column.
@@ -90,6 +97,15 @@ impl TablePlan {
             return base_name.to_string();
         }
         self.other_names.get(base_name).cloned().unwrap_or_else(|| base_name.to_string())
+    }
+
+    /// The summary strategy's row digest as `side` names the columns (`None`: the table streams rows).
+    pub fn digest_on(&self, side: Side) -> Option<&str> {
+        if side == self.base_side {
+            self.digest.as_deref()
+        } else {
+            self.other_digest.as_deref()
+        }
     }
 
     /// The table's name on `side`.
@@ -139,7 +155,7 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
     let ctx = format!("reading the columns of `{table}`");
     let rows = db
         .rows(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLLATION_NAME, IS_NULLABLE, DATETIME_PRECISION \
+            "SELECT COLUMN_NAME, DATA_TYPE, COLLATION_NAME, IS_NULLABLE, DATETIME_PRECISION, COLUMN_TYPE \
              FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             vec![db.database.clone().into(), table.into()],
@@ -163,7 +179,16 @@ pub async fn load(db: &Db, table: &str) -> Result<Option<TableSchema>> {
                 Value::NULL => None,
                 v => text(v).parse().ok(),
             };
-            Column { kind: Kind::from_data_type(&data_type), name, data_type, collation, nullable, precision }
+            let column_type = r.get(5).map(text).unwrap_or_default().to_ascii_lowercase();
+            Column {
+                kind: Kind::from_data_type(&data_type),
+                name,
+                data_type,
+                column_type,
+                collation,
+                nullable,
+                precision,
+            }
         })
         .collect();
     // MariaDB stores JSON as LONGTEXT with an automatic `json_valid(col)` check constraint.
@@ -338,6 +363,22 @@ pub fn plan(
             one_sided.join(", ")
         ));
     }
+    // Summaries need each value to print the same bytes on both sides: the same type and collation.
+    let mut digest_cols = Vec::new();
+    for name in key_names.iter().chain(&compared) {
+        match (base.column(name), other.column(name)) {
+            (Some(b), Some(o)) if b.column_type == o.column_type && b.collation == o.collation && b.kind == o.kind => {
+                digest_cols.push((name.as_str(), b.kind))
+            }
+            _ => break,
+        }
+    }
+    let summarisable = ordered_alike && digest_cols.len() == key_names.len() + compared.len();
+    let digest = summarisable.then(|| crate::summary::row_digest_sql(&digest_cols));
+    let other_cols: Vec<(String, Kind)> =
+        digest_cols.iter().map(|(c, k)| (other_names.get(*c).cloned().unwrap_or_else(|| c.to_string()), *k)).collect();
+    let other_refs: Vec<(&str, Kind)> = other_cols.iter().map(|(c, k)| (c.as_str(), *k)).collect();
+    let other_digest = summarisable.then(|| crate::summary::row_digest_sql(&other_refs));
     let integer_key = key_names.len() == 1 && base.column(&key_names[0]).is_some_and(|c| c.kind == Kind::Int);
     let utime = match &utime_cfg {
         None => None,
@@ -383,6 +424,8 @@ pub fn plan(
         one_sided: one_sided.iter().map(|c| c.split(' ').next().unwrap_or(c).to_string()).collect(),
         loaded_at: std::time::Instant::now(),
         ddl_at: None,
+        digest,
+        other_digest,
     };
     Ok((plan, warnings))
 }
@@ -467,6 +510,7 @@ mod tests {
         Column {
             name: name.into(),
             data_type: dt.into(),
+            column_type: dt.into(),
             kind: Kind::from_data_type(dt),
             collation: None,
             nullable: false,

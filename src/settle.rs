@@ -433,6 +433,8 @@ mod tests {
             one_sided: vec![],
             loaded_at: std::time::Instant::now(),
             ddl_at: None,
+            digest: None,
+            other_digest: None,
         }
     }
 

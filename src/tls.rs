@@ -305,6 +305,13 @@ impl Connector {
         Ok(Connector { side, url_opts, addr, tls })
     }
 
+    /// The URL names this host by a loopback address or `localhost` (mysql_async's own test misses
+    /// `127.0.0.1` in a `mysql://` URL, whose host the URL parser keeps as a name).
+    fn loopback(&self) -> bool {
+        let host = self.url_opts.ip_or_hostname().trim_matches(['[', ']']);
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// The URL's database.
     pub fn database(&self) -> &str {
         self.url_opts.db_name().unwrap_or_default()
@@ -314,9 +321,13 @@ impl Connector {
     fn builder(&self, plain: bool, host: Option<&str>) -> OptsBuilder {
         let ssl = if plain { None } else { self.tls.ssl_opts(&self.url_opts, host) };
         let builder = OptsBuilder::from_opts(self.url_opts.clone()).ssl_opts(ssl);
-        // mysql_async moves a connection to a local server onto its Unix socket, leaving TLS behind; a
-        // mode that demands TLS keeps the connection it verified.
-        if matches!(self.tls.mode, SslMode::Required | SslMode::VerifyCa | SslMode::VerifyIdentity) {
+        // mysql_async moves a connection onto the Unix socket the server names (`@@socket`) whenever that
+        // path exists here, leaving TLS behind; a mode that demands TLS keeps the connection it verified.
+        // It does so for any address, so a server on another host (or in another network namespace)
+        // whose socket path happens to exist here would be swapped for whatever listens on it locally:
+        // only a loopback address may move to a socket.
+        let demands_tls = matches!(self.tls.mode, SslMode::Required | SslMode::VerifyCa | SslMode::VerifyIdentity);
+        if demands_tls || !self.loopback() {
             builder.prefer_socket(false)
         } else {
             builder
@@ -539,6 +550,20 @@ mod tests {
         let t = tls(&format!("{URL}\nssl_mode = \"REQUIRED\"\nssl_ca = \"{}\"", ca()), &[]).unwrap();
         assert_eq!((t.mode, t.ca), (SslMode::Required, None));
         assert_eq!(tls(&format!("{URL}\nssl_mode = \"verify-identity\""), &[]).unwrap().mode, SslMode::VerifyIdentity);
+    }
+
+    #[test]
+    fn only_a_loopback_address_may_move_to_a_unix_socket() {
+        let prefer = |url: &str| {
+            let ep = Endpoint { url: url.into(), ..Default::default() };
+            let c = Connector::new(Side::Source, &ep).unwrap();
+            mysql_async::Opts::from(c.builder(true, None)).prefer_socket()
+        };
+        assert!(prefer("mysql://u:p@127.0.0.1:3306/app"));
+        assert!(prefer("mysql://u:p@localhost:3306/app"));
+        assert!(prefer("mysql://u:p@[::1]:3306/app"));
+        assert!(!prefer("mysql://u:p@10.200.0.2:3306/app"));
+        assert!(!prefer("mysql://u:p@db.example.com:3306/app"));
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl Scheduler {
         };
         let (cancel, rx) = watch::channel(false);
         let me = self.clone();
-        let opts = FullOptions { tables, restart: false, progress_bar: false, run: String::new() };
+        let opts = FullOptions { tables, ..Default::default() };
         let handle = tokio::spawn(async move {
             let started = now_ms();
             let result = match run_full(&me.engine, &opts, rx).await {
@@ -122,6 +122,7 @@ impl Scheduler {
                     "started_at": rfc3339(started),
                     "elapsed_ms": s.elapsed.as_millis() as u64,
                     "rows": s.tables.iter().map(|t| (t.table.clone(), serde_json::Value::from(t.rows))).collect::<serde_json::Map<_, _>>(),
+                    "strategy": s.tables.iter().map(|t| (t.table.clone(), serde_json::Value::from(t.strategy()))).collect::<serde_json::Map<_, _>>(),
                     "events": s.events.iter().map(|(k, n)| (k.as_str().to_string(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
                     "resolved": s.resolved,
                     "outcome": "finished",
@@ -217,6 +218,8 @@ impl Scheduler {
             _ => serde_json::json!({"running": false}),
         };
         let mut full = job(&jobs.full);
+        let held = stats.full_held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        full["held"] = if held.is_empty() { serde_json::Value::Null } else { held.into() };
         full["last"] = last_full.unwrap_or(serde_json::Value::Null);
         let mut incr = job(&jobs.incr);
         let checkpoint = self.engine.checkpoint_text();

@@ -116,6 +116,7 @@ async fn one(engine: &Engine, r: &Recheck, shutdown: watch::Receiver<bool>) -> R
         restart: !same,
         progress_bar: false,
         run: format!("recheck/{}", r.table),
+        ..Default::default()
     };
     let summary = run_full(engine, &opts, shutdown).await?;
     if summary.unsettled > 0 {

@@ -225,3 +225,26 @@ async fn a_full_pass_summary_counts_only_its_own_events() {
     assert_eq!(stats["data"]["events"]["target_missing"], 1, "binlog mode reported its row: {stats}");
     assert_eq!(last["events"], json!({"target_missing": 0, "neq": 1, "base_missing": 0}), "{last}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_says_when_max_load_holds_a_full_pass_back() {
+    let p = pair().await;
+    // Threads_running counts the statement that reads it, so a limit of 0 always holds the pass.
+    let s = Server::start_with(&p, "100ms", "[full]\nmax_load = \"Threads_running=0\"\n").await;
+    assert_eq!(s.call("POST", "/full/start", Some("{}")).0, 200);
+    let held = eventually(Duration::from_secs(20), "status to show the pass held back", || async {
+        let (_, j) = s.call("GET", "/status", None);
+        j["data"]["full"]["held"].as_str().filter(|h| h.contains("max_load: Threads_running")).map(str::to_string)
+    })
+    .await;
+    assert!(held.is_ok(), "{held:?}");
+    assert_eq!(s.call("GET", "/status", None).1["data"]["full"]["running"], true);
+    assert_eq!(s.call("POST", "/full/stop", None).0, 200);
+    let cleared = eventually(Duration::from_secs(10), "the held note to clear", || async {
+        let (_, j) = s.call("GET", "/status", None);
+        j["data"]["full"]["held"].is_null().then_some(())
+    })
+    .await;
+    assert!(cleared.is_ok(), "{cleared:?}");
+    let _ = s.incr.stop();
+}

@@ -61,7 +61,7 @@ async fn finds_all_three_types_with_an_integer_key_split_in_parallel_ranges() {
 }
 
 /// Column name, base type, other-side type (wider where that must not matter), value, different value.
-const TYPES: &[(&str, &str, &str, &str, &str)] = &[
+pub const TYPES: &[(&str, &str, &str, &str, &str)] = &[
     ("i", "INT", "BIGINT", "-2147483648", "2147483647"),
     ("u", "BIGINT UNSIGNED", "BIGINT UNSIGNED", "9223372036854775809", "9223372036854775808"),
     ("m", "MEDIUMINT", "MEDIUMINT", "-8388608", "-8388607"),

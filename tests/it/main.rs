@@ -13,4 +13,5 @@ mod kafka;
 mod mapping;
 mod poll;
 mod stream;
+mod summary;
 mod tls;

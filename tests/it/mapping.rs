@@ -32,6 +32,11 @@ async fn full_mode_finds_all_three_types_under_another_name_and_column() {
     assert_eq!(kinds_and_keys(&events), expected);
     assert!(events.iter().all(|e| e["table"] == "users"), "events name the base table: {events:?}");
     assert_eq!(events.iter().find(|e| e["id"] == 2).unwrap()["columns"], json!(["email"]));
+    // The summary strategy digests each side by its own column names.
+    std::fs::remove_file(p.events_path()).unwrap();
+    let run = p.run(&["full", "--restart", "--strategy", "summary"]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert_eq!(kinds_and_keys(&p.events()), expected, "{}", text(&run));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,259 @@
+//! The summary strategy's walk, and the per-table choice between it and streaming rows.
+//!
+//! A summary chunk is the base's next `n` keys (found by a walk of the key index alone, which also yields
+//! the chunk's bucket cut points): both servers summarise the chunk per bucket in one statement each
+//! (`summary::summarise`), equal buckets pass, and a differing bucket is cut again on the base's index and
+//! summarised again, until it holds few enough rows to stream through the compare core. `n` is resized
+//! after every chunk so that a chunk takes about `full.chunk_time`.
+
+use super::{Step, Walker};
+use crate::check::Mismatch;
+use crate::error::Result;
+use crate::key::Key;
+use crate::scan::Strategy;
+use crate::summary::{max_buckets, summarise, walk_keys};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Levels of bisection before a differing range is streamed whatever its size.
+const MAX_DEPTH: u32 = 4;
+/// A table's strategy is measured again every this many chunks.
+const PROBE_EVERY: u64 = 64;
+/// How much cheaper per row the other strategy must measure before `auto` leaves the one it started with.
+const SWITCH_GAIN: f64 = 2.0;
+/// Summary chunk sizes stay within these bounds (rows).
+const MIN_SUMMARY_ROWS: u64 = 1_000;
+const MAX_SUMMARY_ROWS: u64 = 2_000_000;
+
+type Found = Vec<(Key, Mismatch)>;
+/// A range's settling, boxed because it recurses.
+type Settling<'a> = Pin<Box<dyn Future<Output = Result<(Found, u64)>> + Send + 'a>>;
+
+/// Chooses each chunk's strategy for one table (shared by the walkers of its segments), and sizes its
+/// summary chunks by time.
+#[derive(Clone)]
+pub struct Chooser {
+    strategy: Strategy,
+    state: Arc<Mutex<ChoiceState>>,
+    chunk_time: Duration,
+}
+
+struct ChoiceState {
+    /// the strategy started with: summaries when a side is remote
+    prefer_summary: bool,
+    /// measured seconds per row of each strategy (rows, summary), smoothed
+    cost: [Option<f64>; 2],
+    chunks: u64,
+    summary_rows: u64,
+    /// summaries are the table's strategy now (not only measured now and then)
+    summary_best: bool,
+    /// the size of a summary chunk that only measures: small, so that probing a slower strategy is cheap
+    probe_rows: u64,
+}
+
+impl Chooser {
+    pub fn new(strategy: Strategy, remote: bool, chunk_rows: usize, chunk_time: Duration) -> Chooser {
+        let state = ChoiceState {
+            prefer_summary: match strategy {
+                Strategy::Rows => false,
+                Strategy::Summary => true,
+                Strategy::Auto => remote,
+            },
+            cost: [None, None],
+            chunks: 0,
+            summary_rows: (chunk_rows as u64 * 4).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
+            summary_best: strategy == Strategy::Summary || (strategy == Strategy::Auto && remote),
+            probe_rows: (chunk_rows as u64).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
+        };
+        Chooser { strategy, state: Arc::new(Mutex::new(state)), chunk_time }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ChoiceState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the next chunk goes by summary. `auto` keeps the cheaper strategy per row as measured,
+    /// trying the other one on the table's second chunk and every `PROBE_EVERY` chunks after, so a change
+    /// in difference density or link speed changes the choice.
+    pub fn pick(&self) -> bool {
+        let mut s = self.state();
+        match self.strategy {
+            Strategy::Rows => false,
+            Strategy::Summary => true,
+            Strategy::Auto => {
+                s.chunks += 1;
+                // Chunks run concurrently and share the link and the servers' CPU, so one chunk's time is
+                // a noisy measure: leave the strategy the placement suggests only for a clear gain.
+                let best = match (s.cost, s.prefer_summary) {
+                    ([Some(rows), Some(summary)], true) => summary < rows * SWITCH_GAIN,
+                    ([Some(rows), Some(summary)], false) => summary * SWITCH_GAIN < rows,
+                    _ => s.prefer_summary,
+                };
+                s.summary_best = best;
+                if s.chunks == 2 || s.chunks.is_multiple_of(PROBE_EVERY) {
+                    !best
+                } else {
+                    best
+                }
+            }
+        }
+    }
+
+    /// Records how long a chunk took; resizes summary chunks toward `chunk_time`.
+    pub fn measured(&self, by_summary: bool, took: Duration, rows: u64) {
+        let mut s = self.state();
+        let per_row = took.as_secs_f64() / rows.max(1) as f64;
+        let slot = &mut s.cost[usize::from(by_summary)];
+        *slot = Some(match *slot {
+            Some(old) => old * 0.7 + per_row * 0.3,
+            None => per_row,
+        });
+        if by_summary && s.summary_best && rows > 0 {
+            let target = self.chunk_time.as_secs_f64();
+            let scale = (target / took.as_secs_f64().max(1e-6)).clamp(0.5, 4.0);
+            s.summary_rows = ((s.summary_rows as f64 * scale) as u64).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS);
+        }
+    }
+
+    fn summary_rows(&self) -> u64 {
+        let s = self.state();
+        if s.summary_best {
+            s.summary_rows
+        } else {
+            s.summary_rows.min(s.probe_rows)
+        }
+    }
+}
+
+impl Walker {
+    /// One chunk by summary: the base's next keys bound it, both sides summarise it per bucket, and the
+    /// differing buckets are bisected.
+    pub(super) async fn summary_step(&self, lo: Option<&Key>) -> Result<Step> {
+        let limit = self.chooser.summary_rows();
+        let walk =
+            walk_keys(&self.engine.base, &self.plan, lo, self.hi.as_ref(), limit, self.bucket_rows(limit)).await?;
+        let more = walk.count >= limit && walk.last.is_some();
+        let hi = if more { walk.last.clone() } else { self.hi.clone() };
+        let (found, rows) = self.settle_range(lo.cloned(), hi.clone(), walk.cuts, 0).await?;
+        Ok(Step { hi, more, found, rows, next: None, last_base: walk.last })
+    }
+
+    /// Summarises `(lo, hi]` cut at `cuts` on both sides and settles each bucket: equal ones pass, small
+    /// differing ones are streamed, larger ones are cut again.
+    fn settle_range(&self, lo: Option<Key>, hi: Option<Key>, cuts: Vec<Key>, depth: u32) -> Settling<'_> {
+        Box::pin(async move {
+            let plan = &self.plan;
+            let (b, o) = tokio::join!(
+                summarise(&self.engine.base, plan, lo.as_ref(), hi.as_ref(), &cuts),
+                summarise(&self.engine.other, plan, lo.as_ref(), hi.as_ref(), &cuts)
+            );
+            let (b, o) = (b?, o?);
+            self.throttle.charge(b.iter().map(|s| s.count).sum(), o.iter().map(|s| s.count).sum());
+            let stream_rows = self.stream_rows();
+            let (mut found, mut rows) = (Vec::new(), 0);
+            for (i, (bs, os)) in b.iter().zip(&o).enumerate() {
+                if bs == os {
+                    rows += bs.count;
+                    continue;
+                }
+                let blo = if i == 0 { lo.clone() } else { cuts.get(i - 1).cloned() };
+                let bhi = if i == cuts.len() { hi.clone() } else { cuts.get(i).cloned() };
+                let (f, r) = if bs.count <= stream_rows || depth >= MAX_DEPTH {
+                    self.stream_range(blo.as_ref(), bhi.as_ref()).await?
+                } else {
+                    let limit = bs.count + bs.count / 2 + 64;
+                    let step = self.bucket_rows(bs.count);
+                    let sub = walk_keys(&self.engine.base, plan, blo.as_ref(), bhi.as_ref(), limit, step).await?;
+                    self.settle_range(blo, bhi, sub.cuts, depth + 1).await?
+                };
+                found.extend(f);
+                rows += r;
+            }
+            Ok((found, rows))
+        })
+    }
+
+    /// Differing buckets of at most this many base rows are streamed rather than bisected again: small,
+    /// so that few rows cross the network per difference.
+    fn stream_rows(&self) -> u64 {
+        (self.chunk as u64 / 64).max(16)
+    }
+
+    /// Rows per bucket when summarising `rows` rows: as few as the key's bucket limit allows, down to
+    /// `stream_rows`, so that a differing bucket is usually streamed at once.
+    fn bucket_rows(&self, rows: u64) -> u64 {
+        rows.div_ceil(max_buckets(&self.plan)).max(self.stream_rows())
+    }
+
+    /// Streams `(lo, hi]` of both sides through the compare core, `chunk` base rows at a time.
+    async fn stream_range(&self, lo: Option<&Key>, hi: Option<&Key>) -> Result<(Found, u64)> {
+        let (mut found, mut rows) = (Vec::new(), 0);
+        let mut plo = lo.cloned();
+        loop {
+            let page = self.engine.base.read_range(&self.plan, plo.as_ref(), hi, self.chunk).await?;
+            let more = page.len() == self.chunk;
+            let phi = match page.last() {
+                Some(last) if more => Some(crate::check::row_key(&self.plan, last)),
+                _ => hi.cloned(),
+            };
+            let base_count = page.len() as u64;
+            let (f, r) = self.compare_chunk(&self.engine.other, plo.as_ref(), phi.as_ref(), page).await?;
+            self.throttle.charge(base_count, r);
+            found.extend(f);
+            rows += r;
+            if !more {
+                return Ok((found, rows));
+            }
+            plo = phi;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn auto_starts_by_where_the_other_side_is_and_keeps_the_cheaper_strategy() {
+        let remote = Chooser::new(Strategy::Auto, true, 5000, Duration::from_millis(500));
+        assert!(remote.pick(), "a remote side starts with summaries");
+        remote.measured(true, 100 * MS, 1000);
+        assert!(!remote.pick(), "the second chunk tries rows");
+        remote.measured(false, 10 * MS, 1000);
+        assert!(!remote.pick(), "rows measured ten times cheaper per row: kept");
+        let near = Chooser::new(Strategy::Auto, true, 5000, Duration::from_millis(500));
+        near.pick();
+        near.measured(true, 100 * MS, 1000);
+        near.pick();
+        near.measured(false, 70 * MS, 1000);
+        assert!(near.pick(), "rows only a little cheaper: the remote side keeps summaries");
+        let local = Chooser::new(Strategy::Auto, false, 5000, Duration::from_millis(500));
+        assert!(!local.pick(), "a local side starts with rows");
+        local.measured(false, 100 * MS, 1000);
+        assert!(local.pick(), "the second chunk tries summaries");
+        local.measured(true, 300 * MS, 1000);
+        let picks: Vec<bool> = (3..=PROBE_EVERY).map(|_| local.pick()).collect();
+        assert!(picks[..picks.len() - 1].iter().all(|s| !s), "rows stay while cheaper");
+        assert!(picks[picks.len() - 1], "every PROBE_EVERY chunks the other is measured again");
+        local.measured(true, MS, 5_000);
+        assert_eq!(local.summary_rows(), 5_000, "a probe is one rows chunk's size and does not resize the chunks");
+        for fixed in [Strategy::Rows, Strategy::Summary] {
+            let c = Chooser::new(fixed, true, 5000, Duration::from_millis(500));
+            assert!((0..5).all(|_| c.pick() == (fixed == Strategy::Summary)));
+        }
+    }
+
+    #[test]
+    fn summary_chunks_are_sized_by_time() {
+        let c = Chooser::new(Strategy::Summary, true, 5000, Duration::from_millis(500));
+        assert_eq!(c.summary_rows(), 20_000);
+        c.measured(true, 125 * MS, 20_000);
+        assert_eq!(c.summary_rows(), 80_000, "a quick chunk grows (at most 4x per chunk)");
+        c.measured(true, 1000 * MS, 80_000);
+        assert_eq!(c.summary_rows(), 40_000, "a slow one shrinks");
+    }
+}
