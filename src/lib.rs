@@ -18,7 +18,8 @@
 //! - [`scan`]: full mode: segments, chunked keyset walk, resume
 //! - [`summary`]: full mode's chunk summaries: the byte-exact row digest SQL, bucketed sums, index cut points
 //! - [`throttle`]: full mode's `max_load` pause and `rate` limit between chunks
-//! - [`api`]: the HTTP control API of `serve`, its scheduler, the OpenAPI document
+//! - [`api`]: the HTTP control API of `serve`, its scheduler, the cutover gate and its client, the OpenAPI
+//!   document
 //! - [`binlog`]: binlog mode: replica stream → whole transactions (compressed events, XA, DDL re-checks)
 //!   → keys → checks → checkpoint, accounting for every row change; row images decoded and normalised to
 //!   the binary protocol's form ([`binlog::normal`], [`binlog::image`])
@@ -27,7 +28,8 @@
 //! - [`poll`]: poll mode: `(utime, key)` keyset cursor with a re-read overlap, and the reverse `base_missing` sweep
 //! - [`calendar`]: Gregorian day arithmetic shared by poll mode and binlog TIMESTAMP values
 //! - [`retry`]: the one retry policy of every loop (exponential backoff with jitter, shutdown-aware)
-//! - [`position`]: binlog positions (numeric file order), checkpoints, MariaDB GTID state
+//! - [`position`]: binlog positions (numeric file order), checkpoints, MariaDB GTID state, MySQL GTID sets,
+//!   the validated-through position
 //!
 //! Data flows from a feed (full scan, later binlog and poll) through [`check`]/[`compare`] into
 //! [`settle`], then into the [`state`] outbox, from which [`sink::drain`] delivers at least once.
