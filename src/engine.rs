@@ -67,14 +67,13 @@ impl Running {
         let store = Arc::new(Store::open(&cfg.state.dir)?);
         let sink = AnySink::from_config(&cfg.sink)?;
         let (base, other) = (Arc::new(base), Arc::new(other));
-        let ledger = Arc::new(crate::ledger::Ledger::new(
-            store.clone(),
-            stats.clone(),
-            cfg.state.ledger_max,
-            cfg.sink.resolved_events,
-            cfg.sink.outbox_max,
-            cfg.direction(),
-        ));
+        let ledger_cfg = crate::ledger::LedgerConfig {
+            max: cfg.state.ledger_max,
+            resolved_events: cfg.sink.resolved_events,
+            outbox_max: cfg.sink.outbox_max,
+            direction: cfg.direction(),
+        };
+        let ledger = Arc::new(crate::ledger::Ledger::new(store.clone(), stats.clone(), ledger_cfg));
         let settle_cfg = crate::settle::SettleConfig {
             window: cfg.check.settle,
             batch_size: cfg.check.batch_size,

@@ -69,26 +69,29 @@ fn id(table: &str, key: &Key) -> Vec<u8> {
     k
 }
 
+/// What the ledger needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// `state.ledger_max`: open rows kept
+    pub max: usize,
+    /// `sink.resolved_events`
+    pub resolved_events: bool,
+    /// `sink.outbox_max`
+    pub outbox_max: usize,
+    /// `SRC` or `DST`
+    pub direction: &'static str,
+}
+
 pub struct Ledger {
     store: Arc<Store>,
     stats: Arc<Stats>,
-    max: usize,
-    resolved_events: bool,
-    outbox_max: usize,
-    direction: &'static str,
+    cfg: LedgerConfig,
 }
 
 impl Ledger {
-    pub fn new(
-        store: Arc<Store>,
-        stats: Arc<Stats>,
-        max: usize,
-        resolved_events: bool,
-        outbox_max: usize,
-        direction: &'static str,
-    ) -> Ledger {
+    pub fn new(store: Arc<Store>, stats: Arc<Stats>, cfg: LedgerConfig) -> Ledger {
         stats.ledger_open.store(store.ledger_len() as i64, Relaxed);
-        Ledger { store, stats, max, resolved_events, outbox_max, direction }
+        Ledger { store, stats, cfg }
     }
 
     fn count(&self) {
@@ -104,7 +107,7 @@ impl Ledger {
             let id = id(&e.table, &e.key);
             let first = match self.store.ledger_get::<LedgerRecord>(&id)? {
                 Some(LedgerRecord::V1(old)) => old.first_seen_ms,
-                None if self.store.ledger_len() + rows.len() >= self.max => {
+                None if self.store.ledger_len() + rows.len() >= self.cfg.max => {
                     untracked += 1;
                     continue;
                 }
@@ -128,7 +131,7 @@ impl Ledger {
             let n = self.untracked()? + untracked;
             self.store.put_lazy(UNTRACKED, &UntrackedRecord::V1(n))?;
             tracing::warn!(
-                limit = self.max,
+                limit = self.cfg.max,
                 untracked = n,
                 "the inconsistency ledger is full: reported rows are no longer tracked, and the cutover gate will not answer clean; fix the open rows, or raise state.ledger_max"
             );
@@ -176,13 +179,13 @@ impl Ledger {
             return Ok(0);
         }
         let now = now_ms();
-        if self.resolved_events {
+        if self.cfg.resolved_events {
             // Into the outbox before the row leaves the ledger: a crash in between sends it twice at most.
             let events: Vec<Event> = closing
                 .iter()
                 .map(|(_, r)| Event {
                     kind: EventType::Resolved,
-                    direction: self.direction.to_string(),
+                    direction: self.cfg.direction.to_string(),
                     table: r.table.clone(),
                     key_columns: r.key_columns.clone(),
                     key: r.key.clone(),
@@ -191,7 +194,7 @@ impl Ledger {
                     detected_at_ms: now,
                 })
                 .collect();
-            self.store.outbox_push(&events, self.outbox_max).await?;
+            self.store.outbox_push(&events, self.cfg.outbox_max).await?;
             for e in &events {
                 self.stats.reported(&e.table, e.mode, EventType::Resolved);
             }
@@ -249,7 +252,8 @@ mod tests {
 
     fn ledger(dir: &std::path::Path, max: usize, resolved: bool) -> (Arc<Store>, Ledger) {
         let store = Arc::new(Store::open(dir).unwrap());
-        let l = Ledger::new(store.clone(), Arc::default(), max, resolved, 100, "SRC");
+        let cfg = LedgerConfig { max, resolved_events: resolved, outbox_max: 100, direction: "SRC" };
+        let l = Ledger::new(store.clone(), Arc::default(), cfg);
         (store, l)
     }
 

@@ -496,7 +496,8 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let cfg =
             SettleConfig { window: Duration::from_secs(3600), batch_size: 100, outbox_max: 100, direction: "SRC" };
-        let ledger = Arc::new(Ledger::new(store.clone(), stats.clone(), 1000, false, 100, "SRC"));
+        let lc = crate::ledger::LedgerConfig { max: 1000, resolved_events: false, outbox_max: 100, direction: "SRC" };
+        let ledger = Arc::new(Ledger::new(store.clone(), stats.clone(), lc));
         let settle = Arc::new(Settle::with_recheck(
             store.clone(),
             recheck.clone(),
