@@ -108,6 +108,10 @@ pub enum Error {
     #[error("table `{table}`: checking changed rows failed: {problem}; {fix}")]
     Check { table: String, problem: String, fix: String },
 
+    /// A task of ours ended abnormally (it panicked or was cancelled): a bug, never worth a retry.
+    #[error("internal error: {0}; please report it with the log")]
+    Internal(String),
+
     /// The user asked to stop.
     #[error("interrupted")]
     Interrupted,

@@ -277,11 +277,11 @@ async fn incr_with_api(
         // The API could not start (address in use): stop the validation and say so.
         r = &mut server => {
             scheduler.stop_all().await;
-            return r.unwrap_or_else(|e| Err(Error::Config(format!("the HTTP API task failed: {e}"))));
+            return r.unwrap_or_else(|e| Err(Error::Internal(format!("the HTTP API task failed: {e}"))));
         }
     };
     let _ = stop.send(());
-    let served = server.await.unwrap_or_else(|e| Err(Error::Config(format!("the HTTP API task failed: {e}"))));
+    let served = server.await.unwrap_or_else(|e| Err(Error::Internal(format!("the HTTP API task failed: {e}"))));
     match failed {
         Some(e) => Err(Error::Config(e)),
         None => served,

@@ -253,7 +253,7 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     }
     let mut first_err = None;
     while let Some(res) = tasks.join_next().await {
-        let res = res.unwrap_or_else(|e| Err(Error::Sink(format!("a scan task failed: {e}"))));
+        let res = res.unwrap_or_else(|e| Err(Error::Internal(format!("a scan task failed: {e}"))));
         if let Err(e) = res {
             if first_err.is_none() {
                 first_err = Some(e);

@@ -107,7 +107,7 @@ impl Store {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
-            .map_err(|e| Error::Sink(format!("state store flush task failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("the state store flush task failed: {e}")))?
             .map_err(|e| Error::state("flushing", e))?;
         Ok(())
     }

@@ -238,7 +238,7 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
         tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
     }
     while let Some(r) = mirrors.join_next().await {
-        r.map_err(|e| Error::Config(format!("workload task failed: {e}")))??;
+        r.map_err(|e| Error::Internal(format!("a compare workload task failed: {e}")))??;
     }
     let load_secs = started.elapsed().as_secs_f64();
     let injected = injected.lock().unwrap_or_else(|e| e.into_inner()).clone();
