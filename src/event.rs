@@ -35,6 +35,17 @@ pub enum Mode {
 }
 
 impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Binlog, Mode::Poll, Mode::Full];
+
+    /// The mode's place in [`Mode::ALL`], for per-mode arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Mode::Binlog => 0,
+            Mode::Poll => 1,
+            Mode::Full => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Binlog => "binlog",

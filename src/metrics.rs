@@ -35,6 +35,9 @@ pub enum NotChecked {
 }
 
 impl NotChecked {
+    pub const ALL: [NotChecked; 4] =
+        [NotChecked::BeforeStart, NotChecked::NoPlan, NotChecked::XaBeforeStart, NotChecked::CoveredByRecheck];
+
     pub fn as_str(self) -> &'static str {
         match self {
             NotChecked::BeforeStart => "before_start",
@@ -102,14 +105,14 @@ impl Stats {
     /// Counts a reported event.
     pub fn reported(&self, table: &str, mode: Mode, t: EventType) {
         self.event(t).fetch_add(1, Relaxed);
-        self.by_mode[mode_index(mode)][type_index(t)].fetch_add(1, Relaxed);
+        self.by_mode[mode.index()][type_index(t)].fetch_add(1, Relaxed);
         *self.by_table.lock().unwrap_or_else(|e| e.into_inner()).entry((table.to_string(), t.as_str())).or_default() +=
             1;
     }
 
     /// Events of one mode and type reported so far.
     pub fn events_of(&self, mode: Mode, t: EventType) -> u64 {
-        self.by_mode[mode_index(mode)][type_index(t)].load(Relaxed)
+        self.by_mode[mode.index()][type_index(t)].load(Relaxed)
     }
 
     /// Counts row changes seen and deliberately not checked; the log says so once per table and reason.
@@ -153,14 +156,6 @@ impl Stats {
 
     pub fn events_total(&self) -> u64 {
         EventType::ALL.iter().map(|t| self.event(*t).load(Relaxed)).sum()
-    }
-}
-
-fn mode_index(m: Mode) -> usize {
-    match m {
-        Mode::Binlog => 0,
-        Mode::Poll => 1,
-        Mode::Full => 2,
     }
 }
 
@@ -225,10 +220,7 @@ pub fn render(s: &Stats, outbox: usize) -> String {
         .map(|(t, w, n)| (format!("{{table=\"{}\",reason=\"{w}\"}}", label(t)), *n as f64))
         .collect();
     if not.is_empty() {
-        not = [NotChecked::BeforeStart, NotChecked::NoPlan]
-            .iter()
-            .map(|w| (format!("{{table=\"\",reason=\"{}\"}}", w.as_str()), 0.0))
-            .collect();
+        not = NotChecked::ALL.iter().map(|w| (format!("{{table=\"\",reason=\"{}\"}}", w.as_str()), 0.0)).collect();
     }
     metric(CHANGES_NOT_CHECKED, "counter", "Row changes seen and not checked, by table and reason.", not);
     metric(

@@ -116,13 +116,10 @@ impl Settle {
         // A few re-checks per window; never busier than every 50 ms, never idler than every 2 s.
         let interval = (cfg.window / 4).clamp(Duration::from_millis(50), Duration::from_secs(2));
         stats.pending.store(store.pending_len() as i64, Relaxed);
-        let oldest = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
-        if let Ok(all) = store.pending_all() {
-            for m in [Mode::Binlog, Mode::Poll, Mode::Full] {
-                let min = all.iter().filter(|p| p.mode == m).map(|p| p.first_seen_ms).min();
-                oldest[mode_slot(m)].store(min.unwrap_or(u64::MAX), Relaxed);
-            }
-        }
+        // An unreadable pending tree marks nothing as pending (0): validated-through then waits for the
+        // first pass, which reads it again.
+        let marks = store.pending_all().map(|all| oldest_marks(&all)).unwrap_or([0; 3]);
+        let oldest = marks.map(AtomicU64::new);
         Settle {
             store,
             recheck,
@@ -144,7 +141,7 @@ impl Settle {
     /// When the oldest pending mismatch of `mode` was first seen (ms), if any is pending: no verdict of
     /// that mode seen before this time is still open.
     pub fn oldest_pending(&self, mode: Mode) -> Option<u64> {
-        Some(self.oldest[mode_slot(mode)].load(Relaxed)).filter(|t| *t != u64::MAX)
+        Some(self.oldest[mode.index()].load(Relaxed)).filter(|t| *t != u64::MAX)
     }
 
     /// The ledger this stage opens rows in when it reports them.
@@ -191,7 +188,7 @@ impl Settle {
         let count = items.len();
         // The mark and the entries move together, so a pass never publishes a mark without them.
         let _mark = self.mark.lock().await;
-        self.oldest[mode_slot(mode)].fetch_min(now, Relaxed);
+        self.oldest[mode.index()].fetch_min(now, Relaxed);
         self.store.pending_put(&items).await?;
         tracing::info!(table, count, mode = mode.as_str(), "mismatches wait out the settle window");
         // The gauge is refreshed by the pass this wakes (counting a sled tree walks all of it).
@@ -320,9 +317,8 @@ impl Settle {
         }
         let _mark = self.mark.lock().await;
         let left = self.store.pending_all()?;
-        for m in [Mode::Binlog, Mode::Poll, Mode::Full] {
-            let min = left.iter().filter(|p| p.mode == m).map(|p| p.first_seen_ms).min();
-            self.oldest[mode_slot(m)].store(min.unwrap_or(u64::MAX), Relaxed);
+        for (slot, mark) in self.oldest.iter().zip(oldest_marks(&left)) {
+            slot.store(mark, Relaxed);
         }
         self.stats.pending.store(left.len() as i64, Relaxed);
         Ok(next)
@@ -400,12 +396,14 @@ impl Settle {
 const LEDGER_EVERY: Duration = Duration::from_secs(5);
 const LEDGER_ROWS: usize = 500;
 
-fn mode_slot(m: Mode) -> usize {
-    match m {
-        Mode::Binlog => 0,
-        Mode::Poll => 1,
-        Mode::Full => 2,
+/// Per mode: when the oldest of `entries` was first seen (u64::MAX: none).
+fn oldest_marks(entries: &[Pending]) -> [u64; 3] {
+    let mut marks = [u64::MAX; 3];
+    for p in entries {
+        let m = &mut marks[p.mode.index()];
+        *m = (*m).min(p.first_seen_ms);
     }
+    marks
 }
 
 #[cfg(test)]
