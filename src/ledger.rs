@@ -212,7 +212,14 @@ impl Ledger {
         Ok(closed)
     }
 
-    /// Open rows of `table` whose keys are among `keys`, refreshed as still different (last seen now).
+    /// What a check of `checked` keys of `table` means for the ledger: rows found equal close (see
+    /// [`Ledger::close_equal`]), rows still different are marked seen now ([`Ledger::still_open`]).
+    pub async fn checked(&self, table: &str, checked: &[Key], differ: &[(Key, Mismatch)]) -> Result<()> {
+        self.close_equal(table, checked, differ).await?;
+        self.still_open(table, differ)
+    }
+
+    /// Open rows of `table` among the `differ` keys, refreshed as still different (last seen now).
     pub fn still_open(&self, table: &str, differ: &[(Key, Mismatch)]) -> Result<()> {
         if self.open_count() == 0 {
             return Ok(());

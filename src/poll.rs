@@ -198,9 +198,7 @@ async fn poll_table(
         let keys: Vec<Key> = fresh.iter().map(|(_, k)| k.clone()).filter(|k| seen.insert(k.canonical())).collect();
         if !keys.is_empty() {
             let found = check_keys(&engine.base, &engine.other, plan, &keys).await?;
-            let ledger = engine.settle.ledger();
-            ledger.close_equal(&plan.name, &keys, &found).await?;
-            ledger.still_open(&plan.name, &found)?;
+            engine.settle.ledger().checked(&plan.name, &keys, &found).await?;
             engine.settle.submit(&plan.name, Mode::Poll, found).await?;
             engine.stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
         }

@@ -77,6 +77,17 @@ pub struct Validated {
     pub commit_ms: u64,
 }
 
+impl Validated {
+    /// As `/status` and the cutover gate show it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "position": self.at.pos.to_string(),
+            "gtid": self.at.gtid,
+            "commit_time": (self.commit_ms > 0).then(|| crate::event::rfc3339_ms(self.commit_ms)),
+        })
+    }
+}
+
 /// The stored form: versioned so the format can evolve.
 #[derive(Serialize, Deserialize)]
 pub enum CheckpointRecord {

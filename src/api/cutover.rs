@@ -102,11 +102,7 @@ pub enum Reached {
 impl Reached {
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            Reached::Binlog(v) => serde_json::json!({
-                "position": v.at.pos.to_string(),
-                "gtid": v.at.gtid,
-                "commit_time": (v.commit_ms > 0).then(|| crate::event::rfc3339_ms(v.commit_ms)),
-            }),
+            Reached::Binlog(v) => v.to_json(),
             Reached::Poll { started_ms } => serde_json::json!({
                 "position": format!("poll round of {}", crate::event::rfc3339_ms(*started_ms)),
                 "poll_round_started": crate::event::rfc3339_ms(*started_ms),
@@ -163,12 +159,17 @@ pub async fn gate(
     let Some(validated) = validated else {
         return Err(NotReached::Timeout { until, validated: None });
     };
-    // Rows fixed since they were reported, with no change on the base since, close here.
+    answer(engine, until, Reached::Binlog(validated)).await
+}
+
+/// The gate's answer once validation has reached `until`: every open ledger row is re-checked once (rows
+/// fixed since their report, with no change on the base since, close here), then what stays open.
+async fn answer(engine: &Engine, until: Until, validated: Reached) -> std::result::Result<Answer, NotReached> {
     engine.settle.recheck_open_rows().await.map_err(NotReached::Failed)?;
     let ledger = engine.settle.ledger();
     let open = ledger.open_rows().map_err(NotReached::Failed)?;
     let untracked = ledger.untracked().map_err(NotReached::Failed)?;
-    Ok(Answer { until, validated: Reached::Binlog(validated), open, untracked })
+    Ok(Answer { until, validated, open, untracked })
 }
 
 async fn poll_gate(engine: &Engine, until: Until, timeout: Duration) -> std::result::Result<Answer, NotReached> {
@@ -190,11 +191,7 @@ async fn poll_gate(engine: &Engine, until: Until, timeout: Duration) -> std::res
         Ok(Ok(Some(s))) => s,
         _ => return Err(NotReached::Timeout { until, validated: None }),
     };
-    engine.settle.recheck_open_rows().await.map_err(NotReached::Failed)?;
-    let ledger = engine.settle.ledger();
-    let open = ledger.open_rows().map_err(NotReached::Failed)?;
-    let untracked = ledger.untracked().map_err(NotReached::Failed)?;
-    Ok(Answer { until, validated: Reached::Poll { started_ms }, open, untracked })
+    answer(engine, until, Reached::Poll { started_ms }).await
 }
 
 #[cfg(test)]

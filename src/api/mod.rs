@@ -203,14 +203,7 @@ async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
 
 /// A validated-through position as `/status` and the gate show it.
 pub fn validated_json(v: &Option<crate::position::Validated>) -> serde_json::Value {
-    match v {
-        None => serde_json::Value::Null,
-        Some(v) => serde_json::json!({
-            "position": v.at.pos.to_string(),
-            "gtid": v.at.gtid,
-            "commit_time": (v.commit_ms > 0).then(|| crate::event::rfc3339_ms(v.commit_ms)),
-        }),
-    }
+    v.as_ref().map_or(serde_json::Value::Null, crate::position::Validated::to_json)
 }
 
 async fn status(State(app): State<App>) -> Response {

@@ -342,9 +342,7 @@ async fn check_batch(
                 continue;
             };
             // A change of a row reported earlier re-checks it: equal now, it closes in the ledger.
-            let ledger = engine.settle.ledger();
-            ledger.close_equal(&table, chunk, &found).await?;
-            ledger.still_open(&table, &found)?;
+            engine.settle.ledger().checked(&table, chunk, &found).await?;
             engine.settle.submit(&table, Mode::Binlog, found).await?;
         }
         stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
