@@ -336,15 +336,6 @@ impl Store {
         }
     }
 
-    /// Removes a ledger row; whether it was there.
-    pub fn ledger_remove(&self, id: &[u8]) -> Result<bool> {
-        let old = self.ledger.remove(id).map_err(|e| Error::state("closing a ledger row", e))?;
-        if old.is_some() {
-            self.ledger_len.fetch_sub(1, Ordering::Relaxed);
-        }
-        Ok(old.is_some())
-    }
-
     /// Removes a ledger row only if it is still `expected` (a report that re-opened the row meanwhile
     /// stays); whether it was removed.
     pub fn ledger_remove_if<T: Serialize>(&self, id: &[u8], expected: &T) -> Result<bool> {

@@ -118,7 +118,7 @@ pub struct Assembler {
 impl Assembler {
     /// `held` are prepared XA transactions recorded by an earlier run, by record id (`xid@file:pos`).
     pub fn new(tracked: Tracked, file: String, held: BTreeMap<String, Txn>, skip_before: Option<u32>) -> Self {
-        let held = held.into_iter().map(|(id, t)| (xid_of_record(&id).to_string(), (id, t))).collect();
+        let held = held.into_iter().map(|(id, t)| (split_record(&id).0.to_string(), (id, t))).collect();
         Assembler {
             tracked,
             shapes: HashMap::new(),
@@ -440,9 +440,10 @@ fn classify(q: &str) -> Stmt {
     }
 }
 
-/// The XID of a held transaction's record id (`xid@file:pos`).
-pub fn xid_of_record(id: &str) -> &str {
-    id.rsplit_once('@').map_or(id, |(x, _)| x)
+/// A held transaction's record id (`xid@file:pos`) as its XID and the prepare's position (empty when
+/// the id has none).
+pub fn split_record(id: &str) -> (&str, &str) {
+    id.rsplit_once('@').unwrap_or((id, ""))
 }
 
 /// The XID of an XA_PREPARE_LOG_EVENT (one-phase flag, format id, gtrid and bqual lengths, then both),

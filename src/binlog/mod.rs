@@ -123,7 +123,7 @@ fn held_transactions(engine: &Engine) -> Result<BTreeMap<String, Txn>> {
     let mut by_xid: BTreeMap<String, (crate::position::BinlogPos, String, Txn)> = BTreeMap::new();
     for (name, XaRecord::V1(t)) in engine.store.scan::<XaRecord>(XA_PREFIX)? {
         let id = name[XA_PREFIX.len()..].to_string();
-        let (xid, at) = id.rsplit_once('@').unwrap_or((&id, ""));
+        let (xid, at) = assemble::split_record(&id);
         let at = crate::position::BinlogPos::parse(at).unwrap_or_else(|| crate::position::BinlogPos::new("", 0));
         let xid = xid.to_string();
         match by_xid.get(&xid) {

@@ -8,7 +8,7 @@ use super::start::{binary_logs, Start};
 use super::Batch;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::position::{BinlogPos, GtidSet, MariaGtids};
+use crate::position::{BinlogPos, GtidSet};
 use futures_util::StreamExt;
 use mysql_async::binlog::EventType;
 use mysql_async::prelude::Queryable;
@@ -53,7 +53,15 @@ impl Reader {
             // By the base side's names: the binlog is the base's.
             tables: engine.plans.all().iter().map(|p| (p.name.clone(), p.key.clone())).collect(),
         };
-        let assembler = Assembler::new(tracked, start.pos.file.clone(), held, start.skip_before);
+        let mut assembler = Assembler::new(tracked, start.pos.file.clone(), held, start.skip_before);
+        // The GTID state at the start; from then on the assembler keeps it, across reconnects too (a
+        // reconnect resumes at the last boundary taken, whose state the assembler holds).
+        if let Some(g) = &start.gtids {
+            assembler.maria = g.clone();
+        }
+        if let Some(g) = &start.mysql_gtids {
+            assembler.mysql = g.clone();
+        }
         Reader { engine, start, tx, shutdown, assembler, batch: Batch::default(), batch_since: None }
     }
 
@@ -117,12 +125,6 @@ impl Reader {
         let mut stream = self.connect().await?;
         let known_files = binary_logs(&self.engine.base).await.unwrap_or_default();
         self.assembler.reconnected(known_files, self.start.pos.file.clone());
-        if let Some(g) = &self.start.gtids {
-            self.assembler.maria = g.clone();
-        }
-        if let Some(g) = &self.start.mysql_gtids {
-            self.assembler.mysql = g.clone();
-        }
         loop {
             let wait = match self.batch_since {
                 Some(t) => FLUSH_AFTER.saturating_sub(t.elapsed()),
@@ -190,8 +192,7 @@ impl Reader {
     async fn take(&mut self, b: Boundary) -> Result<()> {
         if let Some(end) = &b.end {
             self.start.pos = end.pos.clone();
-            self.start.gtids = end.gtid.as_deref().and_then(MariaGtids::parse);
-            self.start.mysql_gtids = end.gtid.as_deref().and_then(GtidSet::parse);
+            // Past the first boundary the stream is resumed by file and position, not by GTID.
             self.start.by_gtid = false;
         }
         if !b.ddl.is_empty() {
