@@ -10,7 +10,7 @@
 //! mode will use to take the base side from the images).
 //! (scripts/bench-binlog.sh runs it beside python-mysql-replication on the same binlog.)
 
-use binlog_validator::binlog::decode::{rows_event_images, rows_event_keys, TableShape};
+use binlog_validator::feed::binlog::decode::{rows_event_images, rows_event_keys, TableShape};
 use futures_util::StreamExt;
 use mysql_async::binlog::events::EventData;
 use mysql_async::prelude::Queryable;
@@ -75,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             continue;
         }
-        let (_, n) = match binlog_validator::binlog::image::keys(&data, shape, key) {
+        let (_, n) = match binlog_validator::feed::binlog::image::keys(&data, shape, key) {
             Some(fast) => fast?,
             None => rows_event_keys(&data, tme, shape, key)?,
         };

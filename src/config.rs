@@ -7,7 +7,7 @@
 //! appear in `Debug` output or logs.
 
 use crate::error::{Error, Result, Side};
-use crate::tls::{SslMode, Tls};
+use crate::mysql::tls::{SslMode, Tls};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,7 +49,7 @@ fn default_base() -> String {
     "source".into()
 }
 
-/// A database connection and its TLS settings ([`crate::tls`]); `Debug` hides the password.
+/// A database connection and its TLS settings ([`crate::mysql::tls`]); `Debug` hides the password.
 #[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {

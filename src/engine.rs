@@ -2,13 +2,13 @@
 //! stage and the outbox drain. Modes differ only in how they find keys to check.
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::deliver::sink::{drain, AnySink};
+use crate::deliver::state::Store;
 use crate::error::{Result, Side};
 use crate::metrics::Stats;
-use crate::schema::{plan_all, PlanSet};
-use crate::settle::Settle;
-use crate::sink::{drain, AnySink};
-use crate::state::Store;
+use crate::mysql::db::Db;
+use crate::mysql::schema::{plan_all, PlanSet};
+use crate::verdict::settle::Settle;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,9 +27,9 @@ pub struct Engine {
     /// Wakes the table re-check runner when a new re-check is recorded.
     pub recheck_wake: Arc<tokio::sync::Notify>,
     /// Binlog mode's checkpoint, published as it moves (the API, `incr` and metrics read it here).
-    pub checkpoint: Arc<watch::Sender<Option<crate::position::Checkpoint>>>,
+    pub checkpoint: Arc<watch::Sender<Option<crate::mysql::position::Checkpoint>>>,
     /// Binlog mode's validated-through position, published as it moves (the cutover gate waits on it).
-    pub validated: Arc<watch::Sender<Option<crate::position::Validated>>>,
+    pub validated: Arc<watch::Sender<Option<crate::mysql::position::Validated>>>,
     /// Poll mode's last round that caught up with every table: (started, finished), ms since the epoch.
     pub poll_rounds: Arc<watch::Sender<Option<(u64, u64)>>>,
 }
@@ -67,14 +67,14 @@ impl Running {
         let store = Arc::new(Store::open(&cfg.state.dir)?);
         let sink = AnySink::from_config(&cfg.sink)?;
         let (base, other) = (Arc::new(base), Arc::new(other));
-        let ledger_cfg = crate::ledger::LedgerConfig {
+        let ledger_cfg = crate::deliver::ledger::LedgerConfig {
             max: cfg.state.ledger_max,
             resolved_events: cfg.sink.resolved_events,
             outbox_max: cfg.sink.outbox_max,
             direction: cfg.direction(),
         };
-        let ledger = Arc::new(crate::ledger::Ledger::new(store.clone(), stats.clone(), ledger_cfg));
-        let settle_cfg = crate::settle::SettleConfig {
+        let ledger = Arc::new(crate::deliver::ledger::Ledger::new(store.clone(), stats.clone(), ledger_cfg));
+        let settle_cfg = crate::verdict::settle::SettleConfig {
             window: cfg.check.settle,
             batch_size: cfg.check.batch_size,
             outbox_max: cfg.sink.outbox_max,
@@ -128,7 +128,7 @@ impl Engine {
 
     /// The plans of the named tables (all of them when `names` is empty); an unknown name is an error
     /// that says how to fix it.
-    pub fn select_tables(&self, names: &[String]) -> Result<Vec<Arc<crate::schema::TablePlan>>> {
+    pub fn select_tables(&self, names: &[String]) -> Result<Vec<Arc<crate::mysql::schema::TablePlan>>> {
         if names.is_empty() {
             return Ok(self.plans.all());
         }
@@ -146,7 +146,7 @@ impl Engine {
 
     /// At the end of a one-shot run: waits for the settle window of `mode`'s last mismatches to end and
     /// for their events to go out. Returns (mismatches still pending, events still undelivered).
-    pub async fn finish(&self, mode: crate::event::Mode) -> Result<(usize, usize)> {
+    pub async fn finish(&self, mode: crate::deliver::event::Mode) -> Result<(usize, usize)> {
         let wait = self.cfg.check.settle + self.cfg.check.drain_timeout;
         let unsettled = self.settle.wait_settled(mode, wait).await?;
         let undelivered = self.store.outbox_wait_empty(self.cfg.check.drain_timeout).await;

@@ -47,8 +47,8 @@ pub enum Error {
     Schema { table: String, problem: String },
 
     /// A server could not be reached or refused the login; `hint` names the setting to check
-    /// (built by [`crate::tls`], which knows whether the connection was encrypted).
-    #[error("cannot connect to the {side} database at {addr}: {}; {hint}", crate::tls::describe(.source))]
+    /// (built by [`crate::mysql::tls`], which knows whether the connection was encrypted).
+    #[error("cannot connect to the {side} database at {addr}: {}; {hint}", crate::mysql::tls::describe(.source))]
     Connect {
         side: Side,
         addr: String,
@@ -153,7 +153,7 @@ impl Error {
 /// refused) is definite: it arrives as an I/O error, but retrying cannot cure it.
 fn mysql_transient(e: &mysql_async::Error) -> bool {
     match e {
-        e if crate::tls::is_tls_failure(e) => false,
+        e if crate::mysql::tls::is_tls_failure(e) => false,
         mysql_async::Error::Io(_) => true,
         mysql_async::Error::Driver(d) => matches!(d, mysql_async::DriverError::ConnectionClosed),
         mysql_async::Error::Server(s) => matches!(s.code, 1040 | 1053 | 1205 | 1213 | 1317 | 2006 | 2013 | 1927),

@@ -3,10 +3,12 @@
 
 mod cli;
 
+use binlog_validator::control::doctor;
 use binlog_validator::engine::Running;
+use binlog_validator::feed::binlog;
+use binlog_validator::feed::full::{run_full, FullOptions, Strategy};
 use binlog_validator::metrics::Stats;
-use binlog_validator::scan::{run_full, FullOptions, Strategy};
-use binlog_validator::{binlog, doctor, Config, Error};
+use binlog_validator::{Config, Error};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -176,11 +178,11 @@ async fn serve(cfg: Config) -> Result<ExitCode, Error> {
     let token = cfg.http.token.clone();
     let mut shutdown = shutdown_signal();
     let running = Running::start(cfg, Arc::new(Stats::default())).await?;
-    let scheduler = binlog_validator::api::scheduler::Scheduler::new(running.engine.clone());
+    let scheduler = binlog_validator::control::api::scheduler::Scheduler::new(running.engine.clone());
     let signal = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
-    let result = binlog_validator::api::serve(scheduler, &listen, token, signal).await;
+    let result = binlog_validator::control::api::serve(scheduler, &listen, token, signal).await;
     running.stop().await;
     result?;
     eprintln!("stopped");
@@ -211,7 +213,7 @@ async fn incr(cfg: Config, mode: &str) -> Result<ExitCode, Error> {
         None => {
             stats.incr_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if mode == "poll" {
-                binlog_validator::poll::run(&running.engine, None, None, shutdown).await
+                binlog_validator::feed::poll::run(&running.engine, None, None, shutdown).await
             } else {
                 binlog::run(&running.engine, None, shutdown).await
             }
@@ -249,7 +251,7 @@ async fn incr_with_api(
     token: Option<String>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    use binlog_validator::api::scheduler::{IncrRequest, Refusal, Scheduler};
+    use binlog_validator::control::api::scheduler::{IncrRequest, Refusal, Scheduler};
     let scheduler = Scheduler::new(engine.clone());
     let request = IncrRequest { mode: mode.to_string(), ..IncrRequest::default() };
     scheduler.start_incr(request).await.map_err(|r| match r {
@@ -258,7 +260,7 @@ async fn incr_with_api(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (sched, listen) = (scheduler.clone(), listen.to_string());
     let mut server = tokio::spawn(async move {
-        binlog_validator::api::serve(sched, &listen, token, async move {
+        binlog_validator::control::api::serve(sched, &listen, token, async move {
             let _ = stopped.await;
         })
         .await
@@ -295,9 +297,9 @@ async fn cutover(
     timeout: std::time::Duration,
     out: &std::path::Path,
 ) -> Result<ExitCode, Error> {
-    binlog_validator::api::cutover::Until::parse(until).map_err(|m| Error::Config(format!("--until: {m}")))?;
+    binlog_validator::control::api::cutover::Until::parse(until).map_err(|m| Error::Config(format!("--until: {m}")))?;
     let body = serde_json::json!({"until": until, "timeout_ms": timeout.as_millis() as u64});
-    let answer = binlog_validator::api::client::post(
+    let answer = binlog_validator::control::api::client::post(
         cfg.http.listen(),
         "/cutover",
         cfg.http.token.as_deref(),
@@ -362,15 +364,20 @@ async fn sweep(cfg: Config, tables: Vec<String>) -> Result<ExitCode, Error> {
     let plans = engine.select_tables(&tables)?;
     let mut result = Ok(());
     for plan in &plans {
-        if let Err(e) =
-            binlog_validator::poll::sweep_table(&engine, plan, binlog_validator::event::Mode::Poll, &shutdown).await
+        if let Err(e) = binlog_validator::feed::poll::sweep_table(
+            &engine,
+            plan,
+            binlog_validator::deliver::event::Mode::Poll,
+            &shutdown,
+        )
+        .await
         {
             result = Err(e);
             break;
         }
     }
     let (unsettled, undelivered) = match &result {
-        Ok(()) => engine.finish(binlog_validator::event::Mode::Poll).await?,
+        Ok(()) => engine.finish(binlog_validator::deliver::event::Mode::Poll).await?,
         Err(_) => (0, 0),
     };
     running.stop().await;

@@ -10,9 +10,9 @@
 //! settle window), recall, false alarms, base queries and rows read per second, and CPU time.
 
 use binlog_validator::config::Config;
-use binlog_validator::db::{quote_ident, Db};
+use binlog_validator::deliver::event::now_ms;
 use binlog_validator::error::{Error, Result, Side};
-use binlog_validator::event::now_ms;
+use binlog_validator::mysql::db::{quote_ident, Db};
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -119,7 +119,7 @@ fn spawn(mode: &'static str, cfg: &Config, out: &Path, server_id: u32) -> Result
 impl Runner {
     /// Whether its validation runs (its API answers, and the start position is fixed before it does).
     async fn ready(&self) -> bool {
-        match binlog_validator::api::client::get(&self.api, "/status", None, Duration::from_secs(5)).await {
+        match binlog_validator::control::api::client::get(&self.api, "/status", None, Duration::from_secs(5)).await {
             Ok(a) => a.body["data"]["incr"]["running"] == true,
             Err(_) => false,
         }
@@ -127,7 +127,7 @@ impl Runner {
 
     /// Queries and rows read on the base so far.
     async fn base_load(&self) -> (u64, u64) {
-        match binlog_validator::api::client::get(&self.api, "/stats", None, Duration::from_secs(5)).await {
+        match binlog_validator::control::api::client::get(&self.api, "/stats", None, Duration::from_secs(5)).await {
             Ok(a) => {
                 let d = &a.body["data"];
                 (d["base_queries"].as_u64().unwrap_or(0), d["base_rows_read"].as_u64().unwrap_or(0))

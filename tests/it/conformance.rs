@@ -3,14 +3,14 @@
 //! extracts must find their rows. Every MariaDB column type, with its edge values and NULL.
 
 use crate::harness::*;
-use binlog_validator::binlog::decode::{rows_event_images, rows_event_keys, Image, TableShape};
-use binlog_validator::check::row_identity;
-use binlog_validator::compare::values_equal;
 use binlog_validator::config::{Endpoint, TableConfig};
-use binlog_validator::db::{Db, Row};
 use binlog_validator::error::Side as DbSide;
+use binlog_validator::feed::binlog::decode::{rows_event_images, rows_event_keys, Image, TableShape};
 use binlog_validator::key::Key;
-use binlog_validator::schema;
+use binlog_validator::mysql::db::{Db, Row};
+use binlog_validator::mysql::schema;
+use binlog_validator::verdict::check::row_identity;
+use binlog_validator::verdict::compare::values_equal;
 use futures_util::StreamExt;
 use mysql_async::binlog::events::EventData;
 use mysql_async::prelude::Queryable;
@@ -503,7 +503,7 @@ async fn read_binlog(p: &Pair, file: &str, pos: u64) -> BTreeMap<String, Decoded
         // As the assembler does: the image walker, or the full parser for events it cannot walk. (The
         // full parser cannot be run on every event here: `mysql_common` overflows on a negative TIME(1)
         // or TIME(2) with a fraction, which the walker decodes itself.)
-        let (keys, _) = match binlog_validator::binlog::image::keys(&data, &shape, &key_cols) {
+        let (keys, _) = match binlog_validator::feed::binlog::image::keys(&data, &shape, &key_cols) {
             Some(fast) => fast.unwrap(),
             None => rows_event_keys(&data, tme, &shape, &key_cols).unwrap(),
         };

@@ -121,14 +121,14 @@ fn message_count(brokers: &str, topic: &str) -> i64 {
     (0..PARTITIONS).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1).sum()
 }
 
-fn event(id: i64, columns: Vec<String>) -> binlog_validator::event::Event {
-    binlog_validator::event::Event {
-        kind: binlog_validator::event::EventType::Neq,
+fn event(id: i64, columns: Vec<String>) -> binlog_validator::deliver::event::Event {
+    binlog_validator::deliver::event::Event {
+        kind: binlog_validator::deliver::event::EventType::Neq,
         direction: "SRC".into(),
         table: "t".into(),
         key_columns: vec!["id".into()],
         key: binlog_validator::key::Key(vec![binlog_validator::key::KeyVal::Int(id)]),
-        mode: binlog_validator::event::Mode::Full,
+        mode: binlog_validator::deliver::event::Mode::Full,
         columns,
         detected_at_ms: 1,
     }
@@ -138,7 +138,7 @@ fn event(id: i64, columns: Vec<String>) -> binlog_validator::event::Event {
 /// first, another row's event goes through, and the failure is returned, not dropped.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partly_failed_batch_keeps_each_rows_order_and_returns_the_error() {
-    use binlog_validator::sink::{EventSink, KafkaSink};
+    use binlog_validator::deliver::sink::{EventSink, KafkaSink};
     let brokers = env_var("BVT_BROKERS");
     let topic = format!("events-partial-{}", std::process::id());
     create_topic(&brokers, &topic).await;

@@ -5,7 +5,7 @@
 
 use crate::full::TYPES;
 use crate::harness::*;
-use binlog_validator::compare::Kind;
+use binlog_validator::verdict::compare::Kind;
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -39,7 +39,7 @@ async fn digest_sql(p: &Pair, table: &str) -> String {
         .unwrap();
     let _ = c.disconnect().await;
     let cols: Vec<(&str, Kind)> = cols.iter().map(|(n, t)| (n.as_str(), Kind::from_data_type(t))).collect();
-    binlog_validator::summary::row_digest_sql(&cols)
+    binlog_validator::feed::full::summary::row_digest_sql(&cols)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,10 +2,10 @@
 //! has reached the position asked for (`now` = the base's position at the moment of the call), re-checks
 //! every row still open in the inconsistency ledger, and answers clean (nothing open) or the open rows.
 
+use crate::deliver::ledger::OpenRow;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::ledger::OpenRow;
-use crate::position::{BinlogPos, GtidSet, MariaGtids, Validated};
+use crate::mysql::position::{BinlogPos, GtidSet, MariaGtids, Validated};
 use std::time::Duration;
 
 /// How far validation must have come.
@@ -104,8 +104,8 @@ impl Reached {
         match self {
             Reached::Binlog(v) => v.to_json(),
             Reached::Poll { started_ms } => serde_json::json!({
-                "position": format!("poll round of {}", crate::event::rfc3339_ms(*started_ms)),
-                "poll_round_started": crate::event::rfc3339_ms(*started_ms),
+                "position": format!("poll round of {}", crate::deliver::event::rfc3339_ms(*started_ms)),
+                "poll_round_started": crate::deliver::event::rfc3339_ms(*started_ms),
             }),
         }
     }
@@ -124,7 +124,7 @@ pub enum NotReached {
 
 /// The base's binlog position now.
 async fn base_position(engine: &Engine) -> Result<BinlogPos> {
-    Ok(crate::binlog::current_position(&engine.base).await?.0)
+    Ok(crate::feed::binlog::current_position(&engine.base).await?.0)
 }
 
 /// Waits (at most `timeout`) until every change up to `until` has a final verdict, then answers from
@@ -178,12 +178,15 @@ async fn poll_gate(engine: &Engine, until: Until, timeout: Duration) -> std::res
             "poll mode has no binlog positions: ask for until = \"now\"".into(),
         )));
     }
-    let called = crate::event::now_ms();
+    let called = crate::deliver::event::now_ms();
     let mut rx = engine.poll_rounds.subscribe();
     let settled = |r: &Option<(u64, u64)>| {
         r.is_some_and(|(started, finished)| {
             started > called
-                && engine.settle.oldest_pending(crate::event::Mode::Poll).is_none_or(|oldest| oldest > finished)
+                && engine
+                    .settle
+                    .oldest_pending(crate::deliver::event::Mode::Poll)
+                    .is_none_or(|oldest| oldest > finished)
         })
     };
     let wait = async { rx.wait_for(settled).await.map(|r| r.map(|(s, _)| s)) };
@@ -197,7 +200,7 @@ async fn poll_gate(engine: &Engine, until: Until, timeout: Duration) -> std::res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::position::Checkpoint;
+    use crate::mysql::position::Checkpoint;
 
     fn at(file: &str, pos: u64, gtid: Option<&str>) -> Validated {
         Validated { at: Checkpoint { pos: BinlogPos::new(file, pos), gtid: gtid.map(String::from) }, commit_ms: 0 }

@@ -7,11 +7,11 @@
 //! after every chunk so that a chunk takes about `full.chunk_time`.
 
 use super::{Step, Walker};
-use crate::check::Mismatch;
 use crate::error::Result;
+use crate::feed::full::summary::{max_buckets, summarise, walk_keys};
+use crate::feed::full::Strategy;
 use crate::key::Key;
-use crate::scan::Strategy;
-use crate::summary::{max_buckets, summarise, walk_keys};
+use crate::verdict::check::Mismatch;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -195,7 +195,7 @@ impl Walker {
             let page = self.engine.base.read_range(&self.plan, plo.as_ref(), hi, self.chunk).await?;
             let more = page.len() == self.chunk;
             let phi = match page.last() {
-                Some(last) if more => Some(crate::check::row_key(&self.plan, last)),
+                Some(last) if more => Some(crate::verdict::check::row_key(&self.plan, last)),
                 _ => hi.cloned(),
             };
             let base_count = page.len() as u64;

@@ -1,10 +1,10 @@
 //! Where binlog mode starts: the checkpoint if there is one, else `binlog.start` (`now`, `earliest`,
 //! `file:pos`, a MariaDB GTID position, or a time), and the checks that the position is still on the server.
 
-use crate::db::Db;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
+use crate::mysql::db::Db;
+use crate::mysql::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
 use mysql_async::Value;
 
 /// A resolved start: the position to request, the GTID state there (MariaDB), and the time before which

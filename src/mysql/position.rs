@@ -83,7 +83,7 @@ impl Validated {
         serde_json::json!({
             "position": self.at.pos.to_string(),
             "gtid": self.at.gtid,
-            "commit_time": (self.commit_ms > 0).then(|| crate::event::rfc3339_ms(self.commit_ms)),
+            "commit_time": (self.commit_ms > 0).then(|| crate::deliver::event::rfc3339_ms(self.commit_ms)),
         })
     }
 }

@@ -1,9 +1,9 @@
 //! Event sinks (Kafka, a JSON-lines file, stdout) and the outbox drain that feeds them.
 
 use crate::config::{SinkConfig, SinkKind};
+use crate::deliver::event::Event;
+use crate::deliver::state::Store;
 use crate::error::{Error, Result};
-use crate::event::Event;
-use crate::state::Store;
 use futures_util::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -348,7 +348,7 @@ pub async fn drain<S: EventSink>(store: Arc<Store>, mut sink: S, mut shutdown: w
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventType, Mode};
+    use crate::deliver::event::{EventType, Mode};
     use crate::key::{Key, KeyVal};
 
     fn ev(i: i64) -> (u64, Event) {

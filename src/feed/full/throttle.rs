@@ -3,9 +3,9 @@
 //! second per side). What holds the pass back is published in `Stats::full_held`, which the progress line
 //! and `/status` show.
 
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::metrics::Stats;
+use crate::mysql::db::Db;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -7,8 +7,8 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::position::Checkpoint;
-use crate::scan::{run_full, FullOptions};
+use crate::feed::full::{run_full, FullOptions};
+use crate::mysql::position::Checkpoint;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -39,7 +39,7 @@ pub async fn record(engine: &Engine, table: &str, reason: &str, from: Option<&Ch
         table: table.to_string(),
         reason: reason.to_string(),
         from: from.cloned(),
-        recorded_ms: crate::event::now_ms(),
+        recorded_ms: crate::deliver::event::now_ms(),
     };
     engine.store.put(&format!("{PREFIX}{table}"), &RecheckRecord::V1(r)).await?;
     tracing::info!(table, reason, "re-check of every row recorded");
@@ -100,7 +100,7 @@ async fn one(engine: &Engine, r: &Recheck, shutdown: watch::Receiver<bool>) -> R
         e.store.remove(&format!("{PREFIX_RUN}{}", r.table))?;
         return Ok(true);
     }
-    if let Err(err) = crate::schema::refresh(&e.cfg, &e.plans, &e.base, &e.other, &r.table).await {
+    if let Err(err) = crate::mysql::schema::refresh(&e.cfg, &e.plans, &e.base, &e.other, &r.table).await {
         tracing::info!(table = %r.table, error = %err, "re-check waits: the table cannot be compared yet");
         return Ok(false);
     }

@@ -5,9 +5,9 @@
 //! version adds `V2` and still reads `V1`. Writes that others rely on (an event entering the outbox, a
 //! mismatch becoming pending, a checkpoint) are flushed to disk before the call returns.
 
+use crate::deliver::event::Event;
 use crate::error::{Error, Result};
-use crate::event::Event;
-use crate::settle::Pending;
+use crate::verdict::settle::Pending;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,7 +32,7 @@ pub struct Store {
     pending: sled::Tree,
     progress: sled::Tree,
     outbox_len: AtomicUsize,
-    /// reported rows still open (see `crate::ledger`), by table and key
+    /// reported rows still open (see `crate::deliver::ledger`), by table and key
     ledger: sled::Tree,
     ledger_len: AtomicUsize,
     /// Signalled when events enter the outbox.
@@ -315,7 +315,7 @@ impl Store {
         self.flush().await
     }
 
-    // ---- ledger rows (their record type belongs to `crate::ledger`) ----------------------------------
+    // ---- ledger rows (their record type belongs to `crate::deliver::ledger`) ----------------------------------
 
     /// Stores (or replaces) ledger rows. Not flushed: the caller's next flush (the outbox push that
     /// reports the same rows) makes them durable together.
@@ -432,7 +432,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventType, Mode};
+    use crate::deliver::event::{EventType, Mode};
     use crate::key::{Key, KeyVal};
 
     fn ev(i: i64) -> Event {

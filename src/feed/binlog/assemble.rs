@@ -16,7 +16,7 @@
 use super::compressed;
 use super::decode::{ddl, maria_gtid, rows_event_keys, Ddl, DecodeError, TableShape};
 use crate::key::Key;
-use crate::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
+use crate::mysql::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
 use mysql_async::binlog::events::{Event, EventData, QueryEvent, RotateEvent, TableMapEvent};
 use mysql_async::binlog::EventType;
 use serde::{Deserialize, Serialize};

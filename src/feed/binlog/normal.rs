@@ -1,5 +1,5 @@
 //! Row-image values normalised to what the binary protocol returns for the same row, on a connection
-//! like [`crate::db::Db`]'s (`time_zone = '+00:00'`, results in utf8mb4). Keys decoded from the binlog
+//! like [`crate::mysql::db::Db`]'s (`time_zone = '+00:00'`, results in utf8mb4). Keys decoded from the binlog
 //! must be bound as parameters and matched by canonical bytes against rows read back, and (later) image
 //! values will stand in for the base side of the compare core, so each value must come out in exactly the
 //! protocol's form:

@@ -8,7 +8,7 @@ use super::start::{binary_logs, Start};
 use super::Batch;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::position::{BinlogPos, GtidSet};
+use crate::mysql::position::{BinlogPos, GtidSet};
 use futures_util::StreamExt;
 use mysql_async::binlog::EventType;
 use mysql_async::prelude::Queryable;
@@ -95,7 +95,7 @@ impl Reader {
     async fn connect(&self) -> Result<BinlogStream> {
         let side = self.engine.base.side;
         // The side's URL and TLS settings (ssl_mode, ssl_ca, client certificate), as for its pools.
-        let connector = crate::tls::Connector::new(side, self.engine.cfg.endpoint(side))?;
+        let connector = crate::mysql::tls::Connector::new(side, self.engine.cfg.endpoint(side))?;
         let mut conn = connector.conn(|o| o.max_allowed_packet(Some(1 << 30))).await?;
         let setup = |e| Error::db(side, "preparing the replica connection", e);
         conn.query_drop(format!("SET @master_heartbeat_period = {}", HEARTBEAT.as_nanos())).await.map_err(setup)?;
@@ -157,7 +157,7 @@ impl Reader {
             if header.event_type_raw() == EventType::HEARTBEAT_EVENT as u8 {
                 self.engine.stats.binlog_lag_ms.store(0, Relaxed);
             } else if ts > 0 {
-                let lag = crate::event::now_ms() as i64 - i64::from(ts) * 1000;
+                let lag = crate::deliver::event::now_ms() as i64 - i64::from(ts) * 1000;
                 self.engine.stats.binlog_lag_ms.store(lag.max(0), Relaxed);
             }
             let step =
@@ -217,7 +217,7 @@ impl Reader {
         let t = d.table();
         tracing::info!(table = %t, "schema change seen in the binlog; re-reading the table's columns");
         let now = Some(Instant::now());
-        match crate::schema::refresh_quietly(&e.cfg, &e.plans, &e.base, &e.other, t, now).await {
+        match crate::mysql::schema::refresh_quietly(&e.cfg, &e.plans, &e.base, &e.other, t, now).await {
             Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
             Err(err) => {
                 tracing::warn!(table = %t, error = %err, "cannot refresh the table's plan; keeping the old one")

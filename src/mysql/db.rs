@@ -8,8 +8,8 @@
 use crate::config::Endpoint;
 use crate::error::{Error, Result, Side};
 use crate::key::Key;
-use crate::schema::TablePlan;
-use crate::tls::{Connector, Link};
+use crate::mysql::schema::TablePlan;
+use crate::mysql::tls::{Connector, Link};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
 

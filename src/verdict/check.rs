@@ -1,12 +1,12 @@
 //! Key batches → verdicts: reads the same keys on both sides and runs the compare core.
 //! Every mode's re-checks, and the binlog and poll feeds, go through here.
 
-use crate::compare::{compare_rows, Outcome};
-use crate::db::{Db, Row};
+use crate::deliver::event::EventType;
 use crate::error::Result;
-use crate::event::EventType;
 use crate::key::Key;
-use crate::schema::TablePlan;
+use crate::mysql::db::{Db, Row};
+use crate::mysql::schema::TablePlan;
+use crate::verdict::compare::{compare_rows, Outcome};
 use std::collections::HashMap;
 
 /// A verdict that is not `Equal`: what kind of inconsistency, and for `neq` which columns.

@@ -18,14 +18,14 @@
 //! seen until the next full pass.
 
 use crate::calendar::{civil_from_days, days_from_civil};
-use crate::check::check_keys;
-use crate::compare::Kind;
-use crate::db::{push_tuple_params, quote_ident, tuple_predicate, Db};
+use crate::deliver::event::{now_ms, Mode};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::event::{now_ms, Mode};
 use crate::key::{Key, KeyVal};
-use crate::schema::{TablePlan, Utime};
+use crate::mysql::db::{push_tuple_params, quote_ident, tuple_predicate, Db};
+use crate::mysql::schema::{TablePlan, Utime};
+use crate::verdict::check::check_keys;
+use crate::verdict::compare::Kind;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -263,7 +263,7 @@ pub async fn run(
         }
         let mut caught_up = true;
         let mut failure = None;
-        let started = crate::event::now_ms();
+        let started = crate::deliver::event::now_ms();
         for plan in &plans {
             let st = states.entry(plan.name.clone()).or_default();
             match poll_table(engine, plan, st, since, 16).await {
@@ -273,7 +273,7 @@ pub async fn run(
         }
         if caught_up && failure.is_none() {
             // Every row committed before `started` has been read and checked (the cutover gate's mark).
-            engine.poll_rounds.send_replace(Some((started, crate::event::now_ms())));
+            engine.poll_rounds.send_replace(Some((started, crate::deliver::event::now_ms())));
         }
         if failure.is_none() && last_sweep.elapsed() >= engine.cfg.poll.sweep {
             last_sweep = Instant::now();
@@ -330,9 +330,14 @@ pub async fn sweep_table(
             return Err(Error::Interrupted);
         }
         let rows = engine.other.read_range(plan, lo.as_ref(), None, chunk).await?;
-        let keys: Vec<Key> = rows.iter().map(|r| crate::check::row_key(plan, r)).collect();
-        let present: HashSet<Vec<u8>> =
-            engine.base.read_keys(plan, &keys).await?.iter().map(|r| crate::check::row_identity(plan, r)).collect();
+        let keys: Vec<Key> = rows.iter().map(|r| crate::verdict::check::row_key(plan, r)).collect();
+        let present: HashSet<Vec<u8>> = engine
+            .base
+            .read_keys(plan, &keys)
+            .await?
+            .iter()
+            .map(|r| crate::verdict::check::row_identity(plan, r))
+            .collect();
         let missing: Vec<Key> = keys.iter().filter(|k| !present.contains(&k.canonical())).cloned().collect();
         if !missing.is_empty() {
             let found = check_keys(&engine.base, &engine.other, plan, &missing).await?;

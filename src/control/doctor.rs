@@ -2,9 +2,9 @@
 //! setting, what is expected and what was found, and for a failure how to fix it.
 
 use crate::config::Config;
-use crate::db::{quote_ident, Db};
 use crate::error::{Error, Side};
-use crate::schema;
+use crate::mysql::db::{quote_ident, Db};
+use crate::mysql::schema;
 use mysql_async::Value;
 
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ pub async fn run(cfg: &Config, binlog: bool) -> Vec<Check> {
                 // The connect error's hint names the setting to change (url, ssl_mode, ssl_ca, ...).
                 let (detail, fix) = match &e {
                     Error::Connect { addr, source, hint, .. } => {
-                        (format!("{addr}: {}", crate::tls::describe(source)), hint.clone())
+                        (format!("{addr}: {}", crate::mysql::tls::describe(source)), hint.clone())
                     }
                     other => (other.to_string(), format!("fix {side}.url or start the server")),
                 };

@@ -202,8 +202,8 @@ async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
 }
 
 /// A validated-through position as `/status` and the gate show it.
-pub fn validated_json(v: &Option<crate::position::Validated>) -> serde_json::Value {
-    v.as_ref().map_or(serde_json::Value::Null, crate::position::Validated::to_json)
+pub fn validated_json(v: &Option<crate::mysql::position::Validated>) -> serde_json::Value {
+    v.as_ref().map_or(serde_json::Value::Null, crate::mysql::position::Validated::to_json)
 }
 
 async fn status(State(app): State<App>) -> Response {

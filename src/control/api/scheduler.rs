@@ -5,11 +5,11 @@
 //! so a stop racing a start could cancel nothing or the wrong run; here a request sees either the state
 //! before another request or the state after it, never one in between.
 
-use crate::binlog::StartPoint;
+use crate::deliver::event::now_ms;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::event::now_ms;
-use crate::scan::{run_full, FullOptions};
+use crate::feed::binlog::StartPoint;
+use crate::feed::full::{run_full, FullOptions};
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
@@ -149,7 +149,7 @@ impl Scheduler {
         let replaced = stop_running(&mut jobs.incr, "").await.is_ok();
         // Fix the start position before answering: "started" means changes from now on are seen.
         let start = if req.mode == "binlog" {
-            let s = crate::binlog::resolve_start(&self.engine, req.utime_ms.map(StartPoint::Time))
+            let s = crate::feed::binlog::resolve_start(&self.engine, req.utime_ms.map(StartPoint::Time))
                 .await
                 .map_err(|e| Refusal::Conflict(format!("cannot start binlog mode: {e}")))?;
             Some(s)
@@ -166,8 +166,8 @@ impl Scheduler {
         let (since, interval) = (req.utime_ms.map(|u| u as i64), req.interval_ms.map(std::time::Duration::from_millis));
         let handle = tokio::spawn(async move {
             let result = match start {
-                Some(start) => crate::binlog::run_from(&me.engine, start, rx).await,
-                None => crate::poll::run(&me.engine, since, interval, rx).await,
+                Some(start) => crate::feed::binlog::run_from(&me.engine, start, rx).await,
+                None => crate::feed::poll::run(&me.engine, since, interval, rx).await,
             };
             if let Err(e) = result {
                 tracing::error!(error = %e, "incremental validation stopped");
@@ -230,7 +230,7 @@ impl Scheduler {
         incr["validated_through"] = super::validated_json(&validated);
         // The base's position now, and how far validation trails it (read with the jobs lock released).
         drop(jobs);
-        if let Ok((base, _)) = crate::binlog::current_position(&self.engine.base).await {
+        if let Ok((base, _)) = crate::feed::binlog::current_position(&self.engine.base).await {
             let behind = match &validated {
                 Some(v) if v.at.pos >= base => 0.0,
                 Some(v) if v.commit_ms > 0 => now_ms().saturating_sub(v.commit_ms) as f64 / 1000.0,

@@ -1,10 +1,10 @@
 //! Table metadata from information_schema on both sides, and the column plan that the checker, the full
 //! scan and the compare core share.
 
-use crate::compare::Kind;
 use crate::config::TableConfig;
-use crate::db::{quote_ident, Db};
 use crate::error::{Error, Result, Side};
+use crate::mysql::db::{quote_ident, Db};
+use crate::verdict::compare::Kind;
 use mysql_async::Value;
 
 #[derive(Clone, Debug)]
@@ -374,11 +374,11 @@ pub fn plan(
         }
     }
     let summarisable = ordered_alike && digest_cols.len() == key_names.len() + compared.len();
-    let digest = summarisable.then(|| crate::summary::row_digest_sql(&digest_cols));
+    let digest = summarisable.then(|| crate::feed::full::summary::row_digest_sql(&digest_cols));
     let other_cols: Vec<(String, Kind)> =
         digest_cols.iter().map(|(c, k)| (other_names.get(*c).cloned().unwrap_or_else(|| c.to_string()), *k)).collect();
     let other_refs: Vec<(&str, Kind)> = other_cols.iter().map(|(c, k)| (c.as_str(), *k)).collect();
-    let other_digest = summarisable.then(|| crate::summary::row_digest_sql(&other_refs));
+    let other_digest = summarisable.then(|| crate::feed::full::summary::row_digest_sql(&other_refs));
     let integer_key = key_names.len() == 1 && base.column(&key_names[0]).is_some_and(|c| c.kind == Kind::Int);
     let utime = match &utime_cfg {
         None => None,

@@ -1,4 +1,4 @@
-//! Full mode: whole-table parity in both directions.
+//! Full mode: whole-table parity in both directions (the command `full`, the sweep, table re-checks).
 //!
 //! Each large table is cut into segments holding about equal numbers of rows (every `n`-th key of the
 //! base, found by walks of its key index, so skewed, sparse, composite and string keys split as well as
@@ -9,7 +9,7 @@
 //!   with no base row are `base_missing`, base rows left unmatched are `target_missing`, matched pairs go
 //!   through the compare core.
 //! - **summary** (`bisect`): both servers reduce the chunk to per-bucket counts and digest sums
-//!   ([`crate::summary`]); equal buckets pass, differing ones are bisected down to ranges small enough to
+//!   ([`summary`]); equal buckets pass, differing ones are bisected down to ranges small enough to
 //!   stream as above. Chunks are sized to take about `full.chunk_time`.
 //!
 //! The first chunk has no lower bound and the last no upper bound, so other-side rows before or after
@@ -23,19 +23,18 @@
 //! is walked in its own order and looked up on the base by exact key (`base_missing`). Each side is then
 //! read about twice, but every verdict is exact whatever the two collations are.
 //!
-//! Between chunks, `full.max_load` and `full.rate` may hold the pass back ([`crate::throttle`]). Memory is
+//! Between chunks, `full.max_load` and `full.rate` may hold the pass back ([`throttle`]). Memory is
 //! bounded by a few chunks per worker whatever the table size. Finished chunks are recorded per segment
 //! in the state store (only after their mismatches are durable as pending re-checks), so an interrupted
 //! pass resumes each segment where it stopped and skips the finished ones.
 
-use crate::check::{row_identity, row_key, verdict, Mismatch};
-use crate::db::{Db, Row};
+use crate::deliver::event::{EventType, Mode};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::event::{EventType, Mode};
 use crate::key::Key;
-use crate::schema::TablePlan;
-use crate::throttle::Throttle;
+use crate::mysql::db::{Db, Row};
+use crate::mysql::schema::TablePlan;
+use crate::verdict::check::{row_identity, row_key, verdict, Mismatch};
 use indicatif::ProgressBar;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
@@ -43,9 +42,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use throttle::Throttle;
 use tokio::sync::{watch, Semaphore};
 
 mod bisect;
+pub mod summary;
+pub mod throttle;
 
 /// How ranges are compared (`full --strategy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -361,7 +363,7 @@ async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
     let step = estimate.div_ceil(workers * SEGMENTS_PER_WORKER).max(1);
     let mut segs = Vec::new();
     let mut prev: Option<Key> = None;
-    while let Some(b) = crate::summary::nth_key(&engine.base, plan, prev.as_ref(), None, step).await? {
+    while let Some(b) = crate::feed::full::summary::nth_key(&engine.base, plan, prev.as_ref(), None, step).await? {
         segs.push(Segment { table: plan.name.clone(), lo: prev.take(), hi: Some(b.clone()) });
         prev = Some(b);
     }
@@ -484,7 +486,7 @@ impl Walker {
     /// base by exact key; those the base lacks are `base_missing`. Not resumable on its own: an
     /// interrupted one is walked again from the start.
     async fn walk_other_side(mut self, done_to: Option<Key>) -> Result<()> {
-        let found = crate::poll::sweep_table(&self.engine, &self.plan, Mode::Full, &self.shutdown).await? as u64;
+        let found = crate::feed::poll::sweep_table(&self.engine, &self.plan, Mode::Full, &self.shutdown).await? as u64;
         if *self.shutdown.borrow() {
             return Err(Error::Interrupted);
         }

@@ -25,12 +25,12 @@ mod start;
 #[cfg(test)]
 mod fixtures;
 
-use crate::check::check_keys;
+use crate::deliver::event::Mode;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::event::Mode;
 use crate::key::Key;
-use crate::position::{Checkpoint, CheckpointRecord};
+use crate::mysql::position::{Checkpoint, CheckpointRecord};
+use crate::verdict::check::check_keys;
 use assemble::{Boundary, Txn};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -120,11 +120,12 @@ pub fn saved_checkpoint(engine: &Engine) -> Result<Option<Checkpoint>> {
 /// two records (a crash between a reused XID's new prepare and the old one's removal), the newer
 /// prepare's stands and the older one is dropped: its commit is behind the checkpoint.
 fn held_transactions(engine: &Engine) -> Result<BTreeMap<String, Txn>> {
-    let mut by_xid: BTreeMap<String, (crate::position::BinlogPos, String, Txn)> = BTreeMap::new();
+    let mut by_xid: BTreeMap<String, (crate::mysql::position::BinlogPos, String, Txn)> = BTreeMap::new();
     for (name, XaRecord::V1(t)) in engine.store.scan::<XaRecord>(XA_PREFIX)? {
         let id = name[XA_PREFIX.len()..].to_string();
         let (xid, at) = assemble::split_record(&id);
-        let at = crate::position::BinlogPos::parse(at).unwrap_or_else(|| crate::position::BinlogPos::new("", 0));
+        let at = crate::mysql::position::BinlogPos::parse(at)
+            .unwrap_or_else(|| crate::mysql::position::BinlogPos::new("", 0));
         let xid = xid.to_string();
         match by_xid.get(&xid) {
             Some((older, old_id, _)) if *older < at => {
@@ -163,7 +164,7 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
     // run, first seen before now, hold it back until they have a verdict).
     let behind: Behind = Default::default();
     if let Some(c) = saved_checkpoint(engine)? {
-        lock(&behind).push_back((c, crate::event::now_ms(), 0));
+        lock(&behind).push_back((c, crate::deliver::event::now_ms(), 0));
     }
     let publishing = tokio::spawn(publish_validated(engine.clone(), behind.clone(), shutdown.clone()));
     // The reader stops when the checker does (its channel closes), whatever the reason.
@@ -221,13 +222,13 @@ async fn check_in_order(
                     let middle = q.len() / 2;
                     q.remove(middle);
                 }
-                q.push_back((end.clone(), crate::event::now_ms(), u64::from(end_ts) * 1000));
+                q.push_back((end.clone(), crate::deliver::event::now_ms(), u64::from(end_ts) * 1000));
                 drop(q);
                 // Written after this batch's pending entries and events were flushed, so whenever it
                 // reaches the disk it is behind durable work; it need not wait for the disk itself
                 // (sled flushes it within its interval, and on shutdown).
                 engine.store.put_lazy(CHECKPOINT, &CheckpointRecord::V1(end.clone()))?;
-                engine.stats.checkpoint_ms.store(crate::event::now_ms(), Relaxed);
+                engine.stats.checkpoint_ms.store(crate::deliver::event::now_ms(), Relaxed);
                 engine.checkpoint.send_replace(Some(end.clone()));
                 *last = Some(end);
             }
@@ -270,14 +271,14 @@ async fn publish_validated(engine: Engine, behind: Behind, mut shutdown: watch::
             }
         }
         if let Some((at, _, commit_ms)) = newest {
-            engine.validated.send_replace(Some(crate::position::Validated { at, commit_ms }));
+            engine.validated.send_replace(Some(crate::mysql::position::Validated { at, commit_ms }));
         }
         // Caught up with every saved checkpoint: as far behind as the reader; else since the validated
         // transaction's commit.
         let caught_up = lock(&behind).is_empty();
         let lag = match engine.validated.borrow().as_ref() {
             Some(_) if caught_up => engine.stats.binlog_lag_ms.load(Relaxed),
-            Some(v) if v.commit_ms > 0 => crate::event::now_ms().saturating_sub(v.commit_ms) as i64,
+            Some(v) if v.commit_ms > 0 => crate::deliver::event::now_ms().saturating_sub(v.commit_ms) as i64,
             _ => -1,
         };
         engine.stats.validated_lag_ms.store(lag, Relaxed);
@@ -369,7 +370,7 @@ const DDL_CATCH_UP: Duration = Duration::from_secs(60);
 const ONE_SIDED_RECHECK: Duration = Duration::from_secs(10);
 
 /// Whether a table's plan leaves out columns that may have appeared on the other side since.
-fn replan_due(plan: &crate::schema::TablePlan) -> bool {
+fn replan_due(plan: &crate::mysql::schema::TablePlan) -> bool {
     !plan.one_sided.is_empty()
         && (plan.ddl_at.is_some_and(|t| t.elapsed() < DDL_CATCH_UP) || plan.loaded_at.elapsed() >= ONE_SIDED_RECHECK)
 }
@@ -377,10 +378,10 @@ fn replan_due(plan: &crate::schema::TablePlan) -> bool {
 /// Reads the table's schemas again; the new plan, or the old one when they cannot be read.
 async fn look_again(
     engine: &Engine,
-    plan: std::sync::Arc<crate::schema::TablePlan>,
-) -> std::sync::Arc<crate::schema::TablePlan> {
+    plan: std::sync::Arc<crate::mysql::schema::TablePlan>,
+) -> std::sync::Arc<crate::mysql::schema::TablePlan> {
     let e = engine;
-    if crate::schema::refresh_quietly(&e.cfg, &e.plans, &e.base, &e.other, &plan.name, None).await.is_err() {
+    if crate::mysql::schema::refresh_quietly(&e.cfg, &e.plans, &e.base, &e.other, &plan.name, None).await.is_err() {
         return plan;
     }
     match e.plans.get(&plan.name) {
@@ -399,16 +400,17 @@ async fn look_again(
 /// with the new plan. Anything else stops binlog mode naming the table, the problem and the fix.
 async fn replan(
     engine: &Engine,
-    plan: &crate::schema::TablePlan,
+    plan: &crate::mysql::schema::TablePlan,
     e: Error,
-) -> Result<std::sync::Arc<crate::schema::TablePlan>> {
+) -> Result<std::sync::Arc<crate::mysql::schema::TablePlan>> {
     if matches!(e, Error::Interrupted) {
         return Err(e);
     }
     let table = plan.name.clone();
     let code = e.server_code();
     if matches!(code, Some(1054 | 1146)) {
-        let refreshed = crate::schema::refresh(&engine.cfg, &engine.plans, &engine.base, &engine.other, &table).await;
+        let refreshed =
+            crate::mysql::schema::refresh(&engine.cfg, &engine.plans, &engine.base, &engine.other, &table).await;
         if let (Ok(()), Some(new)) = (refreshed, engine.plans.get(&table)) {
             if new.compared != plan.compared || new.key != plan.key {
                 tracing::warn!(

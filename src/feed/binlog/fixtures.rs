@@ -280,7 +280,7 @@ fn a_compressed_transaction_ends_at_its_payload() {
     let end = b.last().and_then(|b| b.end.as_ref()).expect("the transaction's end has a position");
     assert_eq!(end.pos.pos, 431, "the checkpoint after the payload is the payload's end");
     let gtid = end.gtid.clone().unwrap_or_default();
-    assert!(crate::position::GtidSet::parse(&gtid).is_some(), "the previous-GTIDs set carries on: {gtid}");
+    assert!(crate::mysql::position::GtidSet::parse(&gtid).is_some(), "the previous-GTIDs set carries on: {gtid}");
 }
 
 #[test]
@@ -303,5 +303,5 @@ fn mariadb_gtids_and_rows_through_the_assembler() {
     let keys: Vec<i64> = b.iter().flat_map(|b| b.txn.keys.get("outbox").map(|k| ints(k)).unwrap_or_default()).collect();
     assert_eq!(keys, vec![62, 63]);
     let gtid = b.last().and_then(|b| b.end.as_ref()).and_then(|c| c.gtid.clone()).unwrap_or_default();
-    assert!(crate::position::MariaGtids::parse(&gtid).is_some(), "{gtid}");
+    assert!(crate::mysql::position::MariaGtids::parse(&gtid).is_some(), "{gtid}");
 }

@@ -18,11 +18,11 @@
 //! enough to stream, and the compare core decides row by row (so JSON that differs only in key order, or
 //! a value two server versions print differently, costs a little streaming and no false alarm).
 
-use crate::compare::Kind;
-use crate::db::{push_tuple_values, quote_ident, tuple_predicate, Db};
 use crate::error::{Result, Side};
 use crate::key::Key;
-use crate::schema::TablePlan;
+use crate::mysql::db::{push_tuple_values, quote_ident, tuple_predicate, Db};
+use crate::mysql::schema::TablePlan;
+use crate::verdict::compare::Kind;
 use mysql_async::Value;
 
 /// One range's summary on one side.

@@ -10,15 +10,15 @@
 //! entry only if it is still the one it re-checked (a compare-and-swap on the stored bytes); a newer
 //! entry for the key stays and gets its own window.
 
-use crate::check::{check_keys, Mismatch};
-use crate::db::Db;
+use crate::deliver::event::{now_ms, Event, Mode};
+use crate::deliver::ledger::Ledger;
+use crate::deliver::state::Store;
 use crate::error::Result;
-use crate::event::{now_ms, Event, Mode};
 use crate::key::Key;
-use crate::ledger::Ledger;
 use crate::metrics::Stats;
-use crate::schema::{PlanSet, TablePlan};
-use crate::state::Store;
+use crate::mysql::db::Db;
+use crate::mysql::schema::{PlanSet, TablePlan};
+use crate::verdict::check::{check_keys, Mismatch};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -277,7 +277,7 @@ impl Settle {
         self.recheck_rows(rows.iter()).await
     }
 
-    async fn recheck_rows(&self, rows: impl Iterator<Item = &crate::ledger::OpenRow>) -> Result<()> {
+    async fn recheck_rows(&self, rows: impl Iterator<Item = &crate::deliver::ledger::OpenRow>) -> Result<()> {
         let mut by_table: HashMap<String, Vec<Key>> = HashMap::new();
         for r in rows {
             by_table.entry(r.table.clone()).or_default().push(r.key.clone());
@@ -408,9 +408,9 @@ fn oldest_marks(entries: &[Pending]) -> [u64; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::Kind;
-    use crate::event::EventType;
+    use crate::deliver::event::EventType;
     use crate::key::KeyVal;
+    use crate::verdict::compare::Kind;
     use std::sync::{Mutex, OnceLock, Weak};
 
     fn plan() -> TablePlan {
@@ -493,7 +493,12 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let cfg =
             SettleConfig { window: Duration::from_secs(3600), batch_size: 100, outbox_max: 100, direction: "SRC" };
-        let lc = crate::ledger::LedgerConfig { max: 1000, resolved_events: false, outbox_max: 100, direction: "SRC" };
+        let lc = crate::deliver::ledger::LedgerConfig {
+            max: 1000,
+            resolved_events: false,
+            outbox_max: 100,
+            direction: "SRC",
+        };
         let ledger = Arc::new(Ledger::new(store.clone(), stats.clone(), lc));
         let settle = Arc::new(Settle::with_recheck(
             store.clone(),
