@@ -27,6 +27,7 @@
 //! into the [`deliver::state`] outbox, from which [`deliver::sink::drain`] delivers at least once.
 
 pub mod calendar;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod deliver;
@@ -34,7 +35,6 @@ pub mod engine;
 pub mod error;
 pub mod feed;
 pub mod key;
-pub mod metrics;
 pub mod mysql;
 pub mod retry;
 pub mod verdict;
