@@ -66,6 +66,8 @@ pub struct Scheduler {
     results: std::sync::Mutex<(Option<serde_json::Value>, Option<String>)>,
     /// Signalled (with a stored permit) when an incremental validation ends, for `incr` to follow it.
     incr_ended: tokio::sync::Notify,
+    /// The error the last incremental validation ended with, typed, for `incr` to exit with it.
+    incr_failure: std::sync::Mutex<Option<Error>>,
 }
 
 /// What `/incr/start` asks for.
@@ -87,6 +89,7 @@ impl Scheduler {
             jobs: Mutex::new(Jobs::default()),
             results: Default::default(),
             incr_ended: tokio::sync::Notify::new(),
+            incr_failure: std::sync::Mutex::new(None),
         })
     }
 
@@ -172,6 +175,7 @@ impl Scheduler {
             if let Err(e) = result {
                 tracing::error!(error = %e, "incremental validation stopped");
                 me.results.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(e.to_string());
+                *me.incr_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             }
             me.incr_ended.notify_one();
         });
@@ -199,6 +203,11 @@ impl Scheduler {
     pub async fn wait_incr_end(&self) -> Option<String> {
         self.incr_ended.notified().await;
         self.results.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
+    }
+
+    /// The error the last incremental validation ended with, if it failed (once).
+    pub fn take_incr_error(&self) -> Option<Error> {
+        self.incr_failure.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// The mode of the running incremental validation, if one runs.
