@@ -252,12 +252,15 @@ impl OwnServer {
         testenv(&["start-mariadb", &name, &port.to_string(), role]);
         OwnServer { name }
     }
-    fn stop(&self) {
+    pub fn stop(&self) {
         testenv(&["stop-mariadb", &self.name]);
     }
-    fn restart(&self, port: u16) {
+    pub fn restart(&self, port: u16) {
+        self.restart_as(port, "base");
+    }
+    pub fn restart_as(&self, port: u16, role: &str) {
         self.stop();
-        testenv(&["start-mariadb", &self.name, &port.to_string(), "base"]);
+        testenv(&["start-mariadb", &self.name, &port.to_string(), role]);
     }
 }
 

@@ -45,9 +45,14 @@ impl Pair {
 
     /// A pair whose source is another server (one a test restarts or purges).
     pub async fn new_with_source(tag: &str, source_server: &str) -> Pair {
+        Pair::new_with_servers(tag, source_server, &server_url(Side::Target)).await
+    }
+
+    /// A pair on other servers than the shared ones.
+    pub async fn new_with_servers(tag: &str, source_server: &str, target_server: &str) -> Pair {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let db = format!("t_{tag}_{}_{n}", std::process::id());
-        for (side, url) in [(Side::Source, source_server.to_string()), (Side::Target, server_url(Side::Target))] {
+        for (side, url) in [(Side::Source, source_server.to_string()), (Side::Target, target_server.to_string())] {
             let mut conn = mysql_async::Conn::from_url(&url)
                 .await
                 .unwrap_or_else(|e| panic!("cannot reach the {side:?} test server at {url}: {e}; run scripts/test.sh"));
@@ -57,7 +62,7 @@ impl Pair {
         }
         Pair {
             source_server: source_server.to_string(),
-            target_server: server_url(Side::Target),
+            target_server: target_server.to_string(),
             dir: tempfile::tempdir().unwrap(),
             db,
         }
@@ -247,7 +252,7 @@ impl Incr {
     }
 
     /// GET on its API: the `data` of the answer, or `None` while it does not answer.
-    fn api_data(&self, path: &str) -> Option<J> {
+    pub fn api_data(&self, path: &str) -> Option<J> {
         let (port, token) = &self.api;
         std::net::TcpStream::connect(("127.0.0.1", *port)).ok()?;
         let (status, body) = http(*port, "GET", path, None, token.as_deref());

@@ -12,6 +12,7 @@ mod harness;
 mod kafka;
 mod mapping;
 mod poll;
+mod restart;
 mod stream;
 mod summary;
 mod tls;
