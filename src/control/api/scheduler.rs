@@ -251,3 +251,50 @@ impl Scheduler {
         serde_json::json!({"full": full, "incr": incr})
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// A job that, once asked to stop, takes a while (virtual time) to wind down, as a run saving its
+    /// checkpoint does, and records that it finished.
+    fn job(wound_down: Arc<AtomicBool>) -> Job {
+        let (cancel, mut rx) = watch::channel(false);
+        let handle = tokio::spawn(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            wound_down.store(true, Ordering::SeqCst);
+        });
+        Job { cancel, handle, started_ms: 0, detail: String::new() }
+    }
+
+    /// A stop returns only once the job has wound down, so a start that follows it (under the same
+    /// lock) never runs beside the old job; a stop with nothing running is a conflict.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_waits_for_the_job_to_wind_down() {
+        let done = Arc::new(AtomicBool::new(false));
+        let mut slot = Some(job(done.clone()));
+        assert!(stop_running(&mut slot, "idle").await.is_ok());
+        assert!(done.load(Ordering::SeqCst), "stop returned before the job had wound down");
+        assert!(slot.is_none());
+        assert!(
+            matches!(stop_running(&mut slot, "nothing runs").await, Err(Refusal::Conflict(m)) if m == "nothing runs")
+        );
+    }
+
+    /// A job that already ended is not running: stopping it is a conflict, and it is cleared.
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_job_is_not_running() {
+        let (cancel, _rx) = watch::channel(false);
+        let handle = tokio::spawn(async {});
+        let j = Job { cancel, handle, started_ms: 0, detail: String::new() };
+        while j.running() {
+            tokio::task::yield_now().await;
+        }
+        let mut slot = Some(j);
+        assert!(matches!(stop_running(&mut slot, "idle").await, Err(Refusal::Conflict(_))));
+        assert!(slot.is_none());
+    }
+}
