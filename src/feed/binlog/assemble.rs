@@ -29,11 +29,14 @@ const XA_PREPARE_LOG_EVENT: u8 = 38;
 const MARIADB_BINLOG_CHECKPOINT_EVENT: u8 = 161;
 
 /// Row changes of one or more transactions: the keys to check and how many changes they stand for,
-/// by table.
+/// by table, and what the row images say each key went through.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Txn {
     pub keys: BTreeMap<String, Vec<Key>>,
     pub changes: BTreeMap<String, u64>,
+    /// Not stored with a held XA transaction: its keys are checked on both sides after a restart.
+    #[serde(skip)]
+    pub images: super::history::Histories,
 }
 
 impl Txn {
@@ -48,6 +51,7 @@ impl Txn {
         for (t, n) in other.changes {
             *self.changes.entry(t).or_default() += n;
         }
+        super::history::merge(&mut self.images, other.images);
     }
 
     pub fn change_count(&self) -> u64 {
@@ -56,10 +60,13 @@ impl Txn {
 }
 
 /// What the tracked tables are: name → key columns, in the base's database.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Tracked {
     pub database: String,
     pub tables: HashMap<String, Vec<String>>,
+    /// The tables' plans, when rows events should also yield each key's versions from the row images
+    /// (binlog mode); without them only keys are taken.
+    pub plans: Option<Arc<crate::mysql::schema::PlanSet>>,
 }
 
 /// The end of a transaction (or of a statement that is its own transaction).
@@ -113,6 +120,10 @@ pub struct Assembler {
     skip_before: Option<u32>,
     /// inside a transaction's events (from its GTID, BEGIN or first table map to its end)
     in_txn: bool,
+    /// When the event being fed was read (ms since the epoch; 0: unknown, as for files): the reader sets it.
+    pub read_ms: u64,
+    /// MySQL's commit timestamp of the open transaction (µs; 0: none)
+    txn_commit_us: u64,
 }
 
 impl Assembler {
@@ -134,6 +145,8 @@ impl Assembler {
             held,
             skip_before,
             in_txn: false,
+            read_ms: 0,
+            txn_commit_us: 0,
         }
     }
 
@@ -148,6 +161,7 @@ impl Assembler {
         self.payload_end = None;
         self.xa_open = None;
         self.in_txn = false;
+        self.txn_commit_us = 0;
     }
 
     /// The key columns of a tracked table changed (DDL).
@@ -239,6 +253,7 @@ impl Assembler {
             t if t == EventType::GTID_EVENT as u8 || t == EventType::GTID_TAGGED_LOG_EVENT as u8 => {
                 if let Ok(Some(EventData::GtidEvent(g))) = event.read_data() {
                     self.txn_mysql = Some((g.sid(), g.gno()));
+                    self.txn_commit_us = g.immediate_commit_timestamp();
                 }
                 self.in_txn = true;
                 return Ok(Step::Nothing);
@@ -321,6 +336,10 @@ impl Assembler {
         if let Some((sid, gno)) = self.txn_mysql.take() {
             self.mysql.add(sid, gno);
         }
+        // Every version this transaction superseded stopped being current at its commit (a held XA
+        // transaction's at its XA COMMIT: its rows were not visible before).
+        let at = super::history::commit_ms(self.read_ms, b.ts, std::mem::take(&mut self.txn_commit_us));
+        super::history::stamp(&mut self.txn.images, at);
         let txn = std::mem::take(&mut self.txn);
         if self.skip_before.is_some_and(|s| b.ts < s) && b.hold.is_none() {
             // Before the requested start: neither its rows nor its DDL are judged (the plans are current).
@@ -370,6 +389,19 @@ impl Assembler {
         };
         let Some(Some(shape)) = self.shapes.get(&data.table_id()) else { return Ok(()) };
         let Some(key_cols) = self.tracked.tables.get(&shape.table) else { return Ok(()) };
+        let plan = self.tracked.plans.as_ref().and_then(|p| p.get(&shape.table));
+        let mut no_image = None;
+        if let Some(plan) = plan {
+            let table = shape.table.clone();
+            let keys = self.txn.keys.entry(table.clone()).or_default();
+            match super::history::record(&data, shape, &plan, key_cols, &mut self.txn.images, keys)? {
+                Ok(changes) => {
+                    *self.txn.changes.entry(table).or_default() += changes;
+                    return Ok(());
+                }
+                Err(why) => no_image = Some(why),
+            }
+        }
         let decoded = match super::image::keys(&data, shape, key_cols) {
             Some(fast) => fast,
             None => {
@@ -380,6 +412,9 @@ impl Assembler {
             }
         };
         let (keys, changes) = decoded?;
+        if let Some(why) = no_image {
+            super::history::unknown(&mut self.txn.images, &shape.table, &keys, why);
+        }
         self.txn.keys.entry(shape.table.clone()).or_default().extend(keys);
         *self.txn.changes.entry(shape.table.clone()).or_default() += changes;
         Ok(())

@@ -16,6 +16,7 @@
 pub mod assemble;
 pub mod compressed;
 pub mod decode;
+pub mod history;
 pub mod image;
 pub mod normal;
 pub mod reader;

@@ -52,6 +52,8 @@ impl Reader {
             database: engine.base.database.clone(),
             // By the base side's names: the binlog is the base's.
             tables: engine.plans.all().iter().map(|p| (p.name.clone(), p.key.clone())).collect(),
+            // The row images stand for the base side: each key's versions come with it.
+            plans: Some(engine.plans.clone()),
         };
         let mut assembler = Assembler::new(tracked, start.pos.file.clone(), held, start.skip_before);
         // The GTID state at the start; from then on the assembler keeps it, across reconnects too (a
@@ -160,6 +162,7 @@ impl Reader {
                 let lag = crate::deliver::event::now_ms() as i64 - i64::from(ts) * 1000;
                 self.engine.stats.binlog_lag_ms.store(lag.max(0), Relaxed);
             }
+            self.assembler.read_ms = crate::deliver::event::now_ms();
             let step =
                 self.assembler.feed(&event, |id| stream.get_tme(id)).map_err(|e| Error::Binlog(e.to_string()))?;
             let Step::Boundary(b) = step else {
