@@ -18,7 +18,8 @@ use super::decode::{pair_keys, DecodeError, TableShape};
 use crate::key::{Key, KeyVal};
 use crate::mysql::schema::TablePlan;
 use crate::verdict::compare::digest::{digest, Side};
-use crate::verdict::versions::{Version, Versions};
+use crate::verdict::compare::Kind;
+use crate::verdict::versions::Version;
 use mysql_async::binlog::events::RowsEventData;
 use mysql_async::consts::ColumnType;
 use mysql_async::Value;
@@ -74,26 +75,47 @@ pub enum History {
     Unknown(NoImage),
 }
 
-impl History {
-    /// The versions for the settle stage (the latest in full, as stored values).
-    pub fn versions(&self) -> Option<Versions> {
-        match self {
-            History::Known { latest, older } => {
-                Some(Versions::new(latest.as_ref().map(|v| v.iter().map(KeyVal::from).collect()), older.clone()))
-            }
-            History::Unknown(_) => None,
+impl History {}
+
+/// One table's keys, with the plan columns their values follow.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TableHistory {
+    /// the plan's compared columns and kinds when the images were read: `latest` follows them, and the
+    /// digests were taken with them
+    pub compared: Vec<String>,
+    pub kinds: Vec<(Kind, Kind)>,
+    /// the plan changed within the batch (DDL): the keys' values follow different layouts
+    pub mixed: bool,
+    pub keys: HashMap<Vec<u8>, History>,
+}
+
+impl TableHistory {
+    /// Whether the values follow `plan`'s columns.
+    pub fn follows(&self, plan: &TablePlan) -> bool {
+        !self.mixed && self.compared == plan.compared && self.kinds == plan.kinds
+    }
+
+    fn adopt(&mut self, compared: &[String], kinds: &[(Kind, Kind)]) {
+        if self.keys.is_empty() && !self.mixed {
+            self.compared = compared.to_vec();
+            self.kinds = kinds.to_vec();
+        } else if self.compared != compared || self.kinds != kinds {
+            self.mixed = true;
         }
     }
 }
 
-/// Per table, per canonical key.
-pub type Histories = BTreeMap<String, HashMap<Vec<u8>, History>>;
+/// Per table.
+pub type Histories = BTreeMap<String, TableHistory>;
 
 /// A later batch's (or transaction's) histories after `into`'s.
 pub fn merge(into: &mut Histories, later: Histories) {
-    for (table, keys) in later {
+    for (table, th) in later {
         let mine = into.entry(table).or_default();
-        for (k, h) in keys {
+        mine.adopt(&th.compared, &th.kinds);
+        mine.mixed |= th.mixed;
+        let mine = &mut mine.keys;
+        for (k, h) in th.keys {
             match (mine.get_mut(&k), h) {
                 (None, h) => {
                     mine.insert(k, h);
@@ -111,8 +133,8 @@ pub fn merge(into: &mut Histories, later: Histories) {
 
 /// Stamps every version superseded by the transaction just committed.
 pub fn stamp(h: &mut Histories, at_ms: u64) {
-    for keys in h.values_mut() {
-        for hist in keys.values_mut() {
+    for th in h.values_mut() {
+        for hist in th.keys.values_mut() {
             if let History::Known { older, .. } = hist {
                 for v in older.iter_mut().rev().take_while(|v| v.superseded_ms == UNSTAMPED) {
                     v.superseded_ms = at_ms;
@@ -124,7 +146,7 @@ pub fn stamp(h: &mut Histories, at_ms: u64) {
 
 /// Marks keys as lacking images.
 pub fn unknown(h: &mut Histories, table: &str, keys: &[Key], why: NoImage) {
-    let m = h.entry(table.to_string()).or_default();
+    let m = &mut h.entry(table.to_string()).or_default().keys;
     for k in keys {
         m.insert(k.canonical(), History::Unknown(why));
     }
@@ -182,7 +204,9 @@ pub fn record(
     let Some(rows) = super::image::images_of(ev, shape, &|c| wanted.get(c).copied().unwrap_or(false)) else {
         return Ok(Err(NoImage::Parser));
     };
-    let table = hist.entry(shape.table.clone()).or_default();
+    let th = hist.entry(shape.table.clone()).or_default();
+    th.adopt(&plan.compared, &plan.kinds);
+    let table = &mut th.keys;
     let mut changes = 0;
     for (b, a) in rows {
         changes += 1;
@@ -215,13 +239,7 @@ pub fn record(
     Ok(Ok(changes))
 }
 
-fn change(
-    table: &mut HashMap<Vec<u8>, History>,
-    key: &Key,
-    before: Img,
-    after: Img,
-    kinds: &[(crate::verdict::compare::Kind, crate::verdict::compare::Kind)],
-) {
+fn change(table: &mut HashMap<Vec<u8>, History>, key: &Key, before: Img, after: Img, kinds: &[(Kind, Kind)]) {
     let slot = table.entry(key.canonical()).or_insert_with(|| History::Known { latest: None, older: Vec::new() });
     let History::Known { latest, older } = slot else { return };
     let (before, after) = match (before, after) {
@@ -264,14 +282,15 @@ mod tests {
     #[test]
     fn later_histories_add_versions_and_unknown_wins() {
         let mut a: Histories = BTreeMap::new();
-        a.entry("t".into()).or_default().insert(vec![1], known(1, &[(None, 5)]));
-        a.entry("t".into()).or_default().insert(vec![2], known(1, &[(None, 5)]));
+        a.entry("t".into()).or_default().keys.insert(vec![1], known(1, &[(None, 5)]));
+        a.entry("t".into()).or_default().keys.insert(vec![2], known(1, &[(None, 5)]));
         let mut b: Histories = BTreeMap::new();
-        b.entry("t".into()).or_default().insert(vec![1], known(2, &[(Some(9), UNSTAMPED)]));
-        b.entry("t".into()).or_default().insert(vec![2], History::Unknown(NoImage::Partial));
+        b.entry("t".into()).or_default().keys.insert(vec![1], known(2, &[(Some(9), UNSTAMPED)]));
+        b.entry("t".into()).or_default().keys.insert(vec![2], History::Unknown(NoImage::Partial));
         stamp(&mut b, 7);
         merge(&mut a, b);
-        assert_eq!(a["t"][&vec![1]], known(2, &[(None, 5), (Some(9), 7)]));
-        assert_eq!(a["t"][&vec![2]], History::Unknown(NoImage::Partial));
+        assert_eq!(a["t"].keys[&vec![1]], known(2, &[(None, 5), (Some(9), 7)]));
+        assert_eq!(a["t"].keys[&vec![2]], History::Unknown(NoImage::Partial));
+        assert!(!a["t"].mixed);
     }
 }

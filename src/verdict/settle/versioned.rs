@@ -1,0 +1,203 @@
+//! Binlog entries of the settle stage: their base side is the versions the row images gave
+//! ([`crate::verdict::versions`] holds the rule), so their re-checks read the other side only; one read of
+//! both sides confirms a row just before it is reported.
+
+use super::{Concluded, Pending, Settle};
+use crate::deliver::event::{now_ms, Mode};
+use crate::error::Result;
+use crate::key::Key;
+use crate::key::KeyVal;
+use crate::mysql::db::Row;
+use crate::mysql::schema::TablePlan;
+use crate::verdict::check::{row_identity, Mismatch};
+use crate::verdict::compare::digest::{digest, Side};
+use crate::verdict::compare::{compare_rows, Outcome};
+use crate::verdict::versions::{Judgement, Version, Versions};
+use mysql_async::Value;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// One key of a binlog batch as its check found it: the difference from its latest image (`None`: the
+/// other side showed that very version), and the versions the batch saw: the latest (compared columns in
+/// plan order; `None`: absent) and the older ones, oldest first.
+pub struct Seen {
+    pub key: Key,
+    pub mismatch: Option<Mismatch>,
+    pub current: Option<Vec<Value>>,
+    pub older: Vec<Version>,
+}
+
+impl Seen {
+    fn versions(self) -> Versions {
+        let current = self.current.map(|v| v.into_iter().map(owned).collect());
+        Versions::new(current, self.older)
+    }
+}
+
+/// A value as stored, moved rather than copied.
+fn owned(v: Value) -> KeyVal {
+    match v {
+        Value::Bytes(b) => KeyVal::Bytes(b),
+        other => KeyVal::from(&other),
+    }
+}
+
+impl Settle {
+    /// Whether any re-check is pending (cheap): a key found equal needs no bookkeeping unless its entry
+    /// may exist.
+    pub fn any_pending(&self) -> bool {
+        !self.store.pending_is_empty()
+    }
+
+    /// Binlog mode's verdicts of one batch, in batch order. A differing key becomes pending with its
+    /// versions; a key pending already gets the new versions added (its window never restarts, its entry
+    /// is never lost); a pending key the check found equal to its newest version is resolved. Returns once
+    /// the entries are durable.
+    pub async fn submit_versions(&self, table: &str, seen: Vec<Seen>) -> Result<()> {
+        self.store.sink_refused()?;
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let window = self.window.as_millis() as u64;
+        if window == 0 {
+            let found = seen.into_iter().filter_map(|s| Some((s.key, s.mismatch?))).collect();
+            return self.submit(table, Mode::Binlog, found).await;
+        }
+        let now = now_ms();
+        let interval = (self.interval.as_millis() as u64).min(window);
+        // The entries are read and written under the lock a pass's mark update takes, so two batches'
+        // merges cannot interleave; a pass that re-checked an entry meanwhile finds it changed (its
+        // compare-and-swap fails) and leaves the merged one.
+        let _mark = self.mark.lock().await;
+        // No entry pending: the keys found equal need nothing (binlog entries are only made here, under
+        // this lock, so none can appear for them meanwhile).
+        let any = self.any_pending();
+        let seen = seen.into_iter().filter(|s| any || s.mismatch.is_some());
+        let (mut put, mut gone, mut added) = (Vec::new(), Vec::new(), 0i64);
+        for mut s in seen {
+            let old = self.store.pending_get(table, &s.key)?;
+            match (old, s.mismatch.take()) {
+                (None, None) => {}
+                (None, Some(last)) => {
+                    added += 1;
+                    put.push(Pending {
+                        table: table.to_string(),
+                        key: s.key.clone(),
+                        mode: Mode::Binlog,
+                        first_seen_ms: now,
+                        deadline_ms: now + window,
+                        next_check_ms: now + interval,
+                        last,
+                        versions: Some(s.versions()),
+                    });
+                }
+                (Some(old), m) => match old.versions.clone() {
+                    Some(mut v) => {
+                        let new = s.versions();
+                        let newest = new.since_ms >= v.since_ms;
+                        v.merge(new);
+                        match m {
+                            // The other side showed the newest version the base has had: resolved.
+                            None if newest => gone.push(old),
+                            m => put.push(Pending {
+                                last: m.unwrap_or_else(|| old.last.clone()),
+                                next_check_ms: old.next_check_ms.min(now + interval),
+                                versions: Some(v),
+                                ..old
+                            }),
+                        }
+                    }
+                    // An entry re-checked on both sides (an earlier release's, or one whose images could not
+                    // serve) becomes a versioned one and keeps when it was first seen.
+                    None => {
+                        if let Some(last) = m {
+                            put.push(Pending { last, versions: Some(s.versions()), ..old });
+                        }
+                    }
+                },
+            }
+        }
+        let resolved = self.store.pending_remove_if_unchanged(&gone)?;
+        self.stats.resolved.fetch_add(resolved as u64, Relaxed);
+        if put.is_empty() {
+            return Ok(());
+        }
+        self.oldest[Mode::Binlog.index()].fetch_min(now, Relaxed);
+        self.store.pending_put(&put).await?;
+        if added > 0 {
+            tracing::info!(table, count = added, mode = "binlog", "mismatches wait out the settle window");
+        }
+        self.stats.pending.fetch_add(added - resolved as i64, Relaxed);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Re-checks binlog entries by reading the other side only and judging what it shows against the
+    /// entries' versions. Returns when the earliest entry kept falls due.
+    pub(super) async fn recheck_versions(&self, plan: &TablePlan, items: &[Pending]) -> Result<Option<u64>> {
+        let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
+        let rows = self.recheck.other_rows(plan, &keys).await?;
+        let index: HashMap<Vec<u8>, Row> = rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
+        let k = plan.key.len();
+        let now = now_ms();
+        let window = self.window.as_millis() as u64;
+        let interval = self.interval.as_millis() as u64;
+        let mut c = Concluded::default();
+        let mut confirm = Vec::new();
+        for p in items {
+            let Some(v) = &p.versions else { continue };
+            let other = index.get(&p.key.canonical()).map(|r| &r[k.min(r.len())..]);
+            let current: Option<Vec<Value>> = v.current.as_ref().map(|c| c.iter().map(Value::from).collect());
+            let outcome = compare_rows(&plan.kinds, current.as_deref(), other);
+            let shown = other.map(|o| digest(&plan.kinds, Side::Other, o));
+            match v.judge(outcome == Outcome::Equal, shown, p.first_seen_ms, now, window) {
+                Judgement::Resolved => c.resolved.push(p.clone()),
+                Judgement::Keep { due_ms } => {
+                    let mut v = v.clone();
+                    v.prune(now, window);
+                    let last = Mismatch::from_outcome(plan, outcome).unwrap_or_else(|| p.last.clone());
+                    let next_check_ms = (now + interval).min(due_ms);
+                    c.keep.push((p.clone(), Pending { last, next_check_ms, versions: Some(v), ..p.clone() }));
+                }
+                Judgement::Report => confirm.push(p.clone()),
+            }
+        }
+        if !confirm.is_empty() {
+            self.confirm(plan, confirm, &mut c).await?;
+        }
+        self.conclude(plan, now, c).await
+    }
+
+    /// The one read of both sides just before binlog entries are reported: a row equal now has resolved
+    /// and is not reported (counted, and its key logged: a steady count points at a decoding bug); a row
+    /// the ledger holds open with the same difference is not reported again (the sink knows; see the
+    /// README's "hot rows"); the others are reported with the difference read now.
+    async fn confirm(&self, plan: &TablePlan, items: Vec<Pending>, c: &mut Concluded) -> Result<()> {
+        let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
+        let still: HashMap<Vec<u8>, Mismatch> =
+            self.recheck.check(plan, &keys).await?.into_iter().map(|(k, m)| (k.canonical(), m)).collect();
+        for p in items {
+            match still.get(&p.key.canonical()) {
+                None => {
+                    self.stats.confirm_overturned.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        table = %plan.name,
+                        key = %p.key,
+                        "the row images judged this row different and both sides read equal just before the report; not reported"
+                    );
+                    c.resolved.push(p);
+                }
+                Some(m) if self.ledger.open_as(&plan.name, &p.key, m)? => {
+                    self.ledger.still_open(&plan.name, &[(p.key.clone(), m.clone())])?;
+                    self.stats.reports_already_open.fetch_add(1, Relaxed);
+                    c.reported.push(p);
+                }
+                Some(m) => {
+                    c.report.push(Pending { last: m.clone(), ..p.clone() });
+                    c.reported.push(p);
+                }
+            }
+        }
+        Ok(())
+    }
+}
