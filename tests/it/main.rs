@@ -10,6 +10,7 @@ mod cutover;
 mod full;
 mod harness;
 mod kafka;
+mod lagging;
 mod mapping;
 mod poll;
 mod stream;
