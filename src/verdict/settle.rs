@@ -1,6 +1,8 @@
 //! The settle stage: a mismatch seen while writes are in flight may be lag, not an inconsistency. Each one
 //! is persisted as pending, re-checked by key on both sides during the settle window, and reported (into
 //! the outbox) only if it still holds when the window ends. One that resolves is counted, not reported.
+//! Binlog mode's entries carry the versions the base went through and are judged by them instead
+//! ([`versioned`], rule in [`crate::verdict::versions`]).
 //!
 //! Pending re-checks live in the state store, so a crash or restart keeps them; a feed may move its
 //! checkpoint past a key as soon as [`Settle::submit`] returned for it.

@@ -15,6 +15,7 @@
 
 use super::compressed;
 use super::decode::{ddl, maria_gtid, rows_event_keys, Ddl, DecodeError, TableShape};
+use super::history::Compared;
 use crate::key::Key;
 use crate::mysql::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
 use mysql_async::binlog::events::{Event, EventData, QueryEvent, RotateEvent, TableMapEvent};
@@ -394,7 +395,7 @@ impl Assembler {
         if let Some(plan) = plan {
             let table = shape.table.clone();
             let keys = self.txn.keys.entry(table.clone()).or_default();
-            match super::history::record(&data, shape, &plan, key_cols, &mut self.txn.images, keys)? {
+            match super::history::record(&data, shape, Compared::of(&plan), key_cols, &mut self.txn.images, keys)? {
                 Ok(changes) => {
                     *self.txn.changes.entry(table).or_default() += changes;
                     return Ok(());

@@ -172,13 +172,27 @@ enum Img {
     Partial,
 }
 
+/// The columns a table's versions are taken of: the plan's compared columns (base-side names) and their
+/// (base, other) kinds.
+#[derive(Clone, Copy)]
+pub struct Compared<'a> {
+    pub columns: &'a [String],
+    pub kinds: &'a [(Kind, Kind)],
+}
+
+impl<'a> Compared<'a> {
+    pub fn of(plan: &'a TablePlan) -> Compared<'a> {
+        Compared { columns: &plan.compared, kinds: &plan.kinds }
+    }
+}
+
 /// The keys of a rows event (added to `keys`) and each key's versions (added to `hist`), from its images.
 /// `Err(why)` when the images cannot serve at all: then nothing was added and the caller takes the keys
 /// the old way and marks them with `why`.
 pub fn record(
     ev: &RowsEventData<'_>,
     shape: &TableShape,
-    plan: &TablePlan,
+    plan: Compared<'_>,
     key_cols: &[String],
     hist: &mut Histories,
     keys: &mut Vec<Key>,
@@ -187,7 +201,7 @@ pub fn record(
         return Ok(Err(NoImage::Plan));
     }
     let idx = |cols: &[String]| -> Option<Vec<usize>> { cols.iter().map(|c| shape.index_of(c)).collect() };
-    let (Some(key_idx), Some(cmp_idx)) = (idx(key_cols), idx(&plan.compared)) else {
+    let (Some(key_idx), Some(cmp_idx)) = (idx(key_cols), idx(plan.columns)) else {
         return Ok(Err(NoImage::Plan));
     };
     if cmp_idx.len() != plan.kinds.len() {
@@ -205,7 +219,7 @@ pub fn record(
         return Ok(Err(NoImage::Parser));
     };
     let th = hist.entry(shape.table.clone()).or_default();
-    th.adopt(&plan.compared, &plan.kinds);
+    th.adopt(plan.columns, plan.kinds);
     let table = &mut th.keys;
     let mut changes = 0;
     for (b, a) in rows {
@@ -223,14 +237,14 @@ pub fn record(
         let (kb, ka) = (b.as_ref().and_then(key_of), a.as_ref().and_then(key_of));
         let (vb, va) = (values_of(b.as_ref()), values_of(a.as_ref()));
         match (&kb, &ka) {
-            (Some(x), Some(y)) if x == y => change(table, x, vb, va, &plan.kinds),
+            (Some(x), Some(y)) if x == y => change(table, x, vb, va, plan.kinds),
             _ => {
                 // A key-changing update: the old key goes absent, the new one appears.
                 if let Some(x) = &kb {
-                    change(table, x, vb, Img::Absent, &plan.kinds);
+                    change(table, x, vb, Img::Absent, plan.kinds);
                 }
                 if let Some(y) = &ka {
-                    change(table, y, Img::Absent, va, &plan.kinds);
+                    change(table, y, Img::Absent, va, plan.kinds);
                 }
             }
         }

@@ -1,12 +1,13 @@
-//! Binlog mode: tails the base's binlog as a replica, turns every row change of a tracked table into keys,
-//! checks them on both sides, and checkpoints the position.
+//! Binlog mode: tails the base's binlog as a replica, turns every row change of a tracked table into keys
+//! and the versions its row images show ([`history`]), checks each key's latest image against the other
+//! side (reading nothing on the base), and checkpoints the position.
 //!
 //! Two stages joined by a bounded channel, so a slow check applies backpressure to the stream:
 //! - the [`reader`] feeds events through the [`assemble`]r into [`Batch`]es of whole transactions,
 //!   carrying the position right after the last of them;
 //! - the checker (here) records what must outlive the checkpoint (held XA transactions, table re-checks),
-//!   checks each batch's keys, hands mismatches to the settle stage (which persists them), and only then
-//!   saves the batch's position as the checkpoint. Batches are handled in order, so the checkpoint never
+//!   checks each batch's keys, hands the verdicts to the settle stage in batch order (which persists
+//!   them), and only then saves the batch's position as the checkpoint. Batches are handled in order, so the checkpoint never
 //!   passes a change whose check is not done or durable, and never moves backward.
 //!
 //! Every row change of a tracked table is accounted for: checked, held (a prepared XA transaction), or
