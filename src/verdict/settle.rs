@@ -466,7 +466,7 @@ mod tests {
     use crate::verdict::compare::Kind;
     use std::sync::{Mutex, OnceLock, Weak};
 
-    fn plan() -> TablePlan {
+    pub(super) fn plan() -> TablePlan {
         TablePlan {
             name: "t".into(),
             config_name: "t".into(),
@@ -488,7 +488,7 @@ mod tests {
         }
     }
 
-    fn key(i: i64) -> Key {
+    pub(super) fn key(i: i64) -> Key {
         Key(vec![KeyVal::Int(i)])
     }
 

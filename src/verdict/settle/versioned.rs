@@ -201,3 +201,130 @@ impl Settle {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{key, plan};
+    use super::super::{Recheck, SettleConfig};
+    use super::*;
+    use crate::deliver::event::EventType;
+    use crate::deliver::ledger::{Ledger, LedgerConfig};
+    use crate::deliver::state::Store;
+    use crate::metrics::Stats;
+    use crate::mysql::schema::PlanSet;
+    use futures_util::future::BoxFuture;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// The other side as a script: its rows, and what a read of both sides finds.
+    #[derive(Default)]
+    struct Scripted {
+        other: Mutex<Vec<Row>>,
+        both: Mutex<Vec<(Key, Mismatch)>>,
+    }
+
+    impl Recheck for Scripted {
+        fn check<'a>(&'a self, _: &'a TablePlan, _: &'a [Key]) -> BoxFuture<'a, Result<Vec<(Key, Mismatch)>>> {
+            Box::pin(async move { Ok(self.both.lock().unwrap().clone()) })
+        }
+
+        fn other_rows<'a>(&'a self, _: &'a TablePlan, _: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>> {
+            Box::pin(async move { Ok(self.other.lock().unwrap().clone()) })
+        }
+    }
+
+    fn settle(dir: &std::path::Path, window: Duration) -> (Arc<Settle>, Arc<Scripted>, Arc<Store>, Arc<Stats>) {
+        let store = Arc::new(Store::open(dir).unwrap());
+        let stats = Arc::new(Stats::default());
+        let lc = LedgerConfig { max: 100, resolved_events: false, outbox_max: 100, direction: "SRC" };
+        let ledger = Arc::new(Ledger::new(store.clone(), stats.clone(), lc));
+        let cfg = SettleConfig { window, batch_size: 100, outbox_max: 100, direction: "SRC" };
+        let script = Arc::new(Scripted::default());
+        let plans = Arc::new(PlanSet::new(vec![plan()]));
+        let s = Settle::with_recheck(store.clone(), script.clone(), plans, cfg, ledger, stats.clone());
+        (Arc::new(s), script, store, stats)
+    }
+
+    fn d(v: i64) -> Option<u64> {
+        Some(digest(&plan().kinds, Side::Base, &[Value::Int(v)]))
+    }
+
+    /// A history of `v` values `from..to` superseded at `at + i`, the last one current.
+    fn seen(k: i64, m: Option<Mismatch>, from: i64, to: i64, at: u64) -> Seen {
+        let older = (from..to).map(|v| Version { digest: d(v), superseded_ms: at + (v - from) as u64 }).collect();
+        Seen { key: key(k), mismatch: m, current: Some(vec![Value::Int(to)]), older }
+    }
+
+    fn neq() -> Option<Mismatch> {
+        Some(Mismatch { kind: EventType::Neq, columns: vec!["v".into()] })
+    }
+
+    #[tokio::test]
+    async fn a_later_change_adds_versions_to_the_pending_entry_and_never_restarts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, script, store, stats) = settle(dir.path(), Duration::from_secs(3600));
+        let now = now_ms();
+        s.submit_versions("t", vec![seen(1, neq(), 0, 3, now - 100)]).await.unwrap();
+        let first = store.pending_get("t", &key(1)).unwrap().unwrap();
+        s.submit_versions("t", vec![seen(1, neq(), 3, 6, now - 50)]).await.unwrap();
+        let merged = store.pending_get("t", &key(1)).unwrap().unwrap();
+        assert_eq!(merged.first_seen_ms, first.first_seen_ms, "the entry keeps when it was first seen");
+        let v = merged.versions.clone().unwrap();
+        assert_eq!(v.older.len(), 6, "every version of both batches: {v:?}");
+        assert_eq!(v.floor_ms, now - 100, "the window is not restarted");
+        assert_eq!(format!("{:?}", v.current), format!("{:?}", Some(vec![KeyVal::Int(6)])));
+        // The other side shows version 2: lag within the window, kept without reading the base.
+        *script.other.lock().unwrap() = vec![vec![Value::Int(1), Value::Int(2)]];
+        let kept = Pending { next_check_ms: 0, ..merged };
+        store.pending_put(&[kept]).await.unwrap();
+        s.pass().await.unwrap();
+        assert_eq!(store.pending_all().unwrap().len(), 1);
+        assert_eq!(store.outbox_len(), 0);
+        // A newer check finds the other side equal to the newest version: resolved.
+        s.submit_versions("t", vec![seen(1, None, 6, 7, now - 10)]).await.unwrap();
+        assert!(store.pending_is_empty());
+        assert_eq!(stats.resolved.load(Relaxed), 1);
+        // An older batch's equal verdict (judged out of order) does not resolve a newer entry.
+        s.submit_versions("t", vec![seen(2, neq(), 0, 3, now - 20)]).await.unwrap();
+        s.submit_versions("t", vec![seen(2, None, 0, 1, now - 90)]).await.unwrap();
+        assert_eq!(store.pending_all().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_report_is_confirmed_on_both_sides_and_not_repeated_while_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, script, store, stats) = settle(dir.path(), Duration::from_secs(1));
+        // Three rows whose versions were superseded long ago; the other side shows a value never held.
+        let entry = |k: i64| Pending {
+            table: "t".into(),
+            key: key(k),
+            mode: Mode::Binlog,
+            first_seen_ms: 1,
+            deadline_ms: 1,
+            next_check_ms: 0,
+            last: neq().unwrap(),
+            versions: Some(seen(k, neq(), 0, 3, 1).versions()),
+        };
+        store.pending_put(&[entry(1), entry(2), entry(3)]).await.unwrap();
+        *script.other.lock().unwrap() = (1..=3).map(|k| vec![Value::Int(k), Value::Int(99)]).collect();
+        // Both sides read equal for key 1 now; keys 2 and 3 still differ, and key 3 is open already.
+        *script.both.lock().unwrap() = vec![(key(2), neq().unwrap()), (key(3), neq().unwrap())];
+        let open = crate::deliver::event::Event {
+            kind: EventType::Neq,
+            direction: "SRC".into(),
+            table: "t".into(),
+            key_columns: vec!["id".into()],
+            key: key(3),
+            mode: Mode::Binlog,
+            columns: vec!["v".into()],
+            detected_at_ms: 1,
+        };
+        s.ledger().open(&[open]).unwrap();
+        s.pass().await.unwrap();
+        let sent: Vec<Key> = store.outbox_peek(10).unwrap().into_iter().map(|(_, e)| e.key).collect();
+        assert_eq!(sent, vec![key(2)], "key 1 resolved at the confirming read, key 3 is open already");
+        assert_eq!(stats.confirm_overturned.load(Relaxed), 1);
+        assert_eq!(stats.reports_already_open.load(Relaxed), 1);
+        assert!(store.pending_is_empty());
+    }
+}
