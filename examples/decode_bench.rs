@@ -13,7 +13,7 @@
 
 use binlog_validator::feed::binlog::decode::{rows_event_images, rows_event_keys, TableShape};
 use binlog_validator::feed::binlog::history::{self, Compared, Histories};
-use binlog_validator::verdict::compare::Kind;
+use binlog_validator::mysql::kind::Kind;
 use futures_util::StreamExt;
 use mysql_async::binlog::events::EventData;
 use mysql_async::prelude::Queryable;

@@ -18,7 +18,7 @@ use super::decode::{pair_keys, DecodeError, TableShape};
 use crate::key::{Key, KeyVal};
 use crate::mysql::schema::TablePlan;
 use crate::verdict::compare::digest::{digest, Side};
-use crate::verdict::compare::Kind;
+use crate::mysql::kind::Kind;
 use crate::verdict::versions::Version;
 use mysql_async::binlog::events::RowsEventData;
 use mysql_async::consts::ColumnType;

@@ -159,10 +159,10 @@ impl Reader {
             if header.event_type_raw() == EventType::HEARTBEAT_EVENT as u8 {
                 self.engine.stats.binlog_lag_ms.store(0, Relaxed);
             } else if ts > 0 {
-                let lag = crate::deliver::event::now_ms() as i64 - i64::from(ts) * 1000;
+                let lag = crate::clock::now_ms() as i64 - i64::from(ts) * 1000;
                 self.engine.stats.binlog_lag_ms.store(lag.max(0), Relaxed);
             }
-            self.assembler.read_ms = crate::deliver::event::now_ms();
+            self.assembler.read_ms = crate::clock::now_ms();
             let step =
                 self.assembler.feed(&event, |id| stream.get_tme(id)).map_err(|e| Error::Binlog(e.to_string()))?;
             let Step::Boundary(b) = step else {

@@ -3,13 +3,15 @@
 //! both sides confirms a row just before it is reported.
 
 use super::{Concluded, Pending, Settle};
-use crate::deliver::event::{now_ms, Mode};
+use crate::clock::now_ms;
+use crate::deliver::event::Mode;
 use crate::error::Result;
 use crate::key::Key;
 use crate::key::KeyVal;
 use crate::mysql::db::Row;
 use crate::mysql::schema::TablePlan;
-use crate::verdict::check::{row_identity, Mismatch};
+use crate::deliver::event::Mismatch;
+use crate::verdict::check::row_identity;
 use crate::verdict::compare::digest::{digest, Side};
 use crate::verdict::compare::{compare_rows, Outcome};
 use crate::verdict::versions::{Judgement, Version, Versions};
@@ -210,7 +212,7 @@ mod tests {
     use crate::deliver::event::EventType;
     use crate::deliver::ledger::{Ledger, LedgerConfig};
     use crate::deliver::state::Store;
-    use crate::metrics::Stats;
+    use crate::deliver::metrics::Stats;
     use crate::mysql::schema::PlanSet;
     use futures_util::future::BoxFuture;
     use std::sync::{Arc, Mutex};
