@@ -95,6 +95,8 @@ pub struct Settle {
     wake: Notify,
     /// Signalled after each pass, so waiters can see the pending set shrink.
     passed: Notify,
+    /// Binlog mode: every base commit up to this time (ms) has been read and handed to this stage.
+    binlog_horizon: AtomicU64,
 }
 
 /// What the settle stage needs to know besides its store and readers.
@@ -155,6 +157,7 @@ impl Settle {
             stats,
             wake: Notify::new(),
             passed: Notify::new(),
+            binlog_horizon: AtomicU64::new(0),
         }
     }
 

@@ -91,6 +91,8 @@ pub struct Boundary {
     pub unknown_xa: Option<String>,
     /// Event time (seconds since the epoch).
     pub ts: u32,
+    /// Every base commit up to this time (ms) has been read with this boundary.
+    pub horizon_ms: u64,
 }
 
 /// What one event meant.
@@ -170,6 +172,11 @@ impl Assembler {
         if let Some(k) = self.tracked.tables.get_mut(table) {
             *k = key;
         }
+    }
+
+    /// Whether the events read last are inside a transaction (its boundary not read yet).
+    pub fn in_transaction(&self) -> bool {
+        self.in_txn
     }
 
     /// Prepared XA transactions whose keys are held.
@@ -339,8 +346,10 @@ impl Assembler {
         }
         // Every version this transaction superseded stopped being current at its commit (a held XA
         // transaction's at its XA COMMIT: its rows were not visible before).
-        let at = super::history::commit_ms(self.read_ms, b.ts, std::mem::take(&mut self.txn_commit_us));
+        let commit_us = std::mem::take(&mut self.txn_commit_us);
+        let at = super::history::commit_ms(self.read_ms, b.ts, commit_us);
         super::history::stamp(&mut self.txn.images, at);
+        b.horizon_ms = super::history::read_through_ms(self.read_ms, b.ts, commit_us);
         let txn = std::mem::take(&mut self.txn);
         if self.skip_before.is_some_and(|s| b.ts < s) && b.hold.is_none() {
             // Before the requested start: neither its rows nor its DDL are judged (the plans are current).
@@ -365,7 +374,8 @@ impl Assembler {
             return Step::Nothing;
         }
         let end = Checkpoint { pos: BinlogPos::new(self.file.clone(), u64::from(log_pos)), gtid: self.gtid_text() };
-        Step::Boundary(Box::new(Boundary { end: Some(end), ts, ..Boundary::default() }))
+        let horizon_ms = super::history::read_through_ms(self.read_ms, ts, 0);
+        Step::Boundary(Box::new(Boundary { end: Some(end), ts, horizon_ms, ..Boundary::default() }))
     }
 
     /// The GTID state as stored in a checkpoint: MariaDB's list or MySQL's set.

@@ -16,9 +16,9 @@
 
 use super::decode::{pair_keys, DecodeError, TableShape};
 use crate::key::{Key, KeyVal};
+use crate::mysql::kind::Kind;
 use crate::mysql::schema::TablePlan;
 use crate::verdict::compare::digest::{digest, Side};
-use crate::mysql::kind::Kind;
 use crate::verdict::versions::Version;
 use mysql_async::binlog::events::RowsEventData;
 use mysql_async::consts::ColumnType;
@@ -161,6 +161,17 @@ pub fn commit_ms(read_ms: u64, ts: u32, commit_us: u64) -> u64 {
         bound
     } else {
         bound.min(read_ms)
+    }
+}
+
+/// How far a transaction's commit lets the stream claim to have read the base's commits: its commit
+/// time's lower bound (MariaDB's second began; MySQL's microseconds), or the read time if earlier.
+pub fn read_through_ms(read_ms: u64, ts: u32, commit_us: u64) -> u64 {
+    let low = if commit_us > 0 { commit_us / 1000 } else { u64::from(ts) * 1000 };
+    if read_ms == 0 {
+        low
+    } else {
+        low.min(read_ms)
     }
 }
 

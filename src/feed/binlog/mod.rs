@@ -27,6 +27,7 @@ mod start;
 #[cfg(test)]
 mod fixtures;
 
+use crate::deliver::event::Mismatch;
 use crate::deliver::event::Mode;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -34,7 +35,6 @@ use crate::key::Key;
 use crate::mysql::db::Row;
 use crate::mysql::position::{Checkpoint, CheckpointRecord};
 use crate::mysql::schema::TablePlan;
-use crate::deliver::event::Mismatch;
 use crate::verdict::check::{check_keys, row_identity};
 use crate::verdict::compare::compare_rows;
 use crate::verdict::settle::Seen;
@@ -78,6 +78,9 @@ pub struct Batch {
     pub releases: Vec<String>,
     /// XA transactions ended here that were prepared before this validator saw them
     pub unknown_xa: Vec<String>,
+    /// every base commit up to this time (ms) is in this batch or an earlier one (a heartbeat of an idle
+    /// stream moves it with no change at all)
+    pub horizon_ms: u64,
 }
 
 impl Batch {
@@ -93,6 +96,7 @@ impl Batch {
             && self.holds.is_empty()
             && self.releases.is_empty()
             && self.unknown_xa.is_empty()
+            && self.horizon_ms == 0
     }
 
     /// Adds one finished transaction.
@@ -117,6 +121,7 @@ impl Batch {
             self.end = b.end;
             self.end_ts = b.ts;
         }
+        self.horizon_ms = self.horizon_ms.max(b.horizon_ms);
     }
 }
 
@@ -221,9 +226,10 @@ async fn check_in_order(
     let batches = futures_util::stream::poll_fn(|cx| rx.poll_recv(cx));
     let mut checked = batches.map(|batch| check_batch(engine, shutdown, batch)).buffered(CHECKS_IN_FLIGHT);
     while let Some(done) = checked.next().await {
-        let Checked { end, end_ts, releases, verdicts } = done?;
+        let Checked { horizon_ms, end, end_ts, releases, verdicts } = done?;
         // Before the checkpoint passes the batch: its verdicts are durable first.
         settle_in_order(engine, verdicts).await?;
+        engine.settle.binlog_read_through(horizon_ms);
         if let Some(end) = end {
             if last.as_ref().is_none_or(|l| end.pos > l.pos) {
                 let mut q = lock(behind);
@@ -305,6 +311,7 @@ const CHECKS_IN_FLIGHT: usize = 4;
 
 /// What one batch's checks found, for the settle stage and the checkpoint (applied in batch order).
 struct Checked {
+    horizon_ms: u64,
     end: Option<Checkpoint>,
     end_ts: u32,
     releases: Vec<String>,
@@ -410,7 +417,8 @@ async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: B
     if !batch.rechecks.is_empty() {
         engine.recheck_wake.notify_one();
     }
-    Ok(Checked { end: batch.end, end_ts: batch.end_ts, releases: batch.releases, verdicts })
+    let horizon_ms = batch.horizon_ms;
+    Ok(Checked { horizon_ms, end: batch.end, end_ts: batch.end_ts, releases: batch.releases, verdicts })
 }
 
 /// Hands a batch's verdicts to the settle stage (called in batch order).

@@ -158,6 +158,12 @@ impl Reader {
             let ts = header.timestamp();
             if header.event_type_raw() == EventType::HEARTBEAT_EVENT as u8 {
                 self.engine.stats.binlog_lag_ms.store(0, Relaxed);
+                // Idle and caught up: every commit so far has been read. The mark travels behind the
+                // batches before it, so the settle stage learns it once their verdicts are in.
+                if !self.assembler.in_transaction() {
+                    self.batch.horizon_ms = self.batch.horizon_ms.max(crate::clock::now_ms());
+                    self.hand_over().await?;
+                }
             } else if ts > 0 {
                 let lag = crate::clock::now_ms() as i64 - i64::from(ts) * 1000;
                 self.engine.stats.binlog_lag_ms.store(lag.max(0), Relaxed);

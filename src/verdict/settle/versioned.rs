@@ -4,17 +4,17 @@
 
 use super::{Concluded, Pending, Settle};
 use crate::clock::now_ms;
+use crate::deliver::event::Mismatch;
 use crate::deliver::event::Mode;
 use crate::error::Result;
 use crate::key::Key;
 use crate::key::KeyVal;
 use crate::mysql::db::Row;
 use crate::mysql::schema::TablePlan;
-use crate::deliver::event::Mismatch;
 use crate::verdict::check::row_identity;
 use crate::verdict::compare::digest::{digest, Side};
 use crate::verdict::compare::{compare_rows, Outcome};
-use crate::verdict::versions::{Judgement, Version, Versions};
+use crate::verdict::versions::{Judgement, Sighting, Version, Versions};
 use mysql_async::Value;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -45,6 +45,13 @@ fn owned(v: Value) -> KeyVal {
 }
 
 impl Settle {
+    /// Binlog mode: every base commit up to `ms` has been read and its verdicts handed over (called in
+    /// batch order; a heartbeat of an idle stream moves it too). Sightings of unknown versions after it
+    /// wait for it ([`crate::verdict::versions`]).
+    pub fn binlog_read_through(&self, ms: u64) {
+        self.binlog_horizon.fetch_max(ms, Relaxed);
+    }
+
     /// Whether any re-check is pending (cheap): a key found equal needs no bookkeeping unless its entry
     /// may exist.
     pub fn any_pending(&self) -> bool {
@@ -142,6 +149,7 @@ impl Settle {
         let index: HashMap<Vec<u8>, Row> = rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
         let k = plan.key.len();
         let now = now_ms();
+        let horizon = self.binlog_horizon.load(Relaxed);
         let window = self.window.as_millis() as u64;
         let interval = self.interval.as_millis() as u64;
         let mut c = Concluded::default();
@@ -151,11 +159,17 @@ impl Settle {
             let other = index.get(&p.key.canonical()).map(|r| &r[k.min(r.len())..]);
             let current: Option<Vec<Value>> = v.current.as_ref().map(|c| c.iter().map(Value::from).collect());
             let outcome = compare_rows(&plan.kinds, current.as_deref(), other);
-            let shown = other.map(|o| digest(&plan.kinds, Side::Other, o));
-            match v.judge(outcome == Outcome::Equal, shown, p.first_seen_ms, now, window) {
+            let sighting = Sighting {
+                is_current: outcome == Outcome::Equal,
+                other: other.map(|o| digest(&plan.kinds, Side::Other, o)),
+                current: current.as_ref().map(|c| digest(&plan.kinds, Side::Base, c)),
+                now,
+                horizon,
+            };
+            let mut v = v.clone();
+            match v.judge(sighting, p.first_seen_ms, window) {
                 Judgement::Resolved => c.resolved.push(p.clone()),
                 Judgement::Keep { due_ms } => {
-                    let mut v = v.clone();
                     v.prune(now, window);
                     let last = Mismatch::from_outcome(plan, outcome).unwrap_or_else(|| p.last.clone());
                     let next_check_ms = (now + interval).min(due_ms);
@@ -211,8 +225,8 @@ mod tests {
     use super::*;
     use crate::deliver::event::EventType;
     use crate::deliver::ledger::{Ledger, LedgerConfig};
-    use crate::deliver::state::Store;
     use crate::deliver::metrics::Stats;
+    use crate::deliver::state::Store;
     use crate::mysql::schema::PlanSet;
     use futures_util::future::BoxFuture;
     use std::sync::{Arc, Mutex};
@@ -322,6 +336,15 @@ mod tests {
             detected_at_ms: 1,
         };
         s.ledger().open(&[open]).unwrap();
+        // The stream has not been read up to the re-check yet: the sightings wait as suspects.
+        s.pass().await.unwrap();
+        assert_eq!(store.outbox_len(), 0);
+        let waiting = store.pending_all().unwrap();
+        assert!(waiting.iter().all(|p| p.versions.as_ref().is_some_and(|v| v.suspects.len() == 1)), "{waiting:?}");
+        // Read through now: judged, confirmed on both sides, reported.
+        s.binlog_read_through(now_ms());
+        let due: Vec<Pending> = waiting.into_iter().map(|p| Pending { next_check_ms: 0, ..p }).collect();
+        store.pending_put(&due).await.unwrap();
         s.pass().await.unwrap();
         let sent: Vec<Key> = store.outbox_peek(10).unwrap().into_iter().map(|(_, e)| e.key).collect();
         assert_eq!(sent, vec![key(2)], "key 1 resolved at the confirming read, key 3 is open already");
