@@ -364,7 +364,8 @@ async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: B
         let keys: Vec<Key> = keys.into_iter().filter(|k| dedup.insert(k.canonical())).collect();
         let th = images.remove(&table);
         let mut v = Verdicts { table: table.clone(), found: Vec::new(), seen: Vec::new() };
-        let (imaged, mut both) = split_by_images(stats, &table, &plan, keys.clone(), th.as_ref());
+        let key_count = keys.len() as u64;
+        let (imaged, mut both) = split_by_images(stats, &table, &plan, keys, th.as_ref());
         let mut hist = th.map(|t| t.keys).unwrap_or_default();
         let mut covered = false;
         for (i, chunk) in imaged.chunks(engine.cfg.check.batch_size).enumerate() {
@@ -406,7 +407,7 @@ async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: B
             engine.settle.ledger().checked(&table, chunk, &found).await?;
             v.found.extend(found);
         }
-        stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
+        stats.rows_checked.fetch_add(key_count, Relaxed);
         if covered {
             stats.not_checked(&table, crate::deliver::metrics::NotChecked::CoveredByRecheck, changes);
         } else {
