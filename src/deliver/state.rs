@@ -23,7 +23,56 @@ enum OutboxRecord {
 
 #[derive(Serialize, Deserialize)]
 enum PendingRecord {
-    V1(Pending),
+    V1(PendingV1),
+    /// adds poll mode's observations (`Pending::observed`)
+    V2(Pending),
+}
+
+/// A pending re-check as version 1 stored it: a [`Pending`] without poll mode's observations.
+#[derive(Serialize, Deserialize)]
+struct PendingV1 {
+    table: String,
+    key: crate::key::Key,
+    mode: crate::deliver::event::Mode,
+    first_seen_ms: u64,
+    deadline_ms: u64,
+    next_check_ms: u64,
+    last: crate::verdict::check::Mismatch,
+}
+
+impl PendingRecord {
+    fn into_pending(self) -> Pending {
+        match self {
+            PendingRecord::V1(p) => Pending {
+                table: p.table,
+                key: p.key,
+                mode: p.mode,
+                first_seen_ms: p.first_seen_ms,
+                deadline_ms: p.deadline_ms,
+                next_check_ms: p.next_check_ms,
+                last: p.last,
+                observed: None,
+            },
+            PendingRecord::V2(p) => p,
+        }
+    }
+}
+
+/// The bytes a pending entry may be stored as: as this version writes it, and, for one without
+/// observations (which a version 1 store may hold), as version 1 wrote it. A compare-and-swap tries both.
+fn pending_forms(p: &Pending) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let v1 = p.observed.is_none().then(|| {
+        encode(&PendingRecord::V1(PendingV1 {
+            table: p.table.clone(),
+            key: p.key.clone(),
+            mode: p.mode,
+            first_seen_ms: p.first_seen_ms,
+            deadline_ms: p.deadline_ms,
+            next_check_ms: p.next_check_ms,
+            last: p.last.clone(),
+        }))
+    });
+    std::iter::once(encode(&PendingRecord::V2(p.clone()))).chain(v1)
 }
 
 pub struct Store {
@@ -249,7 +298,7 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         for p in items {
-            batch.insert(Self::pending_key(&p.table, &p.key), encode(&PendingRecord::V1(p.clone())));
+            batch.insert(Self::pending_key(&p.table, &p.key), encode(&PendingRecord::V2(p.clone())));
         }
         self.pending.apply_batch(batch).map_err(|e| Error::state("storing pending re-checks", e))?;
         self.flush().await
@@ -258,10 +307,7 @@ impl Store {
     /// The pending re-check of one key, if any.
     pub fn pending_get(&self, table: &str, key: &crate::key::Key) -> Result<Option<Pending>> {
         match self.pending.get(Self::pending_key(table, key)).map_err(|e| Error::state("reading a re-check", e))? {
-            Some(v) => {
-                let PendingRecord::V1(p) = decode("a pending re-check", &v)?;
-                Ok(Some(p))
-            }
+            Some(v) => Ok(Some(decode::<PendingRecord>("a pending re-check", &v)?.into_pending())),
             None => Ok(None),
         }
     }
@@ -271,8 +317,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.pending.iter() {
             let (_, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
-            let PendingRecord::V1(p) = decode("a pending re-check", &v)?;
-            out.push(p);
+            out.push(decode::<PendingRecord>("a pending re-check", &v)?.into_pending());
         }
         Ok(out)
     }
@@ -286,12 +331,16 @@ impl Store {
     pub fn pending_remove_if_unchanged(&self, items: &[Pending]) -> Result<usize> {
         let mut removed = 0;
         for p in items {
-            let old = encode(&PendingRecord::V1(p.clone()));
-            let swapped = self
-                .pending
-                .compare_and_swap(Self::pending_key(&p.table, &p.key), Some(old), None::<Vec<u8>>)
-                .map_err(|e| Error::state("removing a re-check", e))?;
-            removed += usize::from(swapped.is_ok());
+            for old in pending_forms(p) {
+                let swapped = self
+                    .pending
+                    .compare_and_swap(Self::pending_key(&p.table, &p.key), Some(old), None::<Vec<u8>>)
+                    .map_err(|e| Error::state("removing a re-check", e))?;
+                if swapped.is_ok() {
+                    removed += 1;
+                    break;
+                }
+            }
         }
         Ok(removed)
     }
@@ -303,14 +352,16 @@ impl Store {
             return Ok(());
         }
         for (old, new) in items {
-            self.pending
-                .compare_and_swap(
-                    Self::pending_key(&old.table, &old.key),
-                    Some(encode(&PendingRecord::V1(old.clone()))),
-                    Some(encode(&PendingRecord::V1(new.clone()))),
-                )
-                .map_err(|e| Error::state("updating a re-check", e))?
-                .ok();
+            let new = encode(&PendingRecord::V2(new.clone()));
+            for old_bytes in pending_forms(old) {
+                let swapped = self
+                    .pending
+                    .compare_and_swap(Self::pending_key(&old.table, &old.key), Some(old_bytes), Some(new.clone()))
+                    .map_err(|e| Error::state("updating a re-check", e))?;
+                if swapped.is_ok() {
+                    break;
+                }
+            }
         }
         self.flush().await
     }
@@ -529,6 +580,38 @@ mod tests {
         let r = tokio::time::timeout(std::time::Duration::from_secs(5), blocked).await.unwrap().unwrap();
         assert!(matches!(r, Err(Error::SinkRefused(ref m)) if m == "too large"), "{r:?}");
         assert!(s.outbox_push(&[ev(3)], 10).await.is_err());
+    }
+
+    /// An entry a version 1 store holds is read, and a compare-and-swap against it still matches.
+    #[tokio::test]
+    async fn version_1_pending_entries_are_read_and_swapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let v1 = |k: i64| PendingV1 {
+            table: "t".into(),
+            key: Key(vec![KeyVal::Int(k)]),
+            mode: Mode::Poll,
+            first_seen_ms: 1,
+            deadline_ms: 2,
+            next_check_ms: 3,
+            last: crate::verdict::check::Mismatch { kind: EventType::Neq, columns: vec!["v".into()] },
+        };
+        for k in [1, 2] {
+            s.pending
+                .insert(Store::pending_key("t", &Key(vec![KeyVal::Int(k)])), encode(&PendingRecord::V1(v1(k))))
+                .unwrap();
+        }
+        let all = s.pending_all().unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|p| p.observed.is_none() && p.deadline_ms == 2 && p.last.columns == ["v"]));
+        let one = s.pending_get("t", &all[0].key).unwrap().unwrap();
+        assert_eq!(one.next_check_ms, 3);
+        assert_eq!(s.pending_remove_if_unchanged(&all[..1]).unwrap(), 1);
+        let newer = Pending { next_check_ms: 9, ..all[1].clone() };
+        s.pending_replace_if_unchanged(&[(all[1].clone(), newer)]).await.unwrap();
+        let left = s.pending_all().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].next_check_ms, 9, "the version 1 entry was swapped for the newer one");
     }
 
     #[tokio::test]

@@ -18,7 +18,8 @@ use crate::key::Key;
 use crate::metrics::Stats;
 use crate::mysql::db::Db;
 use crate::mysql::schema::{PlanSet, TablePlan};
-use crate::verdict::check::{check_keys, Mismatch};
+use crate::verdict::check::{check_keys, observe_keys, Mismatch};
+use crate::verdict::observed::{Judgement, Observed, Reading};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -31,6 +32,17 @@ use tokio::sync::{watch, Notify};
 /// test run a pass with a deterministic interleaving (a submit landing during the re-check's reads).
 pub trait Recheck: Send + Sync {
     fn check<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<(Key, Mismatch)>>>;
+
+    /// Like [`Recheck::check`], with what each mismatching key's rows looked like, for poll mode's rule
+    /// ([`crate::verdict::observed`]). A reader that cannot tell gives `None`: its entries are then
+    /// judged by their deadline, as other modes' are.
+    fn observe<'a>(
+        &'a self,
+        plan: &'a TablePlan,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<Vec<(Key, Mismatch, Option<Reading>)>>> {
+        Box::pin(async move { Ok(self.check(plan, keys).await?.into_iter().map(|(k, m)| (k, m, None)).collect()) })
+    }
 }
 
 /// Re-checks by reading both databases ([`check_keys`]).
@@ -42,6 +54,17 @@ pub struct BothSides {
 impl Recheck for BothSides {
     fn check<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<(Key, Mismatch)>>> {
         Box::pin(check_keys(&self.base, &self.other, plan, keys))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        plan: &'a TablePlan,
+        keys: &'a [Key],
+    ) -> BoxFuture<'a, Result<Vec<(Key, Mismatch, Option<Reading>)>>> {
+        Box::pin(async move {
+            let found = observe_keys(&self.base, &self.other, plan, keys).await?;
+            Ok(found.into_iter().map(|(k, m, r)| (k, m, Some(r))).collect())
+        })
     }
 }
 
@@ -55,6 +78,9 @@ pub struct Pending {
     pub deadline_ms: u64,
     pub next_check_ms: u64,
     pub last: Mismatch,
+    /// Poll mode: what its re-checks observed of the base (its settle rule, [`crate::verdict::observed`]).
+    /// `None` for other modes, and for poll entries stored before it existed (judged by the deadline).
+    pub observed: Option<Observed>,
 }
 
 pub struct Settle {
@@ -168,6 +194,7 @@ impl Settle {
                 deadline_ms: now + window,
                 next_check_ms: now + (self.interval.as_millis() as u64).min(window),
                 last,
+                observed: (mode == Mode::Poll).then(Observed::default),
             })
             .collect();
         if window == 0 {
@@ -182,6 +209,14 @@ impl Settle {
         let mut items = items;
         for p in &mut items {
             if let Some(old) = self.store.pending_get(&p.table, &p.key)? {
+                // ---- poll mode's rule (observed.rs): a later mismatch keeps the entry, its window and
+                // what was observed; its bytes change, so a pass that read the entry before cannot drop it.
+                if let (Mode::Poll, Some(seen)) = (p.mode, &old.observed) {
+                    let observed = Some(seen.resubmitted());
+                    *p = Pending { last: p.last.clone(), observed, ..old };
+                    continue;
+                }
+                // ---- end of poll mode's rule
                 p.first_seen_ms = p.first_seen_ms.min(old.first_seen_ms);
             }
         }
@@ -327,18 +362,44 @@ impl Settle {
     /// earliest entry kept falls due.
     async fn recheck(&self, plan: &TablePlan, items: &[Pending]) -> Result<Option<u64>> {
         let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
-        let still: HashMap<Vec<u8>, Mismatch> =
-            self.recheck.check(plan, &keys).await?.into_iter().map(|(k, m)| (k.canonical(), m)).collect();
+        // Poll entries need what the rows looked like (observed.rs); the others only the mismatches.
+        let found = if items.iter().any(|p| p.observed.is_some()) {
+            self.recheck.observe(plan, &keys).await?
+        } else {
+            self.recheck.check(plan, &keys).await?.into_iter().map(|(k, m)| (k, m, None)).collect()
+        };
+        let still: HashMap<Vec<u8>, (Mismatch, Option<Reading>)> =
+            found.into_iter().map(|(k, m, r)| (k.canonical(), (m, r))).collect();
         let now = now_ms();
         let (mut resolved, mut report, mut reported, mut keep) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for p in items {
             match still.get(&p.key.canonical()) {
                 None => resolved.push(p.clone()),
-                Some(m) if now >= p.deadline_ms => {
+                // ---- poll mode's rule (observed.rs): judged by the versions observed, not the deadline.
+                Some((m, Some(reading))) if p.observed.is_some() => {
+                    let mut seen = p.observed.clone().unwrap_or_default();
+                    match seen.judge(reading, now, self.window.as_millis() as u64) {
+                        Judgement::Report { .. } => {
+                            report.push(Pending { last: m.clone(), ..p.clone() });
+                            reported.push(p.clone());
+                        }
+                        Judgement::Keep => keep.push((
+                            p.clone(),
+                            Pending {
+                                last: m.clone(),
+                                next_check_ms: now + self.interval.as_millis() as u64,
+                                observed: Some(seen),
+                                ..p.clone()
+                            },
+                        )),
+                    }
+                }
+                // ---- end of poll mode's rule
+                Some((m, _)) if now >= p.deadline_ms => {
                     report.push(Pending { last: m.clone(), ..p.clone() });
                     reported.push(p.clone());
                 }
-                Some(m) => keep.push((
+                Some((m, _)) => keep.push((
                     p.clone(),
                     Pending {
                         last: m.clone(),
@@ -471,6 +532,7 @@ mod tests {
             deadline_ms,
             next_check_ms: 0,
             last: mismatch(kind),
+            observed: None,
         }
     }
 
