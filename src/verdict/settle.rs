@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
+/// A mismatching key with what its rows looked like, when the reader can tell (poll mode's rule).
+pub type Observation = (Key, Mismatch, Option<Reading>);
+
 /// How a pass re-reads a batch of keys on both sides. Production uses [`BothSides`]; the seam lets a unit
 /// test run a pass with a deterministic interleaving (a submit landing during the re-check's reads).
 pub trait Recheck: Send + Sync {
@@ -40,7 +43,7 @@ pub trait Recheck: Send + Sync {
         &'a self,
         plan: &'a TablePlan,
         keys: &'a [Key],
-    ) -> BoxFuture<'a, Result<Vec<(Key, Mismatch, Option<Reading>)>>> {
+    ) -> BoxFuture<'a, Result<Vec<Observation>>> {
         Box::pin(async move { Ok(self.check(plan, keys).await?.into_iter().map(|(k, m)| (k, m, None)).collect()) })
     }
 }
@@ -60,7 +63,7 @@ impl Recheck for BothSides {
         &'a self,
         plan: &'a TablePlan,
         keys: &'a [Key],
-    ) -> BoxFuture<'a, Result<Vec<(Key, Mismatch, Option<Reading>)>>> {
+    ) -> BoxFuture<'a, Result<Vec<Observation>>> {
         Box::pin(async move {
             let found = observe_keys(&self.base, &self.other, plan, keys).await?;
             Ok(found.into_iter().map(|(k, m, r)| (k, m, Some(r))).collect())
