@@ -39,11 +39,7 @@ pub trait Recheck: Send + Sync {
     /// Like [`Recheck::check`], with what each mismatching key's rows looked like, for poll mode's rule
     /// ([`crate::verdict::observed`]). A reader that cannot tell gives `None`: its entries are then
     /// judged by their deadline, as other modes' are.
-    fn observe<'a>(
-        &'a self,
-        plan: &'a TablePlan,
-        keys: &'a [Key],
-    ) -> BoxFuture<'a, Result<Vec<Observation>>> {
+    fn observe<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Observation>>> {
         Box::pin(async move { Ok(self.check(plan, keys).await?.into_iter().map(|(k, m)| (k, m, None)).collect()) })
     }
 }
@@ -59,11 +55,7 @@ impl Recheck for BothSides {
         Box::pin(check_keys(&self.base, &self.other, plan, keys))
     }
 
-    fn observe<'a>(
-        &'a self,
-        plan: &'a TablePlan,
-        keys: &'a [Key],
-    ) -> BoxFuture<'a, Result<Vec<Observation>>> {
+    fn observe<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Observation>>> {
         Box::pin(async move {
             let found = observe_keys(&self.base, &self.other, plan, keys).await?;
             Ok(found.into_iter().map(|(k, m, r)| (k, m, Some(r))).collect())
