@@ -461,6 +461,10 @@ fn oldest_marks(entries: &[Pending]) -> [u64; 3] {
     marks
 }
 
+/// Poll mode's rule as wired in here (observed.rs has the rule's own tests).
+#[cfg(test)]
+mod poll_tests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,7 +473,7 @@ mod tests {
     use crate::verdict::compare::Kind;
     use std::sync::{Mutex, OnceLock, Weak};
 
-    fn plan() -> TablePlan {
+    pub(super) fn plan() -> TablePlan {
         TablePlan {
             name: "t".into(),
             config_name: "t".into(),
@@ -491,11 +495,11 @@ mod tests {
         }
     }
 
-    fn key(i: i64) -> Key {
+    pub(super) fn key(i: i64) -> Key {
         Key(vec![KeyVal::Int(i)])
     }
 
-    fn mismatch(kind: EventType) -> Mismatch {
+    pub(super) fn mismatch(kind: EventType) -> Mismatch {
         Mismatch { kind, columns: vec![] }
     }
 
