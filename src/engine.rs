@@ -2,10 +2,10 @@
 //! stage and the outbox drain. Modes differ only in how they find keys to check.
 
 use crate::config::Config;
+use crate::deliver::metrics::Stats;
 use crate::deliver::sink::{drain, AnySink};
 use crate::deliver::state::Store;
 use crate::error::{Result, Side};
-use crate::metrics::Stats;
 use crate::mysql::db::Db;
 use crate::mysql::schema::{plan_all, PlanSet};
 use crate::verdict::settle::Settle;

@@ -4,10 +4,10 @@
 mod cli;
 
 use binlog_validator::control::doctor;
+use binlog_validator::deliver::metrics::Stats;
 use binlog_validator::engine::Running;
 use binlog_validator::feed::binlog;
 use binlog_validator::feed::full::{run_full, FullOptions, Strategy};
-use binlog_validator::metrics::Stats;
 use binlog_validator::{Config, Error};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;

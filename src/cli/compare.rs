@@ -9,8 +9,8 @@
 //! must be found. The report gives, per mode, detection latency (injecting commit → event, minus the
 //! settle window), recall, false alarms, base queries and rows read per second, and CPU time.
 
+use binlog_validator::clock::now_ms;
 use binlog_validator::config::Config;
-use binlog_validator::deliver::event::now_ms;
 use binlog_validator::error::{Error, Result, Side};
 use binlog_validator::mysql::db::{quote_ident, Db};
 use std::collections::HashMap;

@@ -37,7 +37,7 @@ struct PendingV1 {
     first_seen_ms: u64,
     deadline_ms: u64,
     next_check_ms: u64,
-    last: crate::verdict::check::Mismatch,
+    last: crate::deliver::event::Mismatch,
 }
 
 impl PendingRecord {
@@ -594,7 +594,7 @@ mod tests {
             first_seen_ms: 1,
             deadline_ms: 2,
             next_check_ms: 3,
-            last: crate::verdict::check::Mismatch { kind: EventType::Neq, columns: vec!["v".into()] },
+            last: crate::deliver::event::Mismatch { kind: EventType::Neq, columns: vec!["v".into()] },
         };
         for k in [1, 2] {
             s.pending

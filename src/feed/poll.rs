@@ -18,14 +18,15 @@
 //! seen until the next full pass.
 
 use crate::calendar::civil_from_days;
-use crate::deliver::event::{now_ms, Mode};
+use crate::clock::now_ms;
+use crate::deliver::event::Mode;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyVal};
 use crate::mysql::db::{push_tuple_params, quote_ident, tuple_predicate, Db};
+use crate::mysql::kind::Kind;
 use crate::mysql::schema::{ticks, TablePlan, Utime};
 use crate::verdict::check::check_keys;
-use crate::verdict::compare::Kind;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -248,7 +249,7 @@ pub async fn run(
         }
         let mut caught_up = true;
         let mut failure = None;
-        let started = crate::deliver::event::now_ms();
+        let started = crate::clock::now_ms();
         for plan in &plans {
             let st = states.entry(plan.name.clone()).or_default();
             match poll_table(engine, plan, st, since, 16).await {
@@ -258,7 +259,7 @@ pub async fn run(
         }
         if caught_up && failure.is_none() {
             // Every row committed before `started` has been read and checked (the cutover gate's mark).
-            engine.poll_rounds.send_replace(Some((started, crate::deliver::event::now_ms())));
+            engine.poll_rounds.send_replace(Some((started, crate::clock::now_ms())));
         }
         if failure.is_none() && last_sweep.elapsed() >= engine.cfg.poll.sweep {
             last_sweep = Instant::now();

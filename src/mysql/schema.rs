@@ -4,7 +4,7 @@
 use crate::config::TableConfig;
 use crate::error::{Error, Result, Side};
 use crate::mysql::db::{quote_ident, Db};
-use crate::verdict::compare::Kind;
+use crate::mysql::kind::Kind;
 use mysql_async::Value;
 
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! Key batches → verdicts: reads the same keys on both sides and runs the compare core.
 //! Every mode's re-checks, and the binlog and poll feeds, go through here.
 
-use crate::deliver::event::EventType;
+use crate::deliver::event::{EventType, Mismatch};
 use crate::error::Result;
 use crate::key::Key;
 use crate::mysql::db::{Db, Row};
@@ -9,13 +9,6 @@ use crate::mysql::schema::TablePlan;
 use crate::verdict::compare::{compare_rows, Outcome};
 use crate::verdict::observed::Reading;
 use std::collections::HashMap;
-
-/// A verdict that is not `Equal`: what kind of inconsistency, and for `neq` which columns.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Mismatch {
-    pub kind: EventType,
-    pub columns: Vec<String>,
-}
 
 impl Mismatch {
     /// The mismatch an outcome describes, or `None` when the rows are equal.

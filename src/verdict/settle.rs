@@ -10,15 +10,17 @@
 //! entry only if it is still the one it re-checked (a compare-and-swap on the stored bytes); a newer
 //! entry for the key stays and gets its own window.
 
-use crate::deliver::event::{now_ms, Event, Mode};
+use crate::clock::now_ms;
+use crate::deliver::event::Mismatch;
+use crate::deliver::event::{Event, Mode};
 use crate::deliver::ledger::Ledger;
+use crate::deliver::metrics::Stats;
 use crate::deliver::state::Store;
 use crate::error::Result;
 use crate::key::Key;
-use crate::metrics::Stats;
 use crate::mysql::db::Db;
 use crate::mysql::schema::{PlanSet, TablePlan};
-use crate::verdict::check::{check_keys, observe_keys, Mismatch};
+use crate::verdict::check::{check_keys, observe_keys};
 use crate::verdict::observed::{Judgement, Observed, Reading};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -470,7 +472,7 @@ mod tests {
     use super::*;
     use crate::deliver::event::EventType;
     use crate::key::KeyVal;
-    use crate::verdict::compare::Kind;
+    use crate::mysql::kind::Kind;
     use std::sync::{Mutex, OnceLock, Weak};
 
     pub(super) fn plan() -> TablePlan {

@@ -8,7 +8,7 @@ pub mod client;
 pub mod cutover;
 pub mod scheduler;
 
-use crate::metrics;
+use crate::deliver::metrics;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -189,7 +189,7 @@ async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
                 format!("not reached within the timeout: {hint}"),
                 serde_json::json!({
                     "waiting_for": until.to_string(),
-                    "validated_through": validated_json(&validated),
+                    "validated_through": crate::mysql::position::Validated::json_of(&validated),
                     "pending_rechecks": engine.stats.pending.load(Relaxed),
                     "table_rechecks_pending": engine.stats.rechecks_pending.load(Relaxed).max(0),
                 }),
@@ -199,11 +199,6 @@ async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
             reply(StatusCode::SERVICE_UNAVAILABLE, format!("the gate failed: {e}"), serde_json::Value::Null)
         }
     }
-}
-
-/// A validated-through position as `/status` and the gate show it.
-pub fn validated_json(v: &Option<crate::mysql::position::Validated>) -> serde_json::Value {
-    v.as_ref().map_or(serde_json::Value::Null, crate::mysql::position::Validated::to_json)
 }
 
 async fn status(State(app): State<App>) -> Response {

@@ -5,7 +5,7 @@
 //! so a stop racing a start could cancel nothing or the wrong run; here a request sees either the state
 //! before another request or the state after it, never one in between.
 
-use crate::deliver::event::now_ms;
+use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::feed::binlog::StartPoint;
@@ -227,7 +227,7 @@ impl Scheduler {
         incr["lag_seconds"] = serde_json::json!(stats.binlog_lag_ms.load(Relaxed) as f64 / 1000.0);
         incr["error"] = incr_error.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null);
         let validated = self.engine.validated.borrow().clone();
-        incr["validated_through"] = super::validated_json(&validated);
+        incr["validated_through"] = crate::mysql::position::Validated::json_of(&validated);
         // The base's position now, and how far validation trails it (read with the jobs lock released).
         drop(jobs);
         if let Ok((base, _)) = crate::feed::binlog::current_position(&self.engine.base).await {

@@ -164,7 +164,7 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
     // run, first seen before now, hold it back until they have a verdict).
     let behind: Behind = Default::default();
     if let Some(c) = saved_checkpoint(engine)? {
-        lock(&behind).push_back((c, crate::deliver::event::now_ms(), 0));
+        lock(&behind).push_back((c, crate::clock::now_ms(), 0));
     }
     let publishing = tokio::spawn(publish_validated(engine.clone(), behind.clone(), shutdown.clone()));
     // The reader stops when the checker does (its channel closes), whatever the reason.
@@ -222,13 +222,13 @@ async fn check_in_order(
                     let middle = q.len() / 2;
                     q.remove(middle);
                 }
-                q.push_back((end.clone(), crate::deliver::event::now_ms(), u64::from(end_ts) * 1000));
+                q.push_back((end.clone(), crate::clock::now_ms(), u64::from(end_ts) * 1000));
                 drop(q);
                 // Written after this batch's pending entries and events were flushed, so whenever it
                 // reaches the disk it is behind durable work; it need not wait for the disk itself
                 // (sled flushes it within its interval, and on shutdown).
                 engine.store.put_lazy(CHECKPOINT, &CheckpointRecord::V1(end.clone()))?;
-                engine.stats.checkpoint_ms.store(crate::deliver::event::now_ms(), Relaxed);
+                engine.stats.checkpoint_ms.store(crate::clock::now_ms(), Relaxed);
                 engine.checkpoint.send_replace(Some(end.clone()));
                 *last = Some(end);
             }
@@ -278,7 +278,7 @@ async fn publish_validated(engine: Engine, behind: Behind, mut shutdown: watch::
         let caught_up = lock(&behind).is_empty();
         let lag = match engine.validated.borrow().as_ref() {
             Some(_) if caught_up => engine.stats.binlog_lag_ms.load(Relaxed),
-            Some(v) if v.commit_ms > 0 => crate::deliver::event::now_ms().saturating_sub(v.commit_ms) as i64,
+            Some(v) if v.commit_ms > 0 => crate::clock::now_ms().saturating_sub(v.commit_ms) as i64,
             _ => -1,
         };
         engine.stats.validated_lag_ms.store(lag, Relaxed);
@@ -307,18 +307,18 @@ async fn check_batch(
     }
     for xid in &batch.unknown_xa {
         tracing::warn!(xid = %xid, "an XA transaction prepared before binlog mode started was committed or rolled back: its rows were never seen here; run `full` on the tables it may have changed");
-        stats.not_checked("(XA prepared before start)", crate::metrics::NotChecked::XaBeforeStart, 1);
+        stats.not_checked("(XA prepared before start)", crate::deliver::metrics::NotChecked::XaBeforeStart, 1);
     }
     for (table, reason) in &batch.rechecks {
         recheck::record(engine, table, reason, batch.end.as_ref()).await?;
     }
     for (table, n) in &batch.before_start.changes {
-        stats.not_checked(table, crate::metrics::NotChecked::BeforeStart, *n);
+        stats.not_checked(table, crate::deliver::metrics::NotChecked::BeforeStart, *n);
     }
     for (table, keys) in batch.txn.keys {
         let changes = batch.txn.changes.get(&table).copied().unwrap_or(0);
         let Some(mut plan) = engine.plans.get(&table) else {
-            stats.not_checked(&table, crate::metrics::NotChecked::NoPlan, changes);
+            stats.not_checked(&table, crate::deliver::metrics::NotChecked::NoPlan, changes);
             continue;
         };
         if replan_due(&plan) {
@@ -348,7 +348,7 @@ async fn check_batch(
         }
         stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
         if covered {
-            stats.not_checked(&table, crate::metrics::NotChecked::CoveredByRecheck, changes);
+            stats.not_checked(&table, crate::deliver::metrics::NotChecked::CoveredByRecheck, changes);
         } else {
             stats.changes_checked.fetch_add(changes, Relaxed);
         }

@@ -157,7 +157,7 @@ impl Reader {
             if header.event_type_raw() == EventType::HEARTBEAT_EVENT as u8 {
                 self.engine.stats.binlog_lag_ms.store(0, Relaxed);
             } else if ts > 0 {
-                let lag = crate::deliver::event::now_ms() as i64 - i64::from(ts) * 1000;
+                let lag = crate::clock::now_ms() as i64 - i64::from(ts) * 1000;
                 self.engine.stats.binlog_lag_ms.store(lag.max(0), Relaxed);
             }
             let step =

@@ -39,7 +39,7 @@ pub async fn record(engine: &Engine, table: &str, reason: &str, from: Option<&Ch
         table: table.to_string(),
         reason: reason.to_string(),
         from: from.cloned(),
-        recorded_ms: crate::deliver::event::now_ms(),
+        recorded_ms: crate::clock::now_ms(),
     };
     engine.store.put(&format!("{PREFIX}{table}"), &RecheckRecord::V1(r)).await?;
     tracing::info!(table, reason, "re-check of every row recorded");

@@ -28,13 +28,14 @@
 //! in the state store (only after their mismatches are durable as pending re-checks), so an interrupted
 //! pass resumes each segment where it stopped and skips the finished ones.
 
+use crate::deliver::event::Mismatch;
 use crate::deliver::event::{EventType, Mode};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::mysql::db::{Db, Row};
 use crate::mysql::schema::TablePlan;
-use crate::verdict::check::{row_identity, row_key, verdict, Mismatch};
+use crate::verdict::check::{row_identity, row_key, verdict};
 use indicatif::ProgressBar;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};

@@ -262,7 +262,7 @@ pub fn render(s: &Stats, outbox: usize) -> String {
         one(if vl < 0 { -1.0 } else { vl as f64 / 1000.0 }),
     );
     let at = s.checkpoint_ms.load(Relaxed);
-    let age = if at == 0 { -1.0 } else { crate::deliver::event::now_ms().saturating_sub(at) as f64 / 1000.0 };
+    let age = if at == 0 { -1.0 } else { crate::clock::now_ms().saturating_sub(at) as f64 / 1000.0 };
     metric(CHECKPOINT_AGE, "gauge", "Seconds since the checkpoint last moved (-1: never).", one(age));
     out
 }
