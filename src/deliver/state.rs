@@ -28,7 +28,7 @@ enum PendingRecord {
     V2(Pending),
 }
 
-/// A pending re-check as version 1 stored it: a [`Pending`] without poll mode's observations.
+/// A pending re-check as format V1 stored it (before poll mode kept what its re-checks observed).
 #[derive(Serialize, Deserialize)]
 struct PendingV1 {
     table: String,
@@ -43,6 +43,7 @@ struct PendingV1 {
 impl PendingRecord {
     fn into_pending(self) -> Pending {
         match self {
+            PendingRecord::V2(p) => p,
             PendingRecord::V1(p) => Pending {
                 table: p.table,
                 key: p.key,
@@ -53,26 +54,27 @@ impl PendingRecord {
                 last: p.last,
                 observed: None,
             },
-            PendingRecord::V2(p) => p,
         }
     }
 }
 
-/// The bytes a pending entry may be stored as: as this version writes it, and, for one without
-/// observations (which a version 1 store may hold), as version 1 wrote it. A compare-and-swap tries both.
-fn pending_forms(p: &Pending) -> impl Iterator<Item = Vec<u8>> + '_ {
-    let v1 = p.observed.is_none().then(|| {
-        encode(&PendingRecord::V1(PendingV1 {
-            table: p.table.clone(),
-            key: p.key.clone(),
-            mode: p.mode,
-            first_seen_ms: p.first_seen_ms,
-            deadline_ms: p.deadline_ms,
-            next_check_ms: p.next_check_ms,
-            last: p.last.clone(),
-        }))
-    });
-    std::iter::once(encode(&PendingRecord::V2(p.clone()))).chain(v1)
+/// The stored bytes of a pending re-check (always the newest record version).
+fn pending_bytes(p: &Pending) -> Vec<u8> {
+    encode(&PendingRecord::V2(p.clone()))
+}
+
+/// Rewrites V1 pending records as V2 once, at open: the compare-and-swap updates compare stored bytes
+/// with the newest encoding.
+fn upgrade_pending(tree: &sled::Tree) -> Result<()> {
+    for item in tree.iter() {
+        let (k, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
+        let record = decode::<PendingRecord>("a pending re-check", &v)?;
+        if matches!(record, PendingRecord::V1(_)) {
+            let p = record.into_pending();
+            tree.insert(k, pending_bytes(&p)).map_err(|e| Error::state("upgrading a pending re-check", e))?;
+        }
+    }
+    Ok(())
 }
 
 pub struct Store {
@@ -133,12 +135,14 @@ impl Store {
         let outbox = tree("outbox")?;
         let undecodable = tree("outbox_undecodable")?;
         let ledger = tree("ledger")?;
+        let pending = tree("pending")?;
+        upgrade_pending(&pending)?;
         let store = Store {
             outbox_len: AtomicUsize::new(outbox.len()),
             ledger_len: AtomicUsize::new(ledger.len()),
             ledger,
             outbox,
-            pending: tree("pending")?,
+            pending,
             progress: tree("progress")?,
             db,
             outbox_added: Notify::new(),
@@ -298,7 +302,7 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         for p in items {
-            batch.insert(Self::pending_key(&p.table, &p.key), encode(&PendingRecord::V2(p.clone())));
+            batch.insert(Self::pending_key(&p.table, &p.key), pending_bytes(p));
         }
         self.pending.apply_batch(batch).map_err(|e| Error::state("storing pending re-checks", e))?;
         self.flush().await
@@ -326,21 +330,22 @@ impl Store {
         self.pending.len()
     }
 
+    /// Whether no re-check is pending (cheap, unlike counting them).
+    pub fn pending_is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Removes each re-check only if the stored entry is still exactly `p` as it was read: one submitted
     /// for the same key since (a new mismatch) stays. Returns how many were removed.
     pub fn pending_remove_if_unchanged(&self, items: &[Pending]) -> Result<usize> {
         let mut removed = 0;
         for p in items {
-            for old in pending_forms(p) {
-                let swapped = self
-                    .pending
-                    .compare_and_swap(Self::pending_key(&p.table, &p.key), Some(old), None::<Vec<u8>>)
-                    .map_err(|e| Error::state("removing a re-check", e))?;
-                if swapped.is_ok() {
-                    removed += 1;
-                    break;
-                }
-            }
+            let old = pending_bytes(p);
+            let swapped = self
+                .pending
+                .compare_and_swap(Self::pending_key(&p.table, &p.key), Some(old), None::<Vec<u8>>)
+                .map_err(|e| Error::state("removing a re-check", e))?;
+            removed += usize::from(swapped.is_ok());
         }
         Ok(removed)
     }
@@ -352,16 +357,14 @@ impl Store {
             return Ok(());
         }
         for (old, new) in items {
-            let new = encode(&PendingRecord::V2(new.clone()));
-            for old_bytes in pending_forms(old) {
-                let swapped = self
-                    .pending
-                    .compare_and_swap(Self::pending_key(&old.table, &old.key), Some(old_bytes), Some(new.clone()))
-                    .map_err(|e| Error::state("updating a re-check", e))?;
-                if swapped.is_ok() {
-                    break;
-                }
-            }
+            self.pending
+                .compare_and_swap(
+                    Self::pending_key(&old.table, &old.key),
+                    Some(pending_bytes(old)),
+                    Some(pending_bytes(new)),
+                )
+                .map_err(|e| Error::state("updating a re-check", e))?
+                .ok();
         }
         self.flush().await
     }
@@ -499,6 +502,33 @@ mod tests {
         }
     }
 
+    /// A pending record of format V1 (an earlier release) reads back, and the compare-and-swap removal
+    /// still finds it after the upgrade at open.
+    #[tokio::test]
+    async fn v1_pending_records_are_read_and_removable() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = PendingV1 {
+            table: "t".into(),
+            key: Key(vec![KeyVal::Int(7)]),
+            mode: Mode::Binlog,
+            first_seen_ms: 1,
+            deadline_ms: 2,
+            next_check_ms: 3,
+            last: crate::deliver::event::Mismatch { kind: EventType::Neq, columns: vec!["v".into()] },
+        };
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.pending.insert(Store::pending_key("t", &v1.key), encode(&PendingRecord::V1(v1))).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let all = s.pending_all().unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].observed.is_none());
+        assert_eq!(all[0].last.columns, vec!["v".to_string()]);
+        assert_eq!(s.pending_remove_if_unchanged(&all).unwrap(), 1);
+        assert!(s.pending_is_empty());
+    }
+
     #[tokio::test]
     async fn outbox_survives_reopen_in_order_until_acked() {
         let dir = tempfile::tempdir().unwrap();
@@ -580,38 +610,6 @@ mod tests {
         let r = tokio::time::timeout(std::time::Duration::from_secs(5), blocked).await.unwrap().unwrap();
         assert!(matches!(r, Err(Error::SinkRefused(ref m)) if m == "too large"), "{r:?}");
         assert!(s.outbox_push(&[ev(3)], 10).await.is_err());
-    }
-
-    /// An entry a version 1 store holds is read, and a compare-and-swap against it still matches.
-    #[tokio::test]
-    async fn version_1_pending_entries_are_read_and_swapped() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        let v1 = |k: i64| PendingV1 {
-            table: "t".into(),
-            key: Key(vec![KeyVal::Int(k)]),
-            mode: Mode::Poll,
-            first_seen_ms: 1,
-            deadline_ms: 2,
-            next_check_ms: 3,
-            last: crate::deliver::event::Mismatch { kind: EventType::Neq, columns: vec!["v".into()] },
-        };
-        for k in [1, 2] {
-            s.pending
-                .insert(Store::pending_key("t", &Key(vec![KeyVal::Int(k)])), encode(&PendingRecord::V1(v1(k))))
-                .unwrap();
-        }
-        let all = s.pending_all().unwrap();
-        assert_eq!(all.len(), 2);
-        assert!(all.iter().all(|p| p.observed.is_none() && p.deadline_ms == 2 && p.last.columns == ["v"]));
-        let one = s.pending_get("t", &all[0].key).unwrap().unwrap();
-        assert_eq!(one.next_check_ms, 3);
-        assert_eq!(s.pending_remove_if_unchanged(&all[..1]).unwrap(), 1);
-        let newer = Pending { next_check_ms: 9, ..all[1].clone() };
-        s.pending_replace_if_unchanged(&[(all[1].clone(), newer)]).await.unwrap();
-        let left = s.pending_all().unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].next_check_ms, 9, "the version 1 entry was swapped for the newer one");
     }
 
     #[tokio::test]
