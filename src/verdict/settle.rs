@@ -9,6 +9,10 @@
 //! which lasts minutes while a full outbox blocks the report). The pass therefore removes or updates an
 //! entry only if it is still the one it re-checked (a compare-and-swap on the stored bytes); a newer
 //! entry for the key stays and gets its own window.
+//!
+//! Poll mode's entries keep what their re-checks observed of the base and are judged by that instead of
+//! the deadline ([`crate::verdict::observed`]); a later mismatch of a pending poll key keeps its entry,
+//! its window and its observations, and only marks the entry changed for the compare-and-swap.
 
 use crate::clock::now_ms;
 use crate::deliver::event::Mismatch;
