@@ -439,9 +439,12 @@ mod tests {
         assert!(refused(RDKafkaErrorCode::NotEnoughReplicas).is_none());
     }
 
+    /// One scripted answer to a delivery.
+    type Answer = Box<dyn Fn(&[(u64, Event)]) -> Delivery + Send>;
+
     /// A sink that answers from a script, one answer per delivery, and records what it was offered.
     struct Scripted {
-        answers: std::collections::VecDeque<Box<dyn Fn(&[(u64, Event)]) -> Delivery + Send>>,
+        answers: std::collections::VecDeque<Answer>,
         offered: Arc<std::sync::Mutex<Vec<Vec<i64>>>>,
     }
 
@@ -476,7 +479,7 @@ mod tests {
     async fn the_drain_removes_only_acknowledged_events_and_retries_the_rest_after_a_backoff() {
         let (_dir, store) = outbox_with(3).await;
         let offered = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let first: Box<dyn Fn(&[(u64, Event)]) -> Delivery + Send> = Box::new(|b: &[(u64, Event)]| Delivery {
+        let first: Answer = Box::new(|b: &[(u64, Event)]| Delivery {
             acked: vec![b[0].0],
             failure: Some(Error::Sink("broker transport failure".into())),
         });
@@ -498,7 +501,7 @@ mod tests {
     async fn a_refusing_sink_stops_the_drain_and_keeps_the_events() {
         let (_dir, store) = outbox_with(2).await;
         let offered = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let refuse: Box<dyn Fn(&[(u64, Event)]) -> Delivery + Send> =
+        let refuse: Answer =
             Box::new(|_: &[(u64, Event)]| Delivery::failed(Error::SinkRefused("create sink.topic".into())));
         let sink = Scripted { answers: vec![refuse].into(), offered: offered.clone() };
         let (_tx, rx) = watch::channel(false);
@@ -512,9 +515,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_a_backoff_wait() {
         let (_dir, store) = outbox_with(1).await;
-        let fail = || -> Box<dyn Fn(&[(u64, Event)]) -> Delivery + Send> {
-            Box::new(|_: &[(u64, Event)]| Delivery::failed(Error::Sink("broker down".into())))
-        };
+        let fail = || -> Answer { Box::new(|_: &[(u64, Event)]| Delivery::failed(Error::Sink("broker down".into()))) };
         let answers = (0..1000).map(|_| fail()).collect();
         let offered = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = Scripted { answers, offered: offered.clone() };
