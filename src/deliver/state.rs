@@ -24,11 +24,11 @@ enum OutboxRecord {
 #[derive(Serialize, Deserialize)]
 enum PendingRecord {
     V1(PendingV1),
-    /// adds binlog mode's versions (`Pending::versions`)
+    /// adds binlog mode's versions (`Pending::versions`) and poll mode's observations (`Pending::observed`)
     V2(Pending),
 }
 
-/// A pending re-check as format V1 stored it (before binlog mode kept the row's versions).
+/// A pending re-check as format V1 stored it (before binlog and poll modes kept the row's versions).
 #[derive(Serialize, Deserialize)]
 struct PendingV1 {
     table: String,
@@ -53,6 +53,7 @@ impl PendingRecord {
                 next_check_ms: p.next_check_ms,
                 last: p.last,
                 versions: None,
+                observed: None,
             },
         }
     }
@@ -524,6 +525,7 @@ mod tests {
         let all = s.pending_all().unwrap();
         assert_eq!(all.len(), 1);
         assert!(all[0].versions.is_none());
+        assert!(all[0].observed.is_none());
         assert_eq!(all[0].last.columns, vec!["v".to_string()]);
         assert_eq!(s.pending_remove_if_unchanged(&all).unwrap(), 1);
         assert!(s.pending_is_empty());

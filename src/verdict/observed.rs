@@ -334,6 +334,86 @@ mod tests {
         assert_eq!(o.judge(&reading(b(20), b(2), &[]), 5000, W), Judgement::Report { lag_ms: 4250 });
     }
 
+    /// A simulated row: version k is written at `k * step` ms (utime = its time); the other side shows the
+    /// newest version at least `lag` old, frozen from `stop_at` on if set; its `note` column differs
+    /// from `note_at` on if set. Re-checks run every `interval` plus a jitter; an equal row resolves (its
+    /// entry goes, the next mismatch starts a fresh one). Returns the times at which the row was reported.
+    struct Sim {
+        step: u64,
+        lag: u64,
+        interval: u64,
+        jitter: Vec<u64>,
+        stop_at: Option<u64>,
+        note_at: Option<u64>,
+    }
+
+    impl Sim {
+        fn seen(k: u64, step: u64, note: u64) -> Option<Seen> {
+            Some(Seen { digest: k * 10 + note, columns: vec![k, note, k], utime: Some((k * step) as i64) })
+        }
+
+        fn reports(&self, until: u64) -> Vec<u64> {
+            let (mut o, mut out) = (Observed::default(), Vec::new());
+            let mut now = 0;
+            for i in 0.. {
+                now += self.interval + self.jitter[i % self.jitter.len()];
+                if now > until {
+                    break;
+                }
+                let kb = now / self.step;
+                let shown_at = self.stop_at.map_or(now, |s| s.min(now)).saturating_sub(self.lag);
+                let ko = shown_at / self.step;
+                let note = if self.note_at.is_some_and(|d| now >= d) { 8 } else { 7 };
+                let differing: Vec<usize> = [(0, kb != ko), (1, note != 7), (2, kb != ko)]
+                    .into_iter()
+                    .filter_map(|(i, d)| d.then_some(i))
+                    .collect();
+                if differing.is_empty() {
+                    o = Observed::default();
+                    continue;
+                }
+                let r = reading(Sim::seen(kb, self.step, 7), Sim::seen(ko, self.step, note), &differing);
+                if let Judgement::Report { .. } = o.judge(&r, now, W) {
+                    out.push(now);
+                    o = Observed::default();
+                }
+            }
+            out
+        }
+    }
+
+    proptest::proptest! {
+        /// Promise 1: a row written every `step` ms whose other side trails by less than the window is
+        /// never reported, whatever the re-check times.
+        #[test]
+        fn a_row_that_only_lags_is_never_reported(
+            step in 1u64..80, lag in 0u64..1000, interval in 50u64..300,
+            jitter in proptest::collection::vec(0u64..60, 1..8),
+        ) {
+            let sim = Sim { step, lag, interval, jitter, stop_at: None, note_at: None };
+            proptest::prop_assert_eq!(sim.reports(20_000), Vec::<u64>::new());
+        }
+
+        /// Promise 2: a hot row whose other copy stops, or differs in a column the writes never touch, is
+        /// reported within a window and two re-check intervals (plus one write) of the divergence.
+        #[test]
+        fn a_diverged_hot_row_is_reported_within_about_a_window(
+            step in 1u64..80, lag in 0u64..1000, interval in 50u64..300,
+            jitter in proptest::collection::vec(0u64..60, 1..8), stop in proptest::bool::ANY,
+        ) {
+            let d = 5000;
+            let late = W + 2 * (interval + 60) + step;
+            let sim = Sim {
+                step, lag, interval, jitter,
+                stop_at: stop.then_some(d),
+                note_at: (!stop).then_some(d),
+            };
+            let reports = sim.reports(d + late + 1000);
+            proptest::prop_assert!(reports.iter().all(|t| *t >= d), "nothing before the divergence: {:?}", reports);
+            proptest::prop_assert!(reports.first().is_some_and(|t| *t <= d + late), "reported late or never: {:?}", reports);
+        }
+    }
+
     #[test]
     fn a_resubmitted_entry_keeps_its_observations_and_changes_its_bytes() {
         let mut o = Observed::default();

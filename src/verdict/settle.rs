@@ -11,6 +11,10 @@
 //! which lasts minutes while a full outbox blocks the report). The pass therefore removes or updates an
 //! entry only if it is still the one it re-checked (a compare-and-swap on the stored bytes); a newer
 //! entry for the key stays and gets its own window.
+//!
+//! Poll mode's entries keep what their re-checks observed of the base and are judged by that instead of
+//! the deadline ([`crate::verdict::observed`]); a later mismatch of a pending poll key keeps its entry,
+//! its window and its observations, and only marks the entry changed for the compare-and-swap.
 
 use crate::clock::now_ms;
 use crate::deliver::event::Mismatch;
@@ -22,7 +26,8 @@ use crate::error::Result;
 use crate::key::Key;
 use crate::mysql::db::{Db, Row};
 use crate::mysql::schema::{PlanSet, TablePlan};
-use crate::verdict::check::check_keys;
+use crate::verdict::check::{check_keys, observe_keys};
+use crate::verdict::observed::{Judgement, Observed, Reading};
 use crate::verdict::versions::Versions;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -36,14 +41,25 @@ use tokio::sync::{watch, Notify};
 mod versioned;
 pub use versioned::Seen;
 
-/// How a pass re-reads a batch of keys: on both sides ([`Recheck::check`]), or on the other side only
-/// ([`Recheck::other_rows`], binlog entries, whose base side is their versions). Production uses
-/// [`BothSides`]; the seam lets a unit test run a pass with a deterministic interleaving (a submit landing
-/// during the re-check's reads) and with rows of its choosing.
+/// A mismatching key with what its rows looked like, when the reader can tell (poll mode's rule).
+pub type Observation = (Key, Mismatch, Option<Reading>);
+
+/// How a pass re-reads a batch of keys: on both sides ([`Recheck::check`]), with what the rows looked like
+/// ([`Recheck::observe`], poll entries), or on the other side only ([`Recheck::other_rows`], binlog
+/// entries, whose base side is their versions). Production uses [`BothSides`]; the seam lets a unit test
+/// run a pass with a deterministic interleaving (a submit landing during the re-check's reads) and with
+/// rows of its choosing.
 pub trait Recheck: Send + Sync {
     fn check<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<(Key, Mismatch)>>>;
     /// The other side's rows with these keys (those that exist), as [`Db::read_keys`] reads them.
     fn other_rows<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>>;
+
+    /// Like [`Recheck::check`], with what each mismatching key's rows looked like, for poll mode's rule
+    /// ([`crate::verdict::observed`]). A reader that cannot tell gives `None`: its entries are then
+    /// judged by their deadline, as other modes' are.
+    fn observe<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Observation>>> {
+        Box::pin(async move { Ok(self.check(plan, keys).await?.into_iter().map(|(k, m)| (k, m, None)).collect()) })
+    }
 }
 
 /// Re-checks by reading both databases ([`check_keys`]).
@@ -60,6 +76,13 @@ impl Recheck for BothSides {
     fn other_rows<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>> {
         Box::pin(self.other.read_keys(plan, keys))
     }
+
+    fn observe<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Observation>>> {
+        Box::pin(async move {
+            let found = observe_keys(&self.base, &self.other, plan, keys).await?;
+            Ok(found.into_iter().map(|(k, m, r)| (k, m, Some(r))).collect())
+        })
+    }
 }
 
 /// A mismatch waiting for its settle window to end.
@@ -75,6 +98,9 @@ pub struct Pending {
     /// Binlog mode: the versions the base went through ([`crate::verdict::versions`]); re-checks then
     /// read the other side only. `None`: re-checked on both sides.
     pub versions: Option<Versions>,
+    /// Poll mode: what its re-checks observed of the base (its settle rule, [`crate::verdict::observed`]).
+    /// `None` for other modes, and for poll entries stored before it existed (judged by the deadline).
+    pub observed: Option<Observed>,
 }
 
 pub struct Settle {
@@ -192,6 +218,7 @@ impl Settle {
                 next_check_ms: now + (self.interval.as_millis() as u64).min(window),
                 last,
                 versions: None,
+                observed: (mode == Mode::Poll).then(Observed::default),
             })
             .collect();
         if window == 0 {
@@ -206,6 +233,14 @@ impl Settle {
         let mut items = items;
         for p in &mut items {
             if let Some(old) = self.store.pending_get(&p.table, &p.key)? {
+                // ---- poll mode's rule (observed.rs): a later mismatch keeps the entry, its window and
+                // what was observed; its bytes change, so a pass that read the entry before cannot drop it.
+                if let (Mode::Poll, Some(seen)) = (p.mode, &old.observed) {
+                    let observed = Some(seen.resubmitted());
+                    *p = Pending { last: p.last.clone(), observed, ..old };
+                    continue;
+                }
+                // ---- end of poll mode's rule
                 p.first_seen_ms = p.first_seen_ms.min(old.first_seen_ms);
             }
         }
@@ -360,18 +395,44 @@ impl Settle {
             return Ok(next);
         }
         let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
-        let still: HashMap<Vec<u8>, Mismatch> =
-            self.recheck.check(plan, &keys).await?.into_iter().map(|(k, m)| (k.canonical(), m)).collect();
+        // Poll entries need what the rows looked like (observed.rs); the others only the mismatches.
+        let found = if items.iter().any(|p| p.observed.is_some()) {
+            self.recheck.observe(plan, &keys).await?
+        } else {
+            self.recheck.check(plan, &keys).await?.into_iter().map(|(k, m)| (k, m, None)).collect()
+        };
+        let still: HashMap<Vec<u8>, (Mismatch, Option<Reading>)> =
+            found.into_iter().map(|(k, m, r)| (k.canonical(), (m, r))).collect();
         let now = now_ms();
         let Concluded { mut resolved, mut report, mut reported, mut keep } = Concluded::default();
         for p in &items {
             match still.get(&p.key.canonical()) {
                 None => resolved.push(p.clone()),
-                Some(m) if now >= p.deadline_ms => {
+                // ---- poll mode's rule (observed.rs): judged by the versions observed, not the deadline.
+                Some((m, Some(reading))) if p.observed.is_some() => {
+                    let mut seen = p.observed.clone().unwrap_or_default();
+                    match seen.judge(reading, now, self.window.as_millis() as u64) {
+                        Judgement::Report { .. } => {
+                            report.push(Pending { last: m.clone(), ..p.clone() });
+                            reported.push(p.clone());
+                        }
+                        Judgement::Keep => keep.push((
+                            p.clone(),
+                            Pending {
+                                last: m.clone(),
+                                next_check_ms: now + self.interval.as_millis() as u64,
+                                observed: Some(seen),
+                                ..p.clone()
+                            },
+                        )),
+                    }
+                }
+                // ---- end of poll mode's rule
+                Some((m, _)) if now >= p.deadline_ms => {
                     report.push(Pending { last: m.clone(), ..p.clone() });
                     reported.push(p.clone());
                 }
-                Some(m) => keep.push((
+                Some((m, _)) => keep.push((
                     p.clone(),
                     Pending {
                         last: m.clone(),
@@ -463,6 +524,10 @@ fn oldest_marks(entries: &[Pending]) -> [u64; 3] {
     marks
 }
 
+/// Poll mode's rule as wired in here (observed.rs has the rule's own tests).
+#[cfg(test)]
+mod poll_tests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,7 +562,7 @@ mod tests {
         Key(vec![KeyVal::Int(i)])
     }
 
-    fn mismatch(kind: EventType) -> Mismatch {
+    pub(super) fn mismatch(kind: EventType) -> Mismatch {
         Mismatch { kind, columns: vec![] }
     }
 
@@ -534,6 +599,7 @@ mod tests {
             next_check_ms: 0,
             last: mismatch(kind),
             versions: None,
+            observed: None,
         }
     }
 

@@ -56,6 +56,10 @@ pub struct Ran {
     pub worst_late: Duration,
 }
 
+/// How much later than `lag` the replayer may apply a write before a lag-only run proves nothing: the
+/// target then trails by up to 900 ms, still inside the 1 s window.
+const MAX_LATE: Duration = Duration::from_millis(600);
+
 /// The table every lagging test uses.
 pub const TABLE: &str = "hot";
 
@@ -189,7 +193,7 @@ pub fn config(p: &Pair) {
 /// Starts the validator in `mode` and waits until it follows the source.
 pub async fn start(p: &Pair, mode: &str) -> Incr {
     let incr = Incr::start(p, &["--mode", mode]);
-    incr.wait_log(if mode == "poll" { "polling" } else { "tailing the binlog" }, 1).await;
+    incr.wait_ready().await;
     incr
 }
 
@@ -234,12 +238,12 @@ async fn lag_only_is_not_reported(mode: &str, utime: UtimeType, tag: &str) {
     config(&p);
     let incr = start(&p, mode).await;
     let ran = w.clone().run(&p).await;
-    // The harness itself must have kept the lag near 300 ms, or a report would be its own fault.
-    assert!(ran.worst_late < Duration::from_millis(400), "the replayer fell behind by {:?}", ran.worst_late);
+    // The harness must have kept the target's lag well inside the window, or a report would be its fault.
+    assert!(ran.worst_late < MAX_LATE, "the replayer fell behind by {:?} (a loaded machine?)", ran.worst_late);
     assert!(ran.writes >= 500, "too few writes to be hot: {ran:?}");
     let events = after_sentinel(&p, &w).await;
-    // The validator did see the lag (mismatches waited in the settle window), so silence means judgement.
-    assert!(incr.log().contains("settle window"), "no mismatch was ever pending:\n{}", incr.log());
+    // The validator did see the lag (mismatches that resolved), so silence means judgement.
+    incr.wait_stat("/transient_mismatches_resolved", "lag mismatches resolved", |n| n >= 1.0).await;
     assert_eq!(
         kinds_and_keys(&events),
         expect(&[("target_missing", json!({"id": 1_000_000}))]),
@@ -281,16 +285,16 @@ fn assert_reported_in_time(p: &Pair, ran: &Ran, key: i64, column: Option<&str>) 
     assert!(detected_at(e) < ran.ended, "id {key} reported after the writes ended ({ran:?}): {e}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn binlog_hot_rows_whose_target_copy_stops_are_reported_while_written() {
-    let p = Pair::new("lag_stop").await;
-    let w = Workload {
-        stop_replay: Some((Duration::from_secs(4), vec![1, 2])),
-        ..Workload::lag_only(1..=6, UtimeType::BigintMs)
-    };
+/// Runs `w` in `mode` and waits, while it runs, for a report of each row it makes diverge: each must be
+/// `neq` (with `column` among the differing columns, if given), within 2 s of its divergence and before
+/// the writes end; no other hot row may be reported at all.
+async fn diverged_rows_are_reported_while_written(mode: &str, tag: &str, w: Workload, column: Option<&str>) {
+    let diverging: Vec<i64> =
+        w.stop_replay.iter().flat_map(|(_, keys)| keys.clone()).chain(w.diverge.map(|(_, k)| k)).collect();
+    let p = Pair::new(tag).await;
     w.create(&p).await;
     config(&p);
-    let incr = start(&p, "binlog").await;
+    let incr = start(&p, mode).await;
     let run = {
         let w = w.clone();
         let p = &p;
@@ -298,43 +302,62 @@ async fn binlog_hot_rows_whose_target_copy_stops_are_reported_while_written() {
     };
     // Reports are awaited while the workload runs; the workload's own end is the other condition.
     let wait = async {
-        first_event_for(&p, 1, Duration::from_secs(40)).await;
-        first_event_for(&p, 2, Duration::from_secs(40)).await;
+        for k in &diverging {
+            first_event_for(&p, *k, Duration::from_secs(40)).await;
+        }
     };
     let (ran, ()) = tokio::join!(run, wait);
-    assert!(ran.worst_late < Duration::from_millis(400), "the replayer fell behind by {:?}", ran.worst_late);
-    for k in [1, 2] {
-        assert_reported_in_time(&p, &ran, k, None);
+    for k in &diverging {
+        assert_reported_in_time(&p, &ran, *k, column);
     }
     let events = after_sentinel(&p, &w).await;
     let keys: Vec<J> = events.iter().map(|e| e["key"].clone()).collect();
-    for k in 3..=6 {
-        assert!(!keys.contains(&json!({ "id": k })), "id {k} only lagged: {:?}", kinds_and_keys(&events));
+    for k in w.hot.iter().filter(|k| !diverging.contains(k)) {
+        let late = ran.worst_late;
+        assert!(
+            !keys.contains(&json!({ "id": k })),
+            "id {k} only lagged (up to {late:?} more): {:?}",
+            kinds_and_keys(&events)
+        );
     }
+    assert!(events.iter().all(|e| e["mode"] == mode));
     let (code, log) = incr.stop();
     assert_eq!(code, Some(0), "{log}");
 }
 
+/// Hot rows 1 and 2 of 6 stop receiving updates on the target 4 s in; the writes go on for 8 s more.
+async fn stopped_copies_are_reported_while_written(mode: &str, tag: &str) {
+    let w = Workload {
+        stop_replay: Some((Duration::from_secs(4), vec![1, 2])),
+        ..Workload::lag_only(1..=6, UtimeType::BigintMs)
+    };
+    diverged_rows_are_reported_while_written(mode, tag, w, None).await;
+}
+
+/// Hot row 3 of 6 gets a different `note` on the target 4 s in (its copy still receives the writes).
+async fn a_diverged_untouched_column_is_reported_while_written(mode: &str, tag: &str) {
+    let w = Workload { diverge: Some((Duration::from_secs(4), 3)), ..Workload::lag_only(1..=6, UtimeType::BigintMs) };
+    diverged_rows_are_reported_while_written(mode, tag, w, Some("note")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binlog_hot_rows_whose_target_copy_stops_are_reported_while_written() {
+    stopped_copies_are_reported_while_written("binlog", "lag_stop_bl").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn binlog_hot_row_with_a_diverged_untouched_column_is_reported_while_written() {
-    let p = Pair::new("lag_col").await;
-    let w = Workload { diverge: Some((Duration::from_secs(4), 3)), ..Workload::lag_only(1..=6, UtimeType::BigintMs) };
-    w.create(&p).await;
-    config(&p);
-    let incr = start(&p, "binlog").await;
-    let run = {
-        let w = w.clone();
-        let p = &p;
-        async move { w.run(p).await }
-    };
-    let (ran, _) = tokio::join!(run, first_event_for(&p, 3, Duration::from_secs(40)));
-    assert!(ran.worst_late < Duration::from_millis(400), "the replayer fell behind by {:?}", ran.worst_late);
-    assert_reported_in_time(&p, &ran, 3, Some("note"));
-    let events = after_sentinel(&p, &w).await;
-    let keys: Vec<J> = events.iter().map(|e| e["key"].clone()).collect();
-    for k in [1, 2, 4, 5, 6] {
-        assert!(!keys.contains(&json!({ "id": k })), "id {k} only lagged: {:?}", kinds_and_keys(&events));
-    }
-    let (code, log) = incr.stop();
-    assert_eq!(code, Some(0), "{log}");
+    a_diverged_untouched_column_is_reported_while_written("binlog", "lag_col_bl").await;
+}
+
+/// Poll mode keeps the same promise where its observations allow (see README, "What poll mode cannot
+/// tell apart"): a stopped copy's utime falls behind, and `note` was held through every observation.
+#[tokio::test(flavor = "multi_thread")]
+async fn poll_hot_rows_whose_target_copy_stops_are_reported_while_written() {
+    stopped_copies_are_reported_while_written("poll", "lag_stop_poll").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poll_hot_row_with_a_diverged_untouched_column_is_reported_while_written() {
+    a_diverged_untouched_column_is_reported_while_written("poll", "lag_col_poll").await;
 }

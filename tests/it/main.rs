@@ -14,6 +14,7 @@ mod kafka;
 mod lagging;
 mod mapping;
 mod poll;
+mod restart;
 mod stream;
 mod summary;
 mod tls;

@@ -98,6 +98,7 @@ impl Settle {
                         next_check_ms: now + interval,
                         last,
                         versions: Some(s.versions()),
+                        observed: None,
                     });
                 }
                 (Some(old), m) => match old.versions.clone() {
@@ -320,6 +321,7 @@ mod tests {
             next_check_ms: 0,
             last: neq().unwrap(),
             versions: Some(seen(k, neq(), 0, 3, 1).versions()),
+            observed: None,
         };
         store.pending_put(&[entry(1), entry(2), entry(3)]).await.unwrap();
         *script.other.lock().unwrap() = (1..=3).map(|k| vec![Value::Int(k), Value::Int(99)]).collect();
