@@ -23,7 +23,59 @@ enum OutboxRecord {
 
 #[derive(Serialize, Deserialize)]
 enum PendingRecord {
-    V1(Pending),
+    V1(PendingV1),
+    /// adds binlog mode's versions (`Pending::versions`) and poll mode's observations (`Pending::observed`)
+    V2(Pending),
+}
+
+/// A pending re-check as format V1 stored it (before binlog and poll modes kept the row's versions).
+#[derive(Serialize, Deserialize)]
+struct PendingV1 {
+    table: String,
+    key: crate::key::Key,
+    mode: crate::deliver::event::Mode,
+    first_seen_ms: u64,
+    deadline_ms: u64,
+    next_check_ms: u64,
+    last: crate::deliver::event::Mismatch,
+}
+
+impl PendingRecord {
+    fn into_pending(self) -> Pending {
+        match self {
+            PendingRecord::V2(p) => p,
+            PendingRecord::V1(p) => Pending {
+                table: p.table,
+                key: p.key,
+                mode: p.mode,
+                first_seen_ms: p.first_seen_ms,
+                deadline_ms: p.deadline_ms,
+                next_check_ms: p.next_check_ms,
+                last: p.last,
+                versions: None,
+                observed: None,
+            },
+        }
+    }
+}
+
+/// The stored bytes of a pending re-check (always the newest record version).
+fn pending_bytes(p: &Pending) -> Vec<u8> {
+    encode(&PendingRecord::V2(p.clone()))
+}
+
+/// Rewrites V1 pending records as V2 once, at open: the compare-and-swap updates compare stored bytes
+/// with the newest encoding.
+fn upgrade_pending(tree: &sled::Tree) -> Result<()> {
+    for item in tree.iter() {
+        let (k, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
+        let record = decode::<PendingRecord>("a pending re-check", &v)?;
+        if matches!(record, PendingRecord::V1(_)) {
+            let p = record.into_pending();
+            tree.insert(k, pending_bytes(&p)).map_err(|e| Error::state("upgrading a pending re-check", e))?;
+        }
+    }
+    Ok(())
 }
 
 pub struct Store {
@@ -84,12 +136,14 @@ impl Store {
         let outbox = tree("outbox")?;
         let undecodable = tree("outbox_undecodable")?;
         let ledger = tree("ledger")?;
+        let pending = tree("pending")?;
+        upgrade_pending(&pending)?;
         let store = Store {
             outbox_len: AtomicUsize::new(outbox.len()),
             ledger_len: AtomicUsize::new(ledger.len()),
             ledger,
             outbox,
-            pending: tree("pending")?,
+            pending,
             progress: tree("progress")?,
             db,
             outbox_added: Notify::new(),
@@ -249,7 +303,7 @@ impl Store {
         }
         let mut batch = sled::Batch::default();
         for p in items {
-            batch.insert(Self::pending_key(&p.table, &p.key), encode(&PendingRecord::V1(p.clone())));
+            batch.insert(Self::pending_key(&p.table, &p.key), pending_bytes(p));
         }
         self.pending.apply_batch(batch).map_err(|e| Error::state("storing pending re-checks", e))?;
         self.flush().await
@@ -258,10 +312,7 @@ impl Store {
     /// The pending re-check of one key, if any.
     pub fn pending_get(&self, table: &str, key: &crate::key::Key) -> Result<Option<Pending>> {
         match self.pending.get(Self::pending_key(table, key)).map_err(|e| Error::state("reading a re-check", e))? {
-            Some(v) => {
-                let PendingRecord::V1(p) = decode("a pending re-check", &v)?;
-                Ok(Some(p))
-            }
+            Some(v) => Ok(Some(decode::<PendingRecord>("a pending re-check", &v)?.into_pending())),
             None => Ok(None),
         }
     }
@@ -271,8 +322,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.pending.iter() {
             let (_, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
-            let PendingRecord::V1(p) = decode("a pending re-check", &v)?;
-            out.push(p);
+            out.push(decode::<PendingRecord>("a pending re-check", &v)?.into_pending());
         }
         Ok(out)
     }
@@ -281,12 +331,17 @@ impl Store {
         self.pending.len()
     }
 
+    /// Whether no re-check is pending (cheap, unlike counting them).
+    pub fn pending_is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Removes each re-check only if the stored entry is still exactly `p` as it was read: one submitted
     /// for the same key since (a new mismatch) stays. Returns how many were removed.
     pub fn pending_remove_if_unchanged(&self, items: &[Pending]) -> Result<usize> {
         let mut removed = 0;
         for p in items {
-            let old = encode(&PendingRecord::V1(p.clone()));
+            let old = pending_bytes(p);
             let swapped = self
                 .pending
                 .compare_and_swap(Self::pending_key(&p.table, &p.key), Some(old), None::<Vec<u8>>)
@@ -306,8 +361,8 @@ impl Store {
             self.pending
                 .compare_and_swap(
                     Self::pending_key(&old.table, &old.key),
-                    Some(encode(&PendingRecord::V1(old.clone()))),
-                    Some(encode(&PendingRecord::V1(new.clone()))),
+                    Some(pending_bytes(old)),
+                    Some(pending_bytes(new)),
                 )
                 .map_err(|e| Error::state("updating a re-check", e))?
                 .ok();
@@ -446,6 +501,34 @@ mod tests {
             columns: vec![],
             detected_at_ms: 1,
         }
+    }
+
+    /// A pending record of format V1 (an earlier release) reads back, and the compare-and-swap removal
+    /// still finds it after the upgrade at open.
+    #[tokio::test]
+    async fn v1_pending_records_are_read_and_removable() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = PendingV1 {
+            table: "t".into(),
+            key: Key(vec![KeyVal::Int(7)]),
+            mode: Mode::Binlog,
+            first_seen_ms: 1,
+            deadline_ms: 2,
+            next_check_ms: 3,
+            last: crate::deliver::event::Mismatch { kind: EventType::Neq, columns: vec!["v".into()] },
+        };
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.pending.insert(Store::pending_key("t", &v1.key), encode(&PendingRecord::V1(v1))).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let all = s.pending_all().unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].versions.is_none());
+        assert!(all[0].observed.is_none());
+        assert_eq!(all[0].last.columns, vec!["v".to_string()]);
+        assert_eq!(s.pending_remove_if_unchanged(&all).unwrap(), 1);
+        assert!(s.pending_is_empty());
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@
 //! (a long transaction), or updated again with the very same utime after its pair was checked, is not
 //! seen until the next full pass.
 
-use crate::calendar::{civil_from_days, days_from_civil};
+use crate::calendar::civil_from_days;
 use crate::clock::now_ms;
 use crate::deliver::event::Mode;
 use crate::engine::Engine;
@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::key::{Key, KeyVal};
 use crate::mysql::db::{push_tuple_params, quote_ident, tuple_predicate, Db};
 use crate::mysql::kind::Kind;
-use crate::mysql::schema::{TablePlan, Utime};
+use crate::mysql::schema::{ticks, TablePlan, Utime};
 use crate::verdict::check::check_keys;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
@@ -93,21 +93,6 @@ async fn page(
     let sql = format!("SELECT {list} FROM {} WHERE {filter} ORDER BY {list} LIMIT {limit}", quote_ident(&plan.name));
     let rows = db.rows(&sql, params, &format!("polling `{}`", plan.name)).await?;
     Ok(rows.into_iter().map(|r| (KeyVal::from(&r[0]), Key::from_values(&r[1..]))).collect())
-}
-
-/// A utime as a number of its column's ticks (milliseconds for BIGINT, microseconds since 0000-01-01 for
-/// DATETIME/TIMESTAMP), for the overlap arithmetic. `None` for a value of another shape.
-pub fn ticks(v: &KeyVal) -> Option<i64> {
-    match v {
-        KeyVal::Int(i) => Some(*i),
-        KeyVal::UInt(u) => i64::try_from(*u).ok(),
-        KeyVal::Date(y, mo, d, h, mi, s, us) => {
-            let days = days_from_civil(i64::from(*y), i64::from(*mo), i64::from(*d));
-            let secs = days * 86_400 + i64::from(*h) * 3600 + i64::from(*mi) * 60 + i64::from(*s);
-            Some(secs * 1_000_000 + i64::from(*us))
-        }
-        _ => None,
-    }
 }
 
 /// The inverse of [`ticks`] for the column's kind.

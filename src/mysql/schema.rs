@@ -90,6 +90,23 @@ pub struct Utime {
     pub step: i64,
 }
 
+/// A utime as a number of its column's ticks (milliseconds for BIGINT, microseconds since 0000-01-01 for
+/// DATETIME/TIMESTAMP), for poll mode's overlap arithmetic and its settle rule. `None` for a value of another
+/// shape.
+pub fn ticks(v: &crate::key::KeyVal) -> Option<i64> {
+    use crate::key::KeyVal;
+    match v {
+        KeyVal::Int(i) => Some(*i),
+        KeyVal::UInt(u) => i64::try_from(*u).ok(),
+        KeyVal::Date(y, mo, d, h, mi, s, us) => {
+            let days = crate::calendar::days_from_civil(i64::from(*y), i64::from(*mo), i64::from(*d));
+            let secs = days * 86_400 + i64::from(*h) * 3600 + i64::from(*mi) * 60 + i64::from(*s);
+            Some(secs * 1_000_000 + i64::from(*us))
+        }
+        _ => None,
+    }
+}
+
 impl TablePlan {
     /// A column (named as the base side names it) as `side` names it.
     pub fn column_on(&self, side: Side, base_name: &str) -> String {

@@ -403,5 +403,7 @@ pub fn json_equal(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     }
 }
 
+pub mod digest;
+
 #[cfg(test)]
 mod tests;
