@@ -11,8 +11,9 @@
 //! (`history::record`, every column but the first compared, batches of 1000 keys).
 //! (scripts/bench-binlog.sh runs it beside python-mysql-replication on the same binlog.)
 
-use binlog_validator::feed::binlog::decode::{rows_event_images, rows_event_keys, TableShape};
+use binlog_validator::feed::binlog::decode::{rows_event_images, rows_event_keys};
 use binlog_validator::feed::binlog::history::{self, Compared, Histories};
+use binlog_validator::feed::binlog::shape::TableShape;
 use binlog_validator::mysql::kind::Kind;
 use futures_util::StreamExt;
 use mysql_async::binlog::events::EventData;

@@ -5,7 +5,8 @@
 use crate::harness::*;
 use binlog_validator::config::{Endpoint, TableConfig};
 use binlog_validator::error::Side as DbSide;
-use binlog_validator::feed::binlog::decode::{rows_event_images, rows_event_keys, Image, TableShape};
+use binlog_validator::feed::binlog::decode::{rows_event_images, rows_event_keys};
+use binlog_validator::feed::binlog::shape::{Image, TableShape};
 use binlog_validator::key::Key;
 use binlog_validator::mysql::db::{Db, Row};
 use binlog_validator::mysql::schema;

@@ -14,8 +14,9 @@
 //! - GTIDs: MariaDB's `domain-server-seq` state and MySQL's executed GTID set.
 
 use super::compressed;
-use super::decode::{ddl, maria_gtid, rows_event_keys, Ddl, DecodeError, TableShape};
+use super::decode::{ddl, maria_gtid, rows_event_keys, Ddl};
 use super::history::Compared;
+use super::shape::{DecodeError, TableShape};
 use crate::key::Key;
 use crate::mysql::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
 use mysql_async::binlog::events::{Event, EventData, QueryEvent, RotateEvent, TableMapEvent};
@@ -202,7 +203,7 @@ impl Assembler {
         match t {
             t if t == EventType::ROTATE_EVENT as u8 => {
                 let re: RotateEvent<'_> = event.read_event().map_err(io("a rotate event"))?;
-                self.file = super::reader::rotate_name(re.name_raw(), &self.known_files);
+                self.file = rotate_name(re.name_raw(), &self.known_files);
                 if !re.is_fake() {
                     self.shapes.clear();
                 }
@@ -530,9 +531,31 @@ pub fn maria_gtid_list(data: &[u8]) -> Option<MariaGtids> {
     Some(g)
 }
 
+/// The file name of a rotate event. The first (fake) rotate of a stream arrives with the 4 checksum bytes
+/// still attached to the name; they are cut when the name without them is a file the server lists, or
+/// when the name is not text.
+pub fn rotate_name(raw: &[u8], known: &[String]) -> String {
+    if raw.len() > 4 {
+        let cut = &raw[..raw.len() - 4];
+        let cut_str = String::from_utf8_lossy(cut);
+        if known.iter().any(|k| *k == cut_str) || std::str::from_utf8(raw).is_err() {
+            return cut_str.into_owned();
+        }
+    }
+    String::from_utf8_lossy(raw).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fake_rotate_checksum_bytes_are_cut() {
+        let known = vec!["mysql-bin.000001".to_string()];
+        assert_eq!(rotate_name(b"mysql-bin.000001\x01\x02\x03\x04", &known), "mysql-bin.000001");
+        assert_eq!(rotate_name(b"mysql-bin.000001\xff\x02\x03\x04", &[]), "mysql-bin.000001");
+        assert_eq!(rotate_name(b"mysql-bin.000002", &known), "mysql-bin.000002");
+    }
 
     #[test]
     fn statements_and_xids() {

@@ -3,7 +3,8 @@
 //! [`rows_event_keys`], [`rows_event_images`]), values normalised as the live stream normalises them.
 //! Compressed transactions are expanded as the live stream expands them.
 
-use super::decode::{rows_event_images, rows_event_keys, DecodeError, TableShape};
+use super::decode::{rows_event_images, rows_event_keys};
+use super::shape::{DecodeError, TableShape};
 use crate::key::Key;
 use mysql_async::binlog::events::{EventData, OptionalMetaExtractor, TableMapEvent, TransactionPayloadEvent};
 use mysql_async::binlog::EventType;

@@ -14,7 +14,7 @@
 //! Memory: a batch holds its keys already; per key this adds the latest version and 16 bytes per older
 //! version, not every image.
 
-use super::decode::{pair_keys, DecodeError, TableShape};
+use super::shape::{pair_keys, DecodeError, TableShape};
 use crate::key::{Key, KeyVal};
 use crate::mysql::kind::Kind;
 use crate::mysql::schema::TablePlan;
@@ -235,10 +235,10 @@ pub fn record(
     let mut changes = 0;
     for (b, a) in rows {
         changes += 1;
-        let key_of = |img: &super::decode::Image| -> Option<Key> {
+        let key_of = |img: &super::shape::Image| -> Option<Key> {
             key_idx.iter().map(|k| img[*k].as_ref().map(KeyVal::from)).collect::<Option<Vec<_>>>().map(Key)
         };
-        let values_of = |img: Option<&super::decode::Image>| match img {
+        let values_of = |img: Option<&super::shape::Image>| match img {
             None => Img::Absent,
             Some(img) => match cmp_idx.iter().map(|c| img[*c].clone()).collect::<Option<Vec<Value>>>() {
                 Some(v) => Img::Row(v),

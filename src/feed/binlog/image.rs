@@ -5,7 +5,7 @@
 //! it does not know (a partial JSON update, an unknown column type) returns `None` and the caller uses
 //! the full parser.
 
-use super::decode::{pair_keys, DecodeError, Image, TableShape};
+use super::shape::{pair_keys, DecodeError, Image, TableShape};
 use crate::key::{Key, KeyVal};
 use mysql_async::binlog::events::RowsEventData;
 use mysql_async::binlog::value::BinlogValue;

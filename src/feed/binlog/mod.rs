@@ -15,6 +15,7 @@
 //! the problem and the fix, and the reader stops with it.
 
 pub mod assemble;
+pub mod batch;
 pub mod compressed;
 pub mod decode;
 pub mod history;
@@ -22,6 +23,7 @@ pub mod image;
 pub mod normal;
 pub mod reader;
 pub mod recheck;
+pub mod shape;
 mod start;
 
 #[cfg(test)]
@@ -38,7 +40,7 @@ use crate::mysql::schema::TablePlan;
 use crate::verdict::check::{check_keys, row_identity};
 use crate::verdict::compare::compare_rows;
 use crate::verdict::settle::Seen;
-use assemble::{Boundary, Txn};
+use assemble::Txn;
 use futures_util::StreamExt;
 use history::{History, NoImage};
 use serde::{Deserialize, Serialize};
@@ -48,86 +50,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-pub use start::{current_position, resolve_start, Start, StartPoint};
+pub use batch::Batch;
+pub use start::{current_position, resolve_start, saved_checkpoint, Start, StartPoint, CHECKPOINT};
 
-/// State-store name of the binlog checkpoint.
-pub const CHECKPOINT: &str = "binlog/checkpoint";
 /// State-store prefix of prepared XA transactions whose keys wait for XA COMMIT/ROLLBACK.
 const XA_PREFIX: &str = "binlog/xa/";
 
 #[derive(Serialize, Deserialize)]
 enum XaRecord {
     V1(Txn),
-}
-
-/// Whole transactions, and the position after the last of them.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// keys to check now
-    pub txn: Txn,
-    /// changes deliberately not checked: they precede the requested start time
-    pub before_start: Txn,
-    pub end: Option<Checkpoint>,
-    /// the base's commit time of the transaction at `end` (seconds since the epoch)
-    pub end_ts: u32,
-    /// tables whose every row must be re-checked (TRUNCATE, DROP, CREATE, RENAME onto the name), and why
-    pub rechecks: Vec<(String, &'static str)>,
-    /// prepared XA transactions to hold durably, by record id (`xid@file:pos`)
-    pub holds: Vec<(String, Txn)>,
-    /// records whose held keys are in `txn`; they go once the checkpoint has passed this batch
-    pub releases: Vec<String>,
-    /// XA transactions ended here that were prepared before this validator saw them
-    pub unknown_xa: Vec<String>,
-    /// every base commit up to this time (ms) is in this batch or an earlier one (a heartbeat of an idle
-    /// stream moves it with no change at all)
-    pub horizon_ms: u64,
-}
-
-impl Batch {
-    pub fn key_count(&self) -> usize {
-        self.txn.keys.values().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.txn.is_empty()
-            && self.before_start.is_empty()
-            && self.end.is_none()
-            && self.rechecks.is_empty()
-            && self.holds.is_empty()
-            && self.releases.is_empty()
-            && self.unknown_xa.is_empty()
-            && self.horizon_ms == 0
-    }
-
-    /// Adds one finished transaction.
-    pub fn add(&mut self, b: Boundary) {
-        self.txn.merge(b.txn);
-        self.before_start.merge(b.before_start);
-        for d in &b.ddl {
-            if let Some(reason) = d.recheck_reason() {
-                self.rechecks.push((d.table().to_string(), reason));
-            }
-        }
-        if let Some(h) = b.hold {
-            self.holds.push(h);
-        }
-        if let Some(r) = b.release {
-            self.releases.push(r);
-        }
-        if let Some(x) = b.unknown_xa {
-            self.unknown_xa.push(x);
-        }
-        if b.end.is_some() {
-            self.end = b.end;
-            self.end_ts = b.ts;
-        }
-        self.horizon_ms = self.horizon_ms.max(b.horizon_ms);
-    }
-}
-
-/// The saved checkpoint, if any.
-pub fn saved_checkpoint(engine: &Engine) -> Result<Option<Checkpoint>> {
-    Ok(engine.store.get::<CheckpointRecord>(CHECKPOINT)?.map(|CheckpointRecord::V1(c)| c))
 }
 
 /// Prepared XA transactions recorded by earlier runs, by record id (`xid@file:pos`). When an XID has

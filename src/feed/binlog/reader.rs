@@ -3,9 +3,9 @@
 //! the last boundary it handed over, so no change is lost or skipped across a dropped connection.
 
 use super::assemble::{Assembler, Boundary, Step, Tracked};
+use super::batch::Batch;
 use super::decode::Ddl;
 use super::start::{binary_logs, Start};
-use super::Batch;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::mysql::position::{BinlogPos, GtidSet};
@@ -254,20 +254,6 @@ impl Reader {
     }
 }
 
-/// The file name of a rotate event. The first (fake) rotate of a stream arrives with the 4 checksum bytes
-/// still attached to the name; they are cut when the name without them is a file the server lists, or
-/// when the name is not text.
-pub fn rotate_name(raw: &[u8], known: &[String]) -> String {
-    if raw.len() > 4 {
-        let cut = &raw[..raw.len() - 4];
-        let cut_str = String::from_utf8_lossy(cut);
-        if known.iter().any(|k| *k == cut_str) || std::str::from_utf8(raw).is_err() {
-            return cut_str.into_owned();
-        }
-    }
-    String::from_utf8_lossy(raw).into_owned()
-}
-
 /// Classifies a stream error: error 1236 (the binlog is not available) is definite, with its own message.
 /// A MySQL GTID set in the form COM_BINLOG_DUMP_GTID takes.
 fn sids(set: &GtidSet) -> Vec<mysql_common::packets::Sid<'static>> {
@@ -291,17 +277,4 @@ fn stream_error(side: crate::error::Side, pos: &BinlogPos, e: mysql_async::Error
         }
     }
     Error::db(side, "reading the binlog", e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fake_rotate_checksum_bytes_are_cut() {
-        let known = vec!["mysql-bin.000001".to_string()];
-        assert_eq!(rotate_name(b"mysql-bin.000001\x01\x02\x03\x04", &known), "mysql-bin.000001");
-        assert_eq!(rotate_name(b"mysql-bin.000001\xff\x02\x03\x04", &[]), "mysql-bin.000001");
-        assert_eq!(rotate_name(b"mysql-bin.000002", &known), "mysql-bin.000002");
-    }
 }
