@@ -81,6 +81,11 @@ pub async fn run(engine: Engine, mut shutdown: watch::Receiver<bool>) {
                 tracing::warn!(error = %e, "cannot read the recorded re-checks");
             }
         }
+        // What is still recorded after the passes (not what was before them): the gauge must reach 0
+        // when the last re-check finished, not at the next wake.
+        if let Ok(left) = pending(&engine) {
+            engine.stats.rechecks_pending.store(left.len() as i64, std::sync::atomic::Ordering::Relaxed);
+        }
         let nap = if retry_later { Duration::from_secs(10) } else { Duration::from_secs(3600) };
         tokio::select! {
             _ = wake => {}
