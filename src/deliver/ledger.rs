@@ -220,6 +220,18 @@ impl Ledger {
         self.still_open(table, differ)
     }
 
+    /// Whether `table`'s row `key` is open already with this kind and these columns: a new event for it
+    /// would only repeat what the sink was told.
+    pub fn open_as(&self, table: &str, key: &Key, m: &Mismatch) -> Result<bool> {
+        if self.open_count() == 0 {
+            return Ok(false);
+        }
+        Ok(match self.store.ledger_get::<LedgerRecord>(&id(table, key))? {
+            Some(LedgerRecord::V1(row)) => row.kind == m.kind && row.columns == m.columns,
+            None => false,
+        })
+    }
+
     /// Open rows of `table` among the `differ` keys, refreshed as still different (last seen now).
     pub fn still_open(&self, table: &str, differ: &[(Key, Mismatch)]) -> Result<()> {
         if self.open_count() == 0 {

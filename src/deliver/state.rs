@@ -24,11 +24,11 @@ enum OutboxRecord {
 #[derive(Serialize, Deserialize)]
 enum PendingRecord {
     V1(PendingV1),
-    /// adds poll mode's observations (`Pending::observed`)
+    /// adds binlog mode's versions (`Pending::versions`) and poll mode's observations (`Pending::observed`)
     V2(Pending),
 }
 
-/// A pending re-check as format V1 stored it (before poll mode kept what its re-checks observed).
+/// A pending re-check as format V1 stored it (before binlog and poll modes kept the row's versions).
 #[derive(Serialize, Deserialize)]
 struct PendingV1 {
     table: String,
@@ -52,6 +52,7 @@ impl PendingRecord {
                 deadline_ms: p.deadline_ms,
                 next_check_ms: p.next_check_ms,
                 last: p.last,
+                versions: None,
                 observed: None,
             },
         }
@@ -523,6 +524,7 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         let all = s.pending_all().unwrap();
         assert_eq!(all.len(), 1);
+        assert!(all[0].versions.is_none());
         assert!(all[0].observed.is_none());
         assert_eq!(all[0].last.columns, vec!["v".to_string()]);
         assert_eq!(s.pending_remove_if_unchanged(&all).unwrap(), 1);

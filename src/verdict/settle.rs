@@ -1,6 +1,8 @@
 //! The settle stage: a mismatch seen while writes are in flight may be lag, not an inconsistency. Each one
 //! is persisted as pending, re-checked by key on both sides during the settle window, and reported (into
 //! the outbox) only if it still holds when the window ends. One that resolves is counted, not reported.
+//! Binlog mode's entries carry the versions the base went through and are judged by them instead
+//! ([`versioned`], rule in [`crate::verdict::versions`]).
 //!
 //! Pending re-checks live in the state store, so a crash or restart keeps them; a feed may move its
 //! checkpoint past a key as soon as [`Settle::submit`] returned for it.
@@ -22,10 +24,11 @@ use crate::deliver::metrics::Stats;
 use crate::deliver::state::Store;
 use crate::error::Result;
 use crate::key::Key;
-use crate::mysql::db::Db;
+use crate::mysql::db::{Db, Row};
 use crate::mysql::schema::{PlanSet, TablePlan};
 use crate::verdict::check::{check_keys, observe_keys};
 use crate::verdict::observed::{Judgement, Observed, Reading};
+use crate::verdict::versions::Versions;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -34,13 +37,22 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
+// Binlog entries: judged by the base's versions, re-checked on the other side only.
+mod versioned;
+pub use versioned::Seen;
+
 /// A mismatching key with what its rows looked like, when the reader can tell (poll mode's rule).
 pub type Observation = (Key, Mismatch, Option<Reading>);
 
-/// How a pass re-reads a batch of keys on both sides. Production uses [`BothSides`]; the seam lets a unit
-/// test run a pass with a deterministic interleaving (a submit landing during the re-check's reads).
+/// How a pass re-reads a batch of keys: on both sides ([`Recheck::check`]), with what the rows looked like
+/// ([`Recheck::observe`], poll entries), or on the other side only ([`Recheck::other_rows`], binlog
+/// entries, whose base side is their versions). Production uses [`BothSides`]; the seam lets a unit test
+/// run a pass with a deterministic interleaving (a submit landing during the re-check's reads) and with
+/// rows of its choosing.
 pub trait Recheck: Send + Sync {
     fn check<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<(Key, Mismatch)>>>;
+    /// The other side's rows with these keys (those that exist), as [`Db::read_keys`] reads them.
+    fn other_rows<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>>;
 
     /// Like [`Recheck::check`], with what each mismatching key's rows looked like, for poll mode's rule
     /// ([`crate::verdict::observed`]). A reader that cannot tell gives `None`: its entries are then
@@ -61,6 +73,10 @@ impl Recheck for BothSides {
         Box::pin(check_keys(&self.base, &self.other, plan, keys))
     }
 
+    fn other_rows<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(self.other.read_keys(plan, keys))
+    }
+
     fn observe<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Observation>>> {
         Box::pin(async move {
             let found = observe_keys(&self.base, &self.other, plan, keys).await?;
@@ -79,6 +95,9 @@ pub struct Pending {
     pub deadline_ms: u64,
     pub next_check_ms: u64,
     pub last: Mismatch,
+    /// Binlog mode: the versions the base went through ([`crate::verdict::versions`]); re-checks then
+    /// read the other side only. `None`: re-checked on both sides.
+    pub versions: Option<Versions>,
     /// Poll mode: what its re-checks observed of the base (its settle rule, [`crate::verdict::observed`]).
     /// `None` for other modes, and for poll entries stored before it existed (judged by the deadline).
     pub observed: Option<Observed>,
@@ -102,6 +121,8 @@ pub struct Settle {
     wake: Notify,
     /// Signalled after each pass, so waiters can see the pending set shrink.
     passed: Notify,
+    /// Binlog mode: every base commit up to this time (ms) has been read and handed to this stage.
+    binlog_horizon: AtomicU64,
 }
 
 /// What the settle stage needs to know besides its store and readers.
@@ -162,6 +183,7 @@ impl Settle {
             stats,
             wake: Notify::new(),
             passed: Notify::new(),
+            binlog_horizon: AtomicU64::new(0),
         }
     }
 
@@ -195,6 +217,7 @@ impl Settle {
                 deadline_ms: now + window,
                 next_check_ms: now + (self.interval.as_millis() as u64).min(window),
                 last,
+                versions: None,
                 observed: (mode == Mode::Poll).then(Observed::default),
             })
             .collect();
@@ -362,6 +385,15 @@ impl Settle {
     /// Re-checks entries; reports those whose window ended, drops those that resolved. Returns when the
     /// earliest entry kept falls due.
     async fn recheck(&self, plan: &TablePlan, items: &[Pending]) -> Result<Option<u64>> {
+        let (versioned, items): (Vec<Pending>, Vec<Pending>) =
+            items.iter().cloned().partition(|p| p.versions.is_some());
+        let mut next = None;
+        if !versioned.is_empty() {
+            next = self.recheck_versions(plan, &versioned).await?;
+        }
+        if items.is_empty() {
+            return Ok(next);
+        }
         let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
         // Poll entries need what the rows looked like (observed.rs); the others only the mismatches.
         let found = if items.iter().any(|p| p.observed.is_some()) {
@@ -372,8 +404,8 @@ impl Settle {
         let still: HashMap<Vec<u8>, (Mismatch, Option<Reading>)> =
             found.into_iter().map(|(k, m, r)| (k.canonical(), (m, r))).collect();
         let now = now_ms();
-        let (mut resolved, mut report, mut reported, mut keep) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for p in items {
+        let Concluded { mut resolved, mut report, mut reported, mut keep } = Concluded::default();
+        for p in &items {
             match still.get(&p.key.canonical()) {
                 None => resolved.push(p.clone()),
                 // ---- poll mode's rule (observed.rs): judged by the versions observed, not the deadline.
@@ -410,18 +442,24 @@ impl Settle {
                 )),
             }
         }
-        // Into the outbox first, then out of pending: a crash in between reports twice, never zero times.
-        // Each entry leaves (or changes) only if it is still the one read above: a mismatch submitted for
-        // the same key meanwhile is newer than these reads and must not vanish unreported.
-        self.report(&plan.key, &report, now).await?;
-        self.store.pending_remove_if_unchanged(&reported)?;
-        let gone = self.store.pending_remove_if_unchanged(&resolved)?;
+        let kept = self.conclude(plan, now, Concluded { report, reported, resolved, keep }).await?;
+        Ok(earliest(next, kept))
+    }
+
+    /// Stores what a re-check decided. Into the outbox first, then out of pending: a crash in between
+    /// reports twice, never zero times. Each entry leaves (or changes) only if it is still the one read: a
+    /// mismatch submitted for the same key meanwhile is newer than these reads and must not vanish
+    /// unreported. Returns when the earliest entry kept falls due.
+    async fn conclude(&self, plan: &TablePlan, now: u64, c: Concluded) -> Result<Option<u64>> {
+        self.report(&plan.key, &c.report, now).await?;
+        self.store.pending_remove_if_unchanged(&c.reported)?;
+        let gone = self.store.pending_remove_if_unchanged(&c.resolved)?;
         self.stats.resolved.fetch_add(gone as u64, Relaxed);
         // A row reported earlier that is equal now closes in the ledger.
-        let equal: Vec<Key> = resolved.iter().map(|p| p.key.clone()).collect();
+        let equal: Vec<Key> = c.resolved.iter().map(|p| p.key.clone()).collect();
         self.ledger.close_equal(&plan.name, &equal, &[]).await?;
-        self.store.pending_replace_if_unchanged(&keep).await?;
-        Ok(keep.iter().map(|(_, p)| p.next_check_ms).min())
+        self.store.pending_replace_if_unchanged(&c.keep).await?;
+        Ok(c.keep.iter().map(|(_, p)| p.next_check_ms).min())
     }
 
     /// Turns mismatches into events, stored durably in the outbox.
@@ -450,6 +488,25 @@ impl Settle {
             tracing::info!(table = %e.table, kind = e.kind.as_str(), "inconsistency reported");
         }
         Ok(())
+    }
+}
+
+/// What a re-check decided for its entries.
+#[derive(Default)]
+struct Concluded {
+    /// to report (with the mismatch last seen)
+    report: Vec<Pending>,
+    /// the entries as read, of those reported (removed if unchanged)
+    reported: Vec<Pending>,
+    resolved: Vec<Pending>,
+    /// (as read, as kept)
+    keep: Vec<(Pending, Pending)>,
+}
+
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
     }
 }
 
@@ -526,6 +583,10 @@ mod tests {
                 Ok(self.still.clone())
             })
         }
+
+        fn other_rows<'a>(&'a self, _: &'a TablePlan, _: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
     }
 
     fn due(k: i64, kind: EventType, deadline_ms: u64) -> Pending {
@@ -537,6 +598,7 @@ mod tests {
             deadline_ms,
             next_check_ms: 0,
             last: mismatch(kind),
+            versions: None,
             observed: None,
         }
     }

@@ -8,11 +8,14 @@
 //! - the other side equals the current version: resolved;
 //! - it matches an older version `v`: it lags by `now - superseded(v)`; kept while that is at most the
 //!   window, reported once it is more;
-//! - it matches no version known here: it was superseded before the entry's oldest version was (or never
-//!   existed on the base), so it is reported once `now - floor` exceeds the window, `floor` being when the
-//!   entry's oldest version was superseded. The entry must also have been pending for a window in wall-clock
-//!   time, so a reader that trails the other side's replication gets a window to hand the newer versions
-//!   over before the other side's newer copy counts as unknown.
+//! - it matches no version known here. If the binlog has been read (and merged into the entries) up to
+//!   the time of the read (the *horizon*), it was superseded before the entry's oldest version was (or
+//!   never existed on the base), so it is reported once `now - floor` exceeds the window, `floor` being
+//!   when the entry's oldest version was superseded (and the entry has been pending for a window). If the
+//!   reader is behind the other side's replication, the other side may show a version not read yet: the
+//!   sighting is kept as a *suspect* (its digest and time) and judged once the horizon passes its time,
+//!   against the versions known by then: by its lag then, or as unknown then. So a validator that falls
+//!   behind the other side never mistakes the other side's newer copy for a difference.
 //!
 //! A later change of a pending key adds its versions ([`Versions::merge`]): it never restarts the window
 //! and never loses the entry. Pure (the clock is a parameter), so every case is unit-tested.
@@ -39,6 +42,35 @@ pub struct Versions {
     pub older: Vec<Version>,
     /// When the oldest version this entry ever knew was superseded (pruning never moves it).
     pub floor_ms: u64,
+    /// Sightings of the other side showing a version unknown when it was read, while the binlog was not
+    /// read up to that time yet: judged once it is (at most [`SUSPECTS`], the newest).
+    pub suspects: Vec<Suspect>,
+}
+
+/// The other side seen showing version `digest` at `at_ms`, before the binlog was read up to then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspect {
+    pub digest: Option<u64>,
+    pub at_ms: u64,
+}
+
+/// Suspects kept per entry: one per re-check while the reader is behind; older ones go first (a later
+/// sighting of a real difference is judged as surely).
+pub const SUSPECTS: usize = 16;
+
+/// What a re-check saw, and how far the binlog has been read.
+#[derive(Clone, Copy, Debug)]
+pub struct Sighting {
+    /// the compare core found the other side equal to the current version
+    pub is_current: bool,
+    /// digest of the other side's row (`None`: absent)
+    pub other: Option<u64>,
+    /// digest of the current version (`None`: absent)
+    pub current: Option<u64>,
+    /// when the other side was read
+    pub now: u64,
+    /// every base commit up to this time has been read and merged into the entries
+    pub horizon: u64,
 }
 
 /// What a re-check decides for a pending row.
@@ -59,7 +91,7 @@ impl Versions {
     pub fn new(current: Option<Vec<KeyVal>>, older: Vec<Version>) -> Versions {
         let since_ms = older.iter().map(|v| v.superseded_ms).max().unwrap_or(0);
         let floor_ms = older.iter().map(|v| v.superseded_ms).min().unwrap_or(since_ms);
-        Versions { current, since_ms, older, floor_ms }
+        Versions { current, since_ms, older, floor_ms, suspects: Vec::new() }
     }
 
     /// Adds the versions of a later (or, when batches are judged out of order, an earlier) batch. The
@@ -70,42 +102,75 @@ impl Versions {
         let (mut early, late) = if other.since_ms >= mine.since_ms { (mine, other) } else { (other, mine) };
         early.older.extend(late.older);
         early.older.sort_by_key(|v| v.superseded_ms);
+        let mut suspects = early.suspects;
+        suspects.extend(late.suspects);
+        suspects.sort_by_key(|s| s.at_ms);
         *self = Versions {
             current: late.current,
             since_ms: late.since_ms.max(early.since_ms),
             older: early.older,
             floor_ms: early.floor_ms.min(late.floor_ms),
+            suspects,
         };
     }
 
-    /// Drops older versions superseded more than `window_ms` before `now`: the other side showing one of
-    /// them is reported either way (by its lag, or as unknown past the floor, which stays).
+    /// Drops older versions superseded more than `window_ms` before `now` (or before the oldest suspect,
+    /// which is judged against the versions of its own time): the other side showing one of them is
+    /// reported either way (by its lag, or as unknown past the floor, which stays).
     pub fn prune(&mut self, now: u64, window_ms: u64) {
-        let horizon = now.saturating_sub(window_ms);
+        let from = self.suspects.iter().map(|s| s.at_ms).min().unwrap_or(now).min(now);
+        let horizon = from.saturating_sub(window_ms);
         self.older.retain(|v| v.superseded_ms >= horizon);
     }
 
-    /// The rule (see the module doc). `is_current`: the compare core found the other side equal to the
-    /// current version; `other`: the digest of the other side's row (`None`: absent); `first_seen_ms`:
-    /// when the entry became pending.
-    pub fn judge(
-        &self,
-        is_current: bool,
-        other: Option<u64>,
-        first_seen_ms: u64,
-        now: u64,
-        window_ms: u64,
-    ) -> Judgement {
-        if is_current {
+    /// How far the other side lagged when it showed `digest` at `at`: 0 for the current version or one
+    /// current then; `None` when no version known has that digest.
+    fn lag_at(&self, digest: Option<u64>, current: Option<u64>, at: u64) -> Option<u64> {
+        // The newest match: a value the row took twice is judged by its later supersession (least lag).
+        match self.older.iter().rev().find(|v| v.digest == digest) {
+            Some(v) => Some(at.saturating_sub(v.superseded_ms)),
+            None if digest == current => Some(0),
+            None => None,
+        }
+    }
+
+    /// The rule (see the module doc); `first_seen_ms`: when the entry became pending. Suspects the
+    /// horizon has passed are judged (and dropped); a sighting of an unknown version beyond the horizon
+    /// becomes one.
+    pub fn judge(&mut self, s: Sighting, first_seen_ms: u64, window_ms: u64) -> Judgement {
+        if s.is_current {
             return Judgement::Resolved;
         }
-        // The newest match: a value the row took twice is judged by its later supersession (least lag).
-        if let Some(v) = self.older.iter().rev().find(|v| v.digest == other) {
-            let due = v.superseded_ms + window_ms + 1;
-            return if now >= due { Judgement::Report } else { Judgement::Keep { due_ms: due } };
+        // Unknown past the floor, at `at`: a version the base did not hold within the window.
+        let start = self.floor_ms.max(first_seen_ms);
+        let too_old = |lag: Option<u64>, at: u64| match lag {
+            Some(lag) => lag > window_ms,
+            None => at.saturating_sub(start) > window_ms,
+        };
+        let mut report = false;
+        let (ripe, waiting): (Vec<Suspect>, Vec<Suspect>) =
+            std::mem::take(&mut self.suspects).into_iter().partition(|x| x.at_ms <= s.horizon);
+        self.suspects = waiting;
+        for x in ripe {
+            report |= too_old(self.lag_at(x.digest, s.current, x.at_ms), x.at_ms);
         }
-        let due = self.floor_ms.max(first_seen_ms) + window_ms + 1;
-        if now >= due {
+        if report {
+            return Judgement::Report;
+        }
+        if let Some(v) = self.older.iter().rev().find(|v| v.digest == s.other) {
+            let due = v.superseded_ms + window_ms + 1;
+            return if s.now >= due { Judgement::Report } else { Judgement::Keep { due_ms: due } };
+        }
+        if s.now > s.horizon {
+            // The reader may not have handed the version over yet: judged once it has.
+            if self.suspects.len() >= SUSPECTS {
+                self.suspects.remove(0);
+            }
+            self.suspects.push(Suspect { digest: s.other, at_ms: s.now });
+            return Judgement::Keep { due_ms: u64::MAX };
+        }
+        let due = start + window_ms + 1;
+        if s.now >= due {
             Judgement::Report
         } else {
             Judgement::Keep { due_ms: due }
@@ -133,23 +198,27 @@ mod tests {
         Versions::new(cur(to as i64), (from..to).map(|n| v(n, 10 * (n + 1))).collect())
     }
 
+    /// What a re-check sees: the other side's version number (`None`: absent), the current one's.
+    fn sight(other: Option<u64>, current: u64, now: u64, horizon: u64) -> Sighting {
+        Sighting { is_current: other == Some(current), other, current: Some(current), now, horizon }
+    }
+
     /// Simulates re-checks every 250 ms for `until` ms while the other side shows what `shows(now)` says
-    /// (the version number, or u64::MAX for one the base never held); new versions arrive every 100 ms.
-    /// Returns when the row was first reported.
-    fn run(until: u64, shows: impl Fn(u64) -> u64) -> Option<u64> {
+    /// (the version number, or u64::MAX for one the base never held); the reader hands new versions over
+    /// every 100 ms, `behind` ms after their commit. Returns when the row was first reported.
+    fn run(until: u64, behind: u64, shows: impl Fn(u64) -> u64) -> Option<u64> {
         let mut entry = hot(0, 10);
         let first_seen = 100;
         let mut known = 10;
-        let mut now = 100;
+        let mut now = 100 + behind;
         while now <= until {
-            let newest = now / 10;
+            let horizon = now - behind;
+            let newest = horizon / 10;
             if newest >= known + 10 {
                 entry.merge(hot(known, newest));
                 known = newest;
             }
-            let target = shows(now);
-            let is_current = target == known;
-            match entry.judge(is_current, Some(target), first_seen, now, WINDOW) {
+            match entry.judge(sight(Some(shows(now)), known, now, horizon), first_seen, WINDOW) {
                 Judgement::Report => return Some(now),
                 Judgement::Resolved | Judgement::Keep { .. } => {}
             }
@@ -162,15 +231,24 @@ mod tests {
     #[test]
     fn a_hot_row_that_only_lags_is_never_reported() {
         // The other side replays 300 ms late: it shows the version current at now - 300.
-        assert_eq!(run(20_000, |now| now.saturating_sub(300) / 10), None);
+        assert_eq!(run(20_000, 0, |now| now.saturating_sub(300) / 10), None);
         // Lag just under the window, too.
-        assert_eq!(run(20_000, |now| (now.saturating_sub(990)) / 10), None);
+        assert_eq!(run(20_000, 0, |now| (now.saturating_sub(990)) / 10), None);
+    }
+
+    #[test]
+    fn a_validator_behind_the_other_side_does_not_take_its_newer_copy_for_a_difference() {
+        // The reader hands versions over 500 ms after their commit; the other side is only 300 ms late.
+        assert_eq!(run(20_000, 500, |now| now.saturating_sub(300) / 10), None);
+        // A real difference is still found, once the reader has caught up with the sighting.
+        let at = run(20_000, 500, |_| u64::MAX).expect("reported");
+        assert!(at <= 100 + WINDOW + 500 + 2 * 250, "{at}");
     }
 
     #[test]
     fn a_target_that_stopped_is_reported_once_its_version_is_superseded_longer_than_the_window() {
         // Replays 300 ms late until t=5000, then stops: it shows version 470 for good, superseded at 4710.
-        let at = run(20_000, |now| if now < 5_000 { now.saturating_sub(300) / 10 } else { 470 }).expect("reported");
+        let at = run(20_000, 0, |now| if now < 5_000 { now.saturating_sub(300) / 10 } else { 470 }).expect("reported");
         assert!(at > 4_710 + WINDOW, "not before its version is a window old: {at}");
         assert!(at <= 4_710 + WINDOW + 250, "within one re-check of that: {at}");
     }
@@ -178,23 +256,34 @@ mod tests {
     #[test]
     fn an_unknown_version_is_reported_after_the_window() {
         // A column the writes never touch differs: no version of the base matches, ever.
-        let at = run(20_000, |_| u64::MAX).expect("reported");
+        let at = run(20_000, 0, |_| u64::MAX).expect("reported");
         assert!(at > 100 + WINDOW && at <= 100 + WINDOW + 250, "{at}");
         // Directly: unknown, the oldest version superseded at 10 and first seen at 100.
-        let e = hot(0, 10);
-        assert_eq!(e.judge(false, Some(999), 100, 1_100, WINDOW), Judgement::Keep { due_ms: 1_101 });
-        assert_eq!(e.judge(false, Some(999), 100, 1_101, WINDOW), Judgement::Report);
+        let mut e = hot(0, 10);
+        assert_eq!(e.judge(sight(Some(999), 10, 1_100, 1_100), 100, WINDOW), Judgement::Keep { due_ms: 1_101 });
+        assert_eq!(e.judge(sight(Some(999), 10, 1_101, 1_101), 100, WINDOW), Judgement::Report);
         // Absent on the other side, and the row existed all along: unknown too.
-        assert_eq!(e.judge(false, None, 100, 1_101, WINDOW), Judgement::Report);
+        assert_eq!(e.judge(sight(None, 10, 1_101, 1_101), 100, WINDOW), Judgement::Report);
+        // Beyond the horizon it waits as a suspect, and is reported once the horizon passes it.
+        assert_eq!(e.judge(sight(Some(999), 10, 1_200, 1_150), 100, WINDOW), Judgement::Keep { due_ms: u64::MAX });
+        assert_eq!(e.suspects, vec![Suspect { digest: Some(999), at_ms: 1_200 }]);
+        assert_eq!(e.judge(sight(Some(5), 10, 1_300, 1_250), 100, WINDOW), Judgement::Report);
+        // A suspect that turns out to be a version read since is judged by its lag then.
+        let mut e = hot(0, 10);
+        assert!(matches!(e.judge(sight(Some(12), 10, 300, 200), 100, WINDOW), Judgement::Keep { .. }));
+        e.merge(hot(10, 20));
+        assert!(matches!(e.judge(sight(Some(15), 20, 400, 400), 100, WINDOW), Judgement::Keep { .. }));
+        assert!(e.suspects.is_empty());
     }
 
     #[test]
     fn an_insert_not_yet_replayed_is_lag() {
         // Inserted at 50 (before: absent); the other side has no row yet.
-        let e = Versions::new(cur(1), vec![Version { digest: None, superseded_ms: 50 }]);
-        assert_eq!(e.judge(false, None, 60, 900, WINDOW), Judgement::Keep { due_ms: 1_051 });
-        assert_eq!(e.judge(false, None, 60, 1_051, WINDOW), Judgement::Report);
-        assert_eq!(e.judge(true, Some(7), 60, 5_000, WINDOW), Judgement::Resolved);
+        let mut e = Versions::new(cur(1), vec![Version { digest: None, superseded_ms: 50 }]);
+        let absent = |now| Sighting { is_current: false, other: None, current: Some(1), now, horizon: now };
+        assert_eq!(e.judge(absent(900), 60, WINDOW), Judgement::Keep { due_ms: 1_051 });
+        assert_eq!(e.judge(absent(1_051), 60, WINDOW), Judgement::Report);
+        assert_eq!(e.judge(Sighting { is_current: true, ..absent(5_000) }, 60, WINDOW), Judgement::Resolved);
     }
 
     #[test]
@@ -208,7 +297,7 @@ mod tests {
             assert_eq!(e.floor_ms, floor, "the window is not restarted");
         }
         assert_eq!(format!("{:?}", e.current), format!("{:?}", cur(500)));
-        assert_eq!(e.judge(false, Some(u64::MAX), 100, 5_000, WINDOW), Judgement::Report);
+        assert_eq!(e.judge(sight(Some(u64::MAX), 500, 5_000, 5_000), 100, WINDOW), Judgement::Report);
         // The versions of the window are all there, in order.
         assert_eq!(e.older.first().map(|v| v.digest), Some(Some(399)));
         assert!(e.older.windows(2).all(|w| w[0].superseded_ms <= w[1].superseded_ms));

@@ -295,16 +295,6 @@ impl Incr {
         self.lines.lock().unwrap().join("\n")
     }
 
-    /// Waits until a stderr line contains `needle` (the `n`-th such line).
-    pub async fn wait_log(&self, needle: &str, n: usize) {
-        let what = format!("`{needle}` in the validator's log");
-        eventually(Duration::from_secs(60), &what, || async {
-            (self.lines.lock().unwrap().iter().filter(|l| l.contains(needle)).count() >= n).then_some(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.log()));
-    }
-
     /// SIGTERM, then the exit code.
     pub fn stop(mut self) -> (Option<i32>, String) {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();

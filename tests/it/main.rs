@@ -9,6 +9,7 @@ mod conformance;
 mod cutover;
 mod full;
 mod harness;
+mod images;
 mod kafka;
 mod lagging;
 mod mapping;

@@ -231,6 +231,9 @@ fn stats_json(app: &App) -> serde_json::Value {
         "open_ledger_rows": e.settle.ledger().open_count(),
         "base_queries": e.base.queries.load(Relaxed),
         "base_rows_read": e.base.rows_read.load(Relaxed),
+        "base_reads_fallback": s.base_read_fallback_counts().iter().map(|(t, w, n)| serde_json::json!({"table": t, "reason": w, "count": n})).collect::<Vec<_>>(),
+        "confirm_overturned": s.confirm_overturned.load(Relaxed),
+        "reports_already_open": s.reports_already_open.load(Relaxed),
         "ledger_rows_closed": s.ledger_closed.load(Relaxed),
         "resolved_events": s.resolved_sent.load(Relaxed),
         "binlog_lag_seconds": s.binlog_lag_ms.load(Relaxed) as f64 / 1000.0,
@@ -243,7 +246,8 @@ async fn stats(State(app): State<App>) -> Response {
 
 async fn prometheus(State(app): State<App>) -> Response {
     let e = app.scheduler.engine();
-    let text = metrics::render(&e.stats, e.store.outbox_len());
+    let base = metrics::Load { queries: e.base.queries.load(Relaxed), rows: e.base.rows_read.load(Relaxed) };
+    let text = metrics::render(&e.stats, e.store.outbox_len(), base);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -242,6 +242,7 @@ fn assemble(name: &str, database: &str, tables: &[(&str, &[&str])]) -> Vec<super
     let tracked = Tracked {
         database: database.into(),
         tables: tables.iter().map(|(t, k)| (t.to_string(), k.iter().map(|c| c.to_string()).collect())).collect(),
+        plans: None,
     };
     let mut a = Assembler::new(tracked, name.into(), Default::default(), None);
     let file = std::fs::File::open(fixture(name)).expect("fixture");

@@ -52,6 +52,8 @@ impl Reader {
             database: engine.base.database.clone(),
             // By the base side's names: the binlog is the base's.
             tables: engine.plans.all().iter().map(|p| (p.name.clone(), p.key.clone())).collect(),
+            // The row images stand for the base side: each key's versions come with it.
+            plans: Some(engine.plans.clone()),
         };
         let mut assembler = Assembler::new(tracked, start.pos.file.clone(), held, start.skip_before);
         // The GTID state at the start; from then on the assembler keeps it, across reconnects too (a
@@ -156,10 +158,17 @@ impl Reader {
             let ts = header.timestamp();
             if header.event_type_raw() == EventType::HEARTBEAT_EVENT as u8 {
                 self.engine.stats.binlog_lag_ms.store(0, Relaxed);
+                // Idle and caught up: every commit so far has been read. The mark travels behind the
+                // batches before it, so the settle stage learns it once their verdicts are in.
+                if !self.assembler.in_transaction() {
+                    self.batch.horizon_ms = self.batch.horizon_ms.max(crate::clock::now_ms());
+                    self.hand_over().await?;
+                }
             } else if ts > 0 {
                 let lag = crate::clock::now_ms() as i64 - i64::from(ts) * 1000;
                 self.engine.stats.binlog_lag_ms.store(lag.max(0), Relaxed);
             }
+            self.assembler.read_ms = crate::clock::now_ms();
             let step =
                 self.assembler.feed(&event, |id| stream.get_tme(id)).map_err(|e| Error::Binlog(e.to_string()))?;
             let Step::Boundary(b) = step else {

@@ -163,7 +163,7 @@ mod tests {
         for (k, a, b) in cases {
             let kinds = [(k, k)];
             assert_eq!(
-                compare_rows(&kinds, Some(&[a.clone()]), Some(&[b.clone()])),
+                compare_rows(&kinds, Some(std::slice::from_ref(&a)), Some(std::slice::from_ref(&b))),
                 crate::verdict::compare::Outcome::Equal
             );
             assert_eq!(d(&kinds, Side::Base, vec![a.clone()]), d(&kinds, Side::Other, vec![b.clone()]), "{a:?} {b:?}");

@@ -14,6 +14,10 @@ impl Recheck for Scripted {
         Box::pin(async move { Ok(self.0.iter().map(|(k, _)| (k.clone(), mismatch(EventType::Neq))).collect()) })
     }
 
+    fn other_rows<'a>(&'a self, _: &'a TablePlan, _: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     fn observe<'a>(&'a self, _: &'a TablePlan, _: &'a [Key]) -> BoxFuture<'a, Result<Vec<Observation>>> {
         Box::pin(async move {
             Ok(self.0.iter().map(|(k, r)| (k.clone(), mismatch(EventType::Neq), Some(r.clone()))).collect())
@@ -46,6 +50,7 @@ fn entry(k: i64, mode: Mode, deadline_ms: u64, observed: Option<Observed>) -> Pe
         deadline_ms,
         next_check_ms: 0,
         last: mismatch(EventType::Neq),
+        versions: None,
         observed,
     }
 }
