@@ -65,6 +65,8 @@ impl Running {
             ))
         })?;
         let store = Arc::new(Store::open(&cfg.state.dir)?);
+        // Older pending records become the newest version before settle's first compare-and-swap.
+        store.pending_upgrade::<crate::verdict::settle::Pending>()?;
         let sink = AnySink::from_config(&cfg.sink)?;
         let (base, other) = (Arc::new(base), Arc::new(other));
         let ledger_cfg = crate::deliver::ledger::LedgerConfig {

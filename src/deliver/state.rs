@@ -7,11 +7,22 @@
 
 use crate::deliver::event::Event;
 use crate::error::{Error, Result};
-use crate::verdict::settle::Pending;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Notify;
+
+/// A pending re-check as the store files it: by table and key, as bytes. Its record type (versioned, able
+/// to read its older versions) belongs to the stage that keeps pending re-checks
+/// ([`crate::verdict::settle`]); the store files, swaps and returns them without knowing their fields.
+pub trait PendingEntry: Sized {
+    fn table(&self) -> &str;
+    fn key(&self) -> &crate::key::Key;
+    /// The stored bytes, always in the newest record version (compare-and-swaps compare them).
+    fn to_bytes(&self) -> Vec<u8>;
+    /// Reads a stored record of any version.
+    fn from_bytes(bytes: &[u8]) -> Result<Self>;
+}
 
 /// Store layout version, kept in the `meta` tree.
 const FORMAT: u32 = 1;
@@ -19,63 +30,6 @@ const FORMAT: u32 = 1;
 #[derive(Serialize, Deserialize)]
 enum OutboxRecord {
     V1(Event),
-}
-
-#[derive(Serialize, Deserialize)]
-enum PendingRecord {
-    V1(PendingV1),
-    /// adds binlog mode's versions (`Pending::versions`) and poll mode's observations (`Pending::observed`)
-    V2(Pending),
-}
-
-/// A pending re-check as format V1 stored it (before binlog and poll modes kept the row's versions).
-#[derive(Serialize, Deserialize)]
-struct PendingV1 {
-    table: String,
-    key: crate::key::Key,
-    mode: crate::deliver::event::Mode,
-    first_seen_ms: u64,
-    deadline_ms: u64,
-    next_check_ms: u64,
-    last: crate::deliver::event::Mismatch,
-}
-
-impl PendingRecord {
-    fn into_pending(self) -> Pending {
-        match self {
-            PendingRecord::V2(p) => p,
-            PendingRecord::V1(p) => Pending {
-                table: p.table,
-                key: p.key,
-                mode: p.mode,
-                first_seen_ms: p.first_seen_ms,
-                deadline_ms: p.deadline_ms,
-                next_check_ms: p.next_check_ms,
-                last: p.last,
-                versions: None,
-                observed: None,
-            },
-        }
-    }
-}
-
-/// The stored bytes of a pending re-check (always the newest record version).
-fn pending_bytes(p: &Pending) -> Vec<u8> {
-    encode(&PendingRecord::V2(p.clone()))
-}
-
-/// Rewrites V1 pending records as V2 once, at open: the compare-and-swap updates compare stored bytes
-/// with the newest encoding.
-fn upgrade_pending(tree: &sled::Tree) -> Result<()> {
-    for item in tree.iter() {
-        let (k, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
-        let record = decode::<PendingRecord>("a pending re-check", &v)?;
-        if matches!(record, PendingRecord::V1(_)) {
-            let p = record.into_pending();
-            tree.insert(k, pending_bytes(&p)).map_err(|e| Error::state("upgrading a pending re-check", e))?;
-        }
-    }
-    Ok(())
 }
 
 pub struct Store {
@@ -97,11 +51,13 @@ pub struct Store {
     sink_refused: std::sync::OnceLock<String>,
 }
 
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+/// Decodes a stored record (postcard); `what` names it in the error.
+pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|source| Error::Decode { what: what.into(), source })
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+/// Encodes a record for storing (postcard).
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Encoding owned, well-formed values into a Vec cannot fail.
     postcard::to_allocvec(v).unwrap_or_default()
 }
@@ -137,7 +93,6 @@ impl Store {
         let undecodable = tree("outbox_undecodable")?;
         let ledger = tree("ledger")?;
         let pending = tree("pending")?;
-        upgrade_pending(&pending)?;
         let store = Store {
             outbox_len: AtomicUsize::new(outbox.len()),
             ledger_len: AtomicUsize::new(ledger.len()),
@@ -289,7 +244,7 @@ impl Store {
 
     // ---- pending re-checks --------------------------------------------------------------------------
 
-    fn pending_key(table: &str, key: &crate::key::Key) -> Vec<u8> {
+    pub fn pending_key(table: &str, key: &crate::key::Key) -> Vec<u8> {
         let mut k = table.as_bytes().to_vec();
         k.push(0);
         k.extend(key.canonical());
@@ -297,34 +252,47 @@ impl Store {
     }
 
     /// Stores (or replaces) pending re-checks durably.
-    pub async fn pending_put(&self, items: &[Pending]) -> Result<()> {
+    pub async fn pending_put<P: PendingEntry>(&self, items: &[P]) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
         for p in items {
-            batch.insert(Self::pending_key(&p.table, &p.key), pending_bytes(p));
+            batch.insert(Self::pending_key(p.table(), p.key()), p.to_bytes());
         }
         self.pending.apply_batch(batch).map_err(|e| Error::state("storing pending re-checks", e))?;
         self.flush().await
     }
 
     /// The pending re-check of one key, if any.
-    pub fn pending_get(&self, table: &str, key: &crate::key::Key) -> Result<Option<Pending>> {
+    pub fn pending_get<P: PendingEntry>(&self, table: &str, key: &crate::key::Key) -> Result<Option<P>> {
         match self.pending.get(Self::pending_key(table, key)).map_err(|e| Error::state("reading a re-check", e))? {
-            Some(v) => Ok(Some(decode::<PendingRecord>("a pending re-check", &v)?.into_pending())),
+            Some(v) => Ok(Some(P::from_bytes(&v)?)),
             None => Ok(None),
         }
     }
 
     /// Every pending re-check.
-    pub fn pending_all(&self) -> Result<Vec<Pending>> {
+    pub fn pending_all<P: PendingEntry>(&self) -> Result<Vec<P>> {
         let mut out = Vec::new();
         for item in self.pending.iter() {
             let (_, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
-            out.push(decode::<PendingRecord>("a pending re-check", &v)?.into_pending());
+            out.push(P::from_bytes(&v)?);
         }
         Ok(out)
+    }
+
+    /// Rewrites every pending record not in its type's newest version (once, before the first
+    /// compare-and-swap: those compare the newest encoding).
+    pub fn pending_upgrade<P: PendingEntry>(&self) -> Result<()> {
+        for item in self.pending.iter() {
+            let (k, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
+            let newest = P::from_bytes(&v)?.to_bytes();
+            if *v != *newest {
+                self.pending.insert(k, newest).map_err(|e| Error::state("upgrading a pending re-check", e))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn pending_len(&self) -> usize {
@@ -338,13 +306,12 @@ impl Store {
 
     /// Removes each re-check only if the stored entry is still exactly `p` as it was read: one submitted
     /// for the same key since (a new mismatch) stays. Returns how many were removed.
-    pub fn pending_remove_if_unchanged(&self, items: &[Pending]) -> Result<usize> {
+    pub fn pending_remove_if_unchanged<P: PendingEntry>(&self, items: &[P]) -> Result<usize> {
         let mut removed = 0;
         for p in items {
-            let old = pending_bytes(p);
             let swapped = self
                 .pending
-                .compare_and_swap(Self::pending_key(&p.table, &p.key), Some(old), None::<Vec<u8>>)
+                .compare_and_swap(Self::pending_key(p.table(), p.key()), Some(p.to_bytes()), None::<Vec<u8>>)
                 .map_err(|e| Error::state("removing a re-check", e))?;
             removed += usize::from(swapped.is_ok());
         }
@@ -353,17 +320,13 @@ impl Store {
 
     /// Replaces each `(old, new)` re-check durably, only where the stored entry is still `old`; where a
     /// newer entry was submitted for the key in between, that one stays.
-    pub async fn pending_replace_if_unchanged(&self, items: &[(Pending, Pending)]) -> Result<()> {
+    pub async fn pending_replace_if_unchanged<P: PendingEntry>(&self, items: &[(P, P)]) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
         for (old, new) in items {
             self.pending
-                .compare_and_swap(
-                    Self::pending_key(&old.table, &old.key),
-                    Some(pending_bytes(old)),
-                    Some(pending_bytes(new)),
-                )
+                .compare_and_swap(Self::pending_key(old.table(), old.key()), Some(old.to_bytes()), Some(new.to_bytes()))
                 .map_err(|e| Error::state("updating a re-check", e))?
                 .ok();
         }
@@ -501,34 +464,6 @@ mod tests {
             columns: vec![],
             detected_at_ms: 1,
         }
-    }
-
-    /// A pending record of format V1 (an earlier release) reads back, and the compare-and-swap removal
-    /// still finds it after the upgrade at open.
-    #[tokio::test]
-    async fn v1_pending_records_are_read_and_removable() {
-        let dir = tempfile::tempdir().unwrap();
-        let v1 = PendingV1 {
-            table: "t".into(),
-            key: Key(vec![KeyVal::Int(7)]),
-            mode: Mode::Binlog,
-            first_seen_ms: 1,
-            deadline_ms: 2,
-            next_check_ms: 3,
-            last: crate::deliver::event::Mismatch { kind: EventType::Neq, columns: vec!["v".into()] },
-        };
-        {
-            let s = Store::open(dir.path()).unwrap();
-            s.pending.insert(Store::pending_key("t", &v1.key), encode(&PendingRecord::V1(v1))).unwrap();
-        }
-        let s = Store::open(dir.path()).unwrap();
-        let all = s.pending_all().unwrap();
-        assert_eq!(all.len(), 1);
-        assert!(all[0].versions.is_none());
-        assert!(all[0].observed.is_none());
-        assert_eq!(all[0].last.columns, vec!["v".to_string()]);
-        assert_eq!(s.pending_remove_if_unchanged(&all).unwrap(), 1);
-        assert!(s.pending_is_empty());
     }
 
     #[tokio::test]

@@ -38,6 +38,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 // Binlog entries: judged by the base's versions, re-checked on the other side only.
+mod record;
 mod versioned;
 pub use versioned::Seen;
 
@@ -166,7 +167,7 @@ impl Settle {
         stats.pending.store(store.pending_len() as i64, Relaxed);
         // An unreadable pending tree marks nothing as pending (0): validated-through then waits for the
         // first pass, which reads it again.
-        let marks = store.pending_all().map(|all| oldest_marks(&all)).unwrap_or([0; 3]);
+        let marks = store.pending_all::<Pending>().map(|all| oldest_marks(&all)).unwrap_or([0; 3]);
         let oldest = marks.map(AtomicU64::new);
         Settle {
             store,
@@ -232,7 +233,7 @@ impl Settle {
         // not pass it.
         let mut items = items;
         for p in &mut items {
-            if let Some(old) = self.store.pending_get(&p.table, &p.key)? {
+            if let Some(old) = self.store.pending_get::<Pending>(&p.table, &p.key)? {
                 // ---- poll mode's rule (observed.rs): a later mismatch keeps the entry, its window and
                 // what was observed; its bytes change, so a pass that read the entry before cannot drop it.
                 if let (Mode::Poll, Some(seen)) = (p.mode, &old.observed) {
@@ -258,7 +259,7 @@ impl Settle {
 
     /// Number of pending re-checks of a mode.
     pub fn pending_of(&self, mode: Mode) -> Result<usize> {
-        Ok(self.store.pending_all()?.iter().filter(|p| p.mode == mode).count())
+        Ok(self.store.pending_all::<Pending>()?.iter().filter(|p| p.mode == mode).count())
     }
 
     /// Waits until no re-check of `mode` is pending, or `timeout` passes. Returns what is left.
@@ -355,7 +356,7 @@ impl Settle {
     async fn pass(&self) -> Result<Option<u64>> {
         let now = now_ms();
         let (due, later): (Vec<Pending>, Vec<Pending>) =
-            self.store.pending_all()?.into_iter().partition(|p| p.next_check_ms <= now);
+            self.store.pending_all::<Pending>()?.into_iter().partition(|p| p.next_check_ms <= now);
         let mut next = later.iter().map(|p| p.next_check_ms).min();
         let mut by_table: HashMap<String, Vec<Pending>> = HashMap::new();
         for p in due {
@@ -374,7 +375,7 @@ impl Settle {
             }
         }
         let _mark = self.mark.lock().await;
-        let left = self.store.pending_all()?;
+        let left = self.store.pending_all::<Pending>()?;
         for (slot, mark) in self.oldest.iter().zip(oldest_marks(&left)) {
             slot.store(mark, Relaxed);
         }
@@ -643,7 +644,7 @@ mod tests {
         let reported: Vec<Key> = store.outbox_peek(10).unwrap().into_iter().map(|(_, e)| e.key).collect();
         assert_eq!(reported, vec![key(1)], "key 1's window ended while it still differed");
         let mut left: Vec<(i64, EventType)> = store
-            .pending_all()
+            .pending_all::<Pending>()
             .unwrap()
             .into_iter()
             .map(|p| {

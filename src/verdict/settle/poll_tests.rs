@@ -65,14 +65,14 @@ async fn a_later_poll_mismatch_keeps_the_entry_its_window_and_what_was_observed(
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let s = settle(&store, vec![]);
     s.submit("t", Mode::Poll, vec![(key(1), mismatch(EventType::TargetMissing))]).await.unwrap();
-    let first = store.pending_get("t", &key(1)).unwrap().unwrap();
+    let first = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
     assert_eq!(first.observed, Some(Observed::default()));
     // What a pass would have recorded meanwhile.
     let seen = Observed { runs: vec![Run { digest: Some(1), utime: Some(5), first_ms: 7 }], ..Observed::default() };
     let watched = Pending { observed: Some(seen.clone()), ..first.clone() };
     store.pending_put(std::slice::from_ref(&watched)).await.unwrap();
     s.submit("t", Mode::Poll, vec![(key(1), mismatch(EventType::Neq))]).await.unwrap();
-    let again = store.pending_get("t", &key(1)).unwrap().unwrap();
+    let again = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
     assert_eq!(
         (again.first_seen_ms, again.deadline_ms, again.next_check_ms),
         (first.first_seen_ms, first.deadline_ms, first.next_check_ms),
@@ -108,7 +108,7 @@ async fn a_pass_judges_poll_entries_by_what_was_observed_not_by_their_deadline()
     let mut got = reported(&store);
     got.sort_by_key(|k| k.canonical());
     assert_eq!(got, vec![key(2), key(3)]);
-    let left = store.pending_all().unwrap();
+    let left = store.pending_all::<Pending>().unwrap();
     assert_eq!(left.len(), 1);
     let one = &left[0];
     assert_eq!(one.key, key(1));

@@ -84,7 +84,7 @@ impl Settle {
         let seen = seen.into_iter().filter(|s| any || s.mismatch.is_some());
         let (mut put, mut gone, mut added) = (Vec::new(), Vec::new(), 0i64);
         for mut s in seen {
-            let old = self.store.pending_get(table, &s.key)?;
+            let old = self.store.pending_get::<Pending>(table, &s.key)?;
             match (old, s.mismatch.take()) {
                 (None, None) => {}
                 (None, Some(last)) => {
@@ -282,9 +282,9 @@ mod tests {
         let (s, script, store, stats) = settle(dir.path(), Duration::from_secs(3600));
         let now = now_ms();
         s.submit_versions("t", vec![seen(1, neq(), 0, 3, now - 100)]).await.unwrap();
-        let first = store.pending_get("t", &key(1)).unwrap().unwrap();
+        let first = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
         s.submit_versions("t", vec![seen(1, neq(), 3, 6, now - 50)]).await.unwrap();
-        let merged = store.pending_get("t", &key(1)).unwrap().unwrap();
+        let merged = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
         assert_eq!(merged.first_seen_ms, first.first_seen_ms, "the entry keeps when it was first seen");
         let v = merged.versions.clone().unwrap();
         assert_eq!(v.older.len(), 6, "every version of both batches: {v:?}");
@@ -295,7 +295,7 @@ mod tests {
         let kept = Pending { next_check_ms: 0, ..merged };
         store.pending_put(&[kept]).await.unwrap();
         s.pass().await.unwrap();
-        assert_eq!(store.pending_all().unwrap().len(), 1);
+        assert_eq!(store.pending_all::<Pending>().unwrap().len(), 1);
         assert_eq!(store.outbox_len(), 0);
         // A newer check finds the other side equal to the newest version: resolved.
         s.submit_versions("t", vec![seen(1, None, 6, 7, now - 10)]).await.unwrap();
@@ -304,7 +304,7 @@ mod tests {
         // An older batch's equal verdict (judged out of order) does not resolve a newer entry.
         s.submit_versions("t", vec![seen(2, neq(), 0, 3, now - 20)]).await.unwrap();
         s.submit_versions("t", vec![seen(2, None, 0, 1, now - 90)]).await.unwrap();
-        assert_eq!(store.pending_all().unwrap().len(), 1);
+        assert_eq!(store.pending_all::<Pending>().unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -341,7 +341,7 @@ mod tests {
         // The stream has not been read up to the re-check yet: the sightings wait as suspects.
         s.pass().await.unwrap();
         assert_eq!(store.outbox_len(), 0);
-        let waiting = store.pending_all().unwrap();
+        let waiting = store.pending_all::<Pending>().unwrap();
         assert!(waiting.iter().all(|p| p.versions.as_ref().is_some_and(|v| v.suspects.len() == 1)), "{waiting:?}");
         // Read through now: judged, confirmed on both sides, reported.
         s.binlog_read_through(now_ms());
