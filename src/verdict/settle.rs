@@ -354,6 +354,8 @@ impl Settle {
 
     /// One pass: re-checks every pending entry that is due. Returns when the next entry falls due.
     async fn pass(&self) -> Result<Option<u64>> {
+        // Before the entries: every version up to it is in them (binlog entries are judged against it).
+        let horizon = self.binlog_horizon.load(Relaxed);
         let now = now_ms();
         let (due, later): (Vec<Pending>, Vec<Pending>) =
             self.store.pending_all::<Pending>()?.into_iter().partition(|p| p.next_check_ms <= now);
@@ -369,7 +371,7 @@ impl Settle {
                 continue;
             };
             for chunk in items.chunks(self.batch_size) {
-                if let Some(n) = self.recheck(&plan, chunk).await? {
+                if let Some(n) = self.recheck(&plan, chunk, horizon).await? {
                     next = Some(next.map_or(n, |m| m.min(n)));
                 }
             }
@@ -385,12 +387,12 @@ impl Settle {
 
     /// Re-checks entries; reports those whose window ended, drops those that resolved. Returns when the
     /// earliest entry kept falls due.
-    async fn recheck(&self, plan: &TablePlan, items: &[Pending]) -> Result<Option<u64>> {
+    async fn recheck(&self, plan: &TablePlan, items: &[Pending], horizon: u64) -> Result<Option<u64>> {
         let (versioned, items): (Vec<Pending>, Vec<Pending>) =
             items.iter().cloned().partition(|p| p.versions.is_some());
         let mut next = None;
         if !versioned.is_empty() {
-            next = self.recheck_versions(plan, &versioned).await?;
+            next = self.recheck_versions(plan, &versioned, horizon).await?;
         }
         if items.is_empty() {
             return Ok(next);

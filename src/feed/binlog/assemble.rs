@@ -15,7 +15,7 @@
 
 use super::compressed;
 use super::decode::{ddl, maria_gtid, rows_event_keys, Ddl};
-use super::history::Compared;
+use super::history::{Compared, NoImage};
 use super::shape::{DecodeError, TableShape};
 use crate::key::Key;
 use crate::mysql::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
@@ -303,7 +303,16 @@ impl Assembler {
                     // A prepared XA transaction ends: its rows are visible now (commit) or gone (rollback),
                     // and either way the base decides. Keys held since an earlier run are released too.
                     match self.held.remove(&xid) {
-                        Some((id, held)) => {
+                        Some((id, mut held)) => {
+                            if is_rollback(&text) {
+                                // The prepared images are what the base never kept: its keys are read on
+                                // both sides, the base deciding.
+                                let tables: Vec<(String, Vec<Key>)> =
+                                    held.keys.iter().map(|(t, k)| (t.clone(), k.clone())).collect();
+                                for (table, keys) in tables {
+                                    super::history::unknown(&mut held.images, &table, &keys, NoImage::RolledBack);
+                                }
+                            }
                             self.txn.merge(held);
                             b.release = Some(id);
                         }
@@ -545,9 +554,22 @@ pub fn rotate_name(raw: &[u8], known: &[String]) -> String {
     String::from_utf8_lossy(raw).into_owned()
 }
 
+/// Whether an XA end statement rolls the transaction back (`XA ROLLBACK xid`), not commits it.
+fn is_rollback(text: &str) -> bool {
+    text.trim_start().get(..11).is_some_and(|p| p.eq_ignore_ascii_case("XA ROLLBACK"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_xa_rollback_is_told_from_a_commit() {
+        assert!(is_rollback("XA ROLLBACK X'31',X'',1"));
+        assert!(is_rollback("  xa rollback 'x'"));
+        assert!(!is_rollback("XA COMMIT X'31',X'',1"));
+        assert!(!is_rollback("XA"));
+    }
 
     #[test]
     fn fake_rotate_checksum_bytes_are_cut() {

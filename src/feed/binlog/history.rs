@@ -5,11 +5,13 @@
 //! The checker compares the latest version with the other side's row and reads nothing on the base.
 //!
 //! A version stops being current when its transaction commits: every version a transaction supersedes is
-//! stamped with `min(time the commit event was read, the commit time's upper bound)` — MySQL 8's GTID
-//! event gives the commit time in microseconds, MariaDB only seconds (`timestamp*1000 + 999`). When the
-//! reader is caught up the read time is within milliseconds of the commit; when it is behind, the bound
-//! keeps a version from looking younger than it is, which would hide lag; it can only look older by the
-//! rest of its second, never by more.
+//! stamped with the time the validator read the commit, on its own clock. That is never before the commit,
+//! so a version never looks older than it is (which would turn lag into a false alarm): not on MariaDB,
+//! whose event timestamp is when the statement *started* (a statement that waited on a row lock would be
+//! stamped seconds early), nor with a base clock behind the validator's. When the reader is caught up it is
+//! within milliseconds of the commit; when it is behind, versions look younger by that delay, which can
+//! only delay a report, never cause one. Without a read time (captured files) the commit time's upper
+//! bound stands in: MySQL 8's microsecond commit timestamp, MariaDB's `timestamp*1000 + 999`.
 //!
 //! Memory: a batch holds its keys already; per key this adds the latest version and 16 bytes per older
 //! version, not every image.
@@ -40,6 +42,8 @@ pub enum NoImage {
     Plan,
     /// The keys came without images: a prepared XA transaction restored from the state store.
     Missing,
+    /// An XA transaction was rolled back: its prepared images are what the base never kept.
+    RolledBack,
 }
 
 impl NoImage {
@@ -49,6 +53,7 @@ impl NoImage {
             NoImage::Parser => "full_parser",
             NoImage::Plan => "plan_columns",
             NoImage::Missing => "no_images",
+            NoImage::RolledBack => "xa_rolled_back",
         }
     }
 
@@ -59,6 +64,7 @@ impl NoImage {
             NoImage::Parser => "nothing (rare events: partial JSON updates); if it persists, report it",
             NoImage::Plan => "set binlog_row_metadata=FULL on the base; after DDL it passes once both sides agree",
             NoImage::Missing => "nothing: only XA transactions prepared before a restart",
+            NoImage::RolledBack => "nothing: the base decides what a rolled-back XA transaction left",
         }
     }
 }
@@ -156,11 +162,13 @@ pub fn unknown(h: &mut Histories, table: &str, keys: &[Key], why: NoImage) {
 /// when the event was read (0: unknown), `ts` the event's seconds, `commit_us` MySQL's microsecond
 /// commit timestamp (0: none).
 pub fn commit_ms(read_ms: u64, ts: u32, commit_us: u64) -> u64 {
-    let bound = if commit_us > 0 { commit_us.div_ceil(1000) } else { u64::from(ts) * 1000 + 999 };
-    if read_ms == 0 {
-        bound
+    if read_ms > 0 {
+        return read_ms;
+    }
+    if commit_us > 0 {
+        commit_us.div_ceil(1000)
     } else {
-        bound.min(read_ms)
+        u64::from(ts) * 1000 + 999
     }
 }
 
@@ -288,13 +296,14 @@ mod tests {
 
     #[test]
     fn commit_times() {
-        // MariaDB: seconds only; the read time when it is earlier than the second's end.
-        assert_eq!(commit_ms(0, 10, 0), 10_999);
+        // The read time whenever there is one: never before the commit, whatever the event's timestamp
+        // says (MariaDB's is the statement's start: 10 s here for a statement that waited 40 s on a lock).
         assert_eq!(commit_ms(10_200, 10, 0), 10_200);
-        // A reader behind: the bound.
-        assert_eq!(commit_ms(50_000, 10, 0), 10_999);
-        // MySQL 8's microseconds.
-        assert_eq!(commit_ms(50_000, 10, 10_123_456), 10_124);
+        assert_eq!(commit_ms(50_000, 10, 0), 50_000);
+        assert_eq!(commit_ms(50_000, 10, 10_123_456), 50_000);
+        // Without one (captured files): the commit time's upper bound.
+        assert_eq!(commit_ms(0, 10, 0), 10_999);
+        assert_eq!(commit_ms(0, 10, 10_123_456), 10_124);
     }
 
     fn known(latest: i64, older: &[(Option<u64>, u64)]) -> History {

@@ -103,12 +103,10 @@ impl Settle {
                 }
                 (Some(old), m) => match old.versions.clone() {
                     Some(mut v) => {
-                        let new = s.versions();
-                        let newest = new.since_ms >= v.since_ms;
-                        v.merge(new);
+                        v.merge(s.versions());
                         match m {
                             // The other side showed the newest version the base has had: resolved.
-                            None if newest => gone.push(old),
+                            None => gone.push(old),
                             m => put.push(Pending {
                                 last: m.unwrap_or_else(|| old.last.clone()),
                                 next_check_ms: old.next_check_ms.min(now + interval),
@@ -144,17 +142,29 @@ impl Settle {
 
     /// Re-checks binlog entries by reading the other side only and judging what it shows against the
     /// entries' versions. Returns when the earliest entry kept falls due.
-    pub(super) async fn recheck_versions(&self, plan: &TablePlan, items: &[Pending]) -> Result<Option<u64>> {
+    /// `horizon`: how far the binlog had been read when `items` were read from the store (loaded before
+    /// them, so every version up to it is in them).
+    pub(super) async fn recheck_versions(
+        &self,
+        plan: &TablePlan,
+        items: &[Pending],
+        horizon: u64,
+    ) -> Result<Option<u64>> {
         let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
+        // Lag is measured from before the read (never more than the other side really lagged); a sighting
+        // of an unknown version waits for the binlog to be read through after it.
+        let now = now_ms();
         let rows = self.recheck.other_rows(plan, &keys).await?;
+        let seen_ms = now_ms();
         let index: HashMap<Vec<u8>, Row> = rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
         let k = plan.key.len();
-        let now = now_ms();
-        let horizon = self.binlog_horizon.load(Relaxed);
         let window = self.window.as_millis() as u64;
         let interval = self.interval.as_millis() as u64;
         let mut c = Concluded::default();
         let mut confirm = Vec::new();
+        // Rows the other side shows in a version the base held within the window: they only lag, so a
+        // row reported earlier closes in the ledger (a hot row that diverges again is then reported again).
+        let mut lagging = Vec::new();
         for p in items {
             let Some(v) = &p.versions else { continue };
             let other = index.get(&p.key.canonical()).map(|r| &r[k.min(r.len())..]);
@@ -165,12 +175,17 @@ impl Settle {
                 other: other.map(|o| digest(&plan.kinds, Side::Other, o)),
                 current: current.as_ref().map(|c| digest(&plan.kinds, Side::Base, c)),
                 now,
+                seen_ms,
                 horizon,
             };
             let mut v = v.clone();
+            let known = v.knows(sighting.other);
             match v.judge(sighting, p.first_seen_ms, window) {
                 Judgement::Resolved => c.resolved.push(p.clone()),
                 Judgement::Keep { due_ms } => {
+                    if known {
+                        lagging.push(p.key.clone());
+                    }
                     v.prune(now, window);
                     let last = Mismatch::from_outcome(plan, outcome).unwrap_or_else(|| p.last.clone());
                     let next_check_ms = (now + interval).min(due_ms);
@@ -179,6 +194,7 @@ impl Settle {
                 Judgement::Report => confirm.push(p.clone()),
             }
         }
+        self.ledger.close_equal(&plan.name, &lagging, &[]).await?;
         if !confirm.is_empty() {
             self.confirm(plan, confirm, &mut c).await?;
         }
@@ -301,10 +317,11 @@ mod tests {
         s.submit_versions("t", vec![seen(1, None, 6, 7, now - 10)]).await.unwrap();
         assert!(store.pending_is_empty());
         assert_eq!(stats.resolved.load(Relaxed), 1);
-        // An older batch's equal verdict (judged out of order) does not resolve a newer entry.
+        // Verdicts come in batch order: a later batch's equal verdict resolves the entry, whatever the
+        // clock read when its versions were stamped (a wall clock stepped back).
         s.submit_versions("t", vec![seen(2, neq(), 0, 3, now - 20)]).await.unwrap();
         s.submit_versions("t", vec![seen(2, None, 0, 1, now - 90)]).await.unwrap();
-        assert_eq!(store.pending_all::<Pending>().unwrap().len(), 1);
+        assert!(store.pending_is_empty());
     }
 
     #[tokio::test]
@@ -353,5 +370,50 @@ mod tests {
         assert_eq!(stats.confirm_overturned.load(Relaxed), 1);
         assert_eq!(stats.reports_already_open.load(Relaxed), 1);
         assert!(store.pending_is_empty());
+    }
+
+    /// A hot row reported once and open in the ledger: when the other side is seen showing a version the
+    /// base held within the window (it only lags), the row closes in the ledger, so a second divergence
+    /// of the still-hot row is reported again instead of being taken for the open one.
+    #[tokio::test]
+    async fn a_lagging_sighting_closes_the_ledger_row_so_a_second_divergence_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, script, store, _) = settle(dir.path(), Duration::from_secs(1));
+        let open = crate::deliver::event::Event {
+            kind: EventType::Neq,
+            direction: "SRC".into(),
+            table: "t".into(),
+            key_columns: vec!["id".into()],
+            key: key(1),
+            mode: Mode::Binlog,
+            columns: vec!["v".into()],
+            detected_at_ms: 1,
+        };
+        s.ledger().open(&[open]).unwrap();
+        let now = now_ms();
+        s.submit_versions("t", vec![seen(1, neq(), 0, 5, now - 200)]).await.unwrap();
+        s.binlog_read_through(now);
+        // The other side shows version 3, superseded ~200 ms ago: lag within the window.
+        *script.other.lock().unwrap() = vec![vec![Value::Int(1), Value::Int(3)]];
+        let due: Vec<Pending> =
+            store.pending_all::<Pending>().unwrap().into_iter().map(|p| Pending { next_check_ms: 0, ..p }).collect();
+        store.pending_put(&due).await.unwrap();
+        s.pass().await.unwrap();
+        assert_eq!(s.ledger().open_count(), 0, "a row that only lags is consistent: its ledger row closes");
+        assert_eq!(store.outbox_len(), 0);
+        // It diverges again: a value never held, seen long after the entry's versions were superseded.
+        let old = Pending {
+            first_seen_ms: 1,
+            versions: Some(seen(1, neq(), 0, 5, 1).versions()),
+            next_check_ms: 0,
+            ..store.pending_all::<Pending>().unwrap().remove(0)
+        };
+        store.pending_put(&[old]).await.unwrap();
+        *script.other.lock().unwrap() = vec![vec![Value::Int(1), Value::Int(99)]];
+        *script.both.lock().unwrap() = vec![(key(1), neq().unwrap())];
+        s.binlog_read_through(now_ms() + 60_000);
+        s.pass().await.unwrap();
+        let sent: Vec<Key> = store.outbox_peek(10).unwrap().into_iter().map(|(_, e)| e.key).collect();
+        assert_eq!(sent, vec![key(1)], "the second divergence is reported");
     }
 }
