@@ -26,8 +26,9 @@ async fn by_id(p: &Pair, side: Side, sql: &str) -> BTreeMap<i64, Option<String>>
     rows.into_iter().collect()
 }
 
-/// The digest expression for a table's columns as the server describes them.
-async fn digest_sql(p: &Pair, table: &str) -> String {
+/// The digest expression for a table's columns as the server describes them (with the user variable,
+/// and built twice without it).
+async fn digest_sql(p: &Pair, table: &str) -> (String, String) {
     let mut c = conn(p, Side::Source).await;
     let cols: Vec<(String, String)> = c
         .exec(
@@ -39,7 +40,8 @@ async fn digest_sql(p: &Pair, table: &str) -> String {
         .unwrap();
     let _ = c.disconnect().await;
     let cols: Vec<(&str, Kind)> = cols.iter().map(|(n, t)| (n.as_str(), Kind::from_data_type(t))).collect();
-    binlog_validator::feed::full::summary::row_digest_sql(&cols)
+    use binlog_validator::feed::full::summary::{row_digest_sql, row_digest_twice_sql};
+    (row_digest_sql(&cols), row_digest_twice_sql(&cols))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -52,7 +54,7 @@ async fn summary_finds_exactly_the_injected_differences_even_those_a_linear_chec
     .await;
     p.both("INSERT INTO s SELECT seq, CONCAT('name', seq), 'x1', seq FROM seq_1000_to_6999").await;
     // Two rows whose changes flip the same bits at the same offset ('1' ^ '2' = '5' ^ '6' = 0x03): an XOR
-    // of CRC32s over the rows cannot see them (checked below), a sum of MD5 digests does.
+    // of CRC32s over the rows cannot see them (checked below), a sum of products of two CRC32s does.
     p.both("UPDATE s SET code = 'y5' WHERE id = 2000").await;
     p.exec(Side::Target, "UPDATE s SET code = 'x2' WHERE id = 1500").await;
     p.exec(Side::Target, "UPDATE s SET code = 'y6' WHERE id = 2000").await;
@@ -134,9 +136,12 @@ async fn digest_sql_tells_apart_every_difference_of_every_column_type() {
         p.exec(Side::Target, &format!("UPDATE types SET {set} WHERE id = {id}")).await;
         differ.push(id as i64);
     }
-    let digest = digest_sql(&p, "types").await;
+    let (digest, twice) = digest_sql(&p, "types").await;
     let sql = format!("SELECT id, CAST({digest} AS CHAR) FROM types ORDER BY id");
     let (src, tgt) = (by_id(&p, Side::Source, &sql).await, by_id(&p, Side::Target, &sql).await);
+    // Without the user variable (the serialisation built twice), the same values.
+    let sql = format!("SELECT id, CAST({twice} AS CHAR) FROM types ORDER BY id");
+    assert_eq!(by_id(&p, Side::Source, &sql).await, src, "the digest with and without the user variable");
     assert_eq!(src.len(), 2 + TYPES.len() + tricky.len());
     for (id, d) in &src {
         assert!(d.as_deref().is_some_and(|d| d.parse::<u64>().is_ok()), "row {id}: digest {d:?} is not a u64");
@@ -154,6 +159,39 @@ async fn digest_sql_tells_apart_every_difference_of_every_column_type() {
     let expected: Vec<(&str, serde_json::Value)> = differ.iter().map(|id| ("neq", json!({ "id": id }))).collect();
     assert_eq!(kinds_and_keys(&p.events()), expect(&expected), "{}", text(&out));
     assert!(text(&out).contains("(strategy: summary)"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn digest_serialisation_is_unambiguous() {
+    // Rows whose values run together in a plain comma-joined text: a separator inside a string, a NULL in
+    // one column or the next, NULL against empty, a string that looks like a length field.
+    let p = Pair::new("digser").await;
+    p.both("CREATE TABLE u (id INT PRIMARY KEY, s1 VARCHAR(10), s2 VARCHAR(10), n1 INT, n2 INT)").await;
+    let pairs = [
+        ("'a,b', 'c', 1, 1", "'a', 'b,c', 1, 1"),
+        ("'a', 'b', 1, NULL", "'a', 'b', NULL, 1"),
+        ("'a', '', 1, 1", "'a', NULL, 1, 1"),
+        ("'1,x', NULL, 1, 1", "'1', 'x', 1, 1"),
+        ("'', 'x', 1, 1", "NULL, 'x', 1, 1"),
+        ("'a', 'b', 12, 3", "'a', 'b', 1, 23"),
+    ];
+    for (i, (src, tgt)) in pairs.iter().enumerate() {
+        p.exec(Side::Source, &format!("INSERT INTO u VALUES ({i}, {src})")).await;
+        p.exec(Side::Target, &format!("INSERT INTO u VALUES ({i}, {tgt})")).await;
+    }
+    let (digest, _) = digest_sql(&p, "u").await;
+    let sql = format!("SELECT id, CAST({digest} AS CHAR) FROM u ORDER BY id");
+    let (src, tgt) = (by_id(&p, Side::Source, &sql).await, by_id(&p, Side::Target, &sql).await);
+    assert_eq!(src.len(), pairs.len());
+    for (id, d) in &src {
+        assert_ne!(
+            tgt.get(id),
+            Some(d),
+            "row {id}: {:?} and {:?} digest alike",
+            pairs[*id as usize].0,
+            pairs[*id as usize].1
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
