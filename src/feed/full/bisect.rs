@@ -8,14 +8,14 @@
 
 use super::{Step, Walker};
 use crate::error::Result;
-use crate::feed::full::summary::{max_buckets, summarise, walk_keys};
+use crate::feed::full::summary::{max_buckets, max_key, summarise, walk_keys};
 use crate::feed::full::Strategy;
-use crate::key::Key;
+use crate::key::{Key, KeyVal};
 use crate::verdict::check::Mismatch;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Levels of bisection before a differing range is streamed whatever its size.
 const MAX_DEPTH: u32 = 4;
@@ -51,6 +51,8 @@ struct ChoiceState {
     summary_best: bool,
     /// the size of a summary chunk that only measures: small, so that probing a slower strategy is cheap
     probe_rows: u64,
+    /// base rows per unit of a single integer key, as the last summary chunks found (smoothed)
+    density: Option<f64>,
 }
 
 impl Chooser {
@@ -66,6 +68,7 @@ impl Chooser {
             summary_rows: (chunk_rows as u64 * 4).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
             summary_best: strategy == Strategy::Summary || (strategy == Strategy::Auto && remote),
             probe_rows: (chunk_rows as u64).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
+            density: None,
         };
         Chooser { strategy, state: Arc::new(Mutex::new(state)), chunk_time }
     }
@@ -117,6 +120,19 @@ impl Chooser {
         }
     }
 
+    /// Records how many base rows a span of integer keys held.
+    fn found_density(&self, rows: u64, span: i128) {
+        if span <= 0 {
+            return;
+        }
+        let d = (rows.max(1) as f64 / span as f64).max(1e-12);
+        let mut s = self.state();
+        s.density = Some(match s.density {
+            Some(old) => old * 0.5 + d * 0.5,
+            None => d,
+        });
+    }
+
     fn summary_rows(&self) -> u64 {
         let s = self.state();
         if s.summary_best {
@@ -132,12 +148,59 @@ impl Walker {
     /// differing buckets are bisected.
     pub(super) async fn summary_step(&self, lo: Option<&Key>) -> Result<Step> {
         let limit = self.chooser.summary_rows();
+        let density = self.chooser.state().density;
+        if let (true, Some(l), Some(density)) = (self.plan.integer_key, lo.and_then(int_of), density) {
+            return self.value_step(l, density, limit).await;
+        }
+        let started = Instant::now();
         let walk =
             walk_keys(&self.engine.base, &self.plan, lo, self.hi.as_ref(), limit, self.bucket_rows(limit)).await?;
+        let walked = started.elapsed();
         let more = walk.count >= limit && walk.last.is_some();
         let hi = if more { walk.last.clone() } else { self.hi.clone() };
+        let buckets = walk.cuts.len() + 1;
+        if let (Some(l), Some(last)) = (lo.and_then(int_of), walk.last.as_ref().and_then(int_of)) {
+            self.chooser.found_density(walk.count, last - l);
+        }
         let (found, rows) = self.settle_range(lo.cloned(), hi.clone(), walk.cuts, 0).await?;
+        tracing::debug!(
+            table = %self.plan.name, rows, buckets, walk_ms = walked.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64, "summary chunk"
+        );
         Ok(Step { hi, more, found, rows, next: None, last_base: walk.last })
+    }
+
+    /// One chunk by summary on a single integer key, without walking the index: the chunk and its
+    /// buckets are cut by key value, sized by the density the table's earlier chunks found. Where keys
+    /// are spread unevenly a bucket may hold more rows than planned; if it differs, it is walked and cut
+    /// again like any large bucket. (A walk of the base's key index costs about a third of the summary
+    /// statement's own server time per row.)
+    async fn value_step(&self, lo: i128, density: f64, limit: u64) -> Result<Step> {
+        let started = Instant::now();
+        let span = ((limit as f64 / density).ceil() as i128).max(1);
+        // The segment's end, or for the last (open) segment the base's largest key.
+        let top = match &self.hi {
+            Some(h) => int_of(h),
+            None => max_key(&self.engine.base, &self.plan, Some(&int_key(lo)), None).await?.as_ref().and_then(int_of),
+        };
+        let (hi, more, upper) = match top {
+            Some(top) if lo + span < top => (Some(int_key(lo + span)), true, lo + span),
+            Some(top) => (self.hi.clone(), false, top),
+            None => (self.hi.clone(), false, lo + 1),
+        };
+        let buckets = (limit.div_ceil(self.bucket_rows(limit))).clamp(1, max_buckets(&self.plan)) as i128;
+        let width = ((upper - lo) / buckets).max(1);
+        let cuts: Vec<Key> = (1..buckets).map(|i| lo + i * width).take_while(|c| *c < upper).map(int_key).collect();
+        let n = cuts.len() + 1;
+        let (found, rows) = self.settle_range(Some(int_key(lo)), hi.clone(), cuts, 0).await?;
+        if more {
+            self.chooser.found_density(rows, upper - lo);
+        }
+        tracing::debug!(
+            table = %self.plan.name, rows, buckets = n, total_ms = started.elapsed().as_millis() as u64,
+            "summary chunk by key value"
+        );
+        Ok(Step { hi, more, found, rows, next: None, last_base: None })
     }
 
     /// Summarises `(lo, hi]` cut at `cuts` on both sides and settles each bucket: equal ones pass, small
@@ -145,11 +208,19 @@ impl Walker {
     fn settle_range(&self, lo: Option<Key>, hi: Option<Key>, cuts: Vec<Key>, depth: u32) -> Settling<'_> {
         Box::pin(async move {
             let plan = &self.plan;
-            let (b, o) = tokio::join!(
-                summarise(&self.engine.base, plan, lo.as_ref(), hi.as_ref(), &cuts),
-                summarise(&self.engine.other, plan, lo.as_ref(), hi.as_ref(), &cuts)
-            );
+            let started = Instant::now();
+            let (blo, bhi, bcuts) = (lo.as_ref(), hi.as_ref(), &cuts);
+            let timed = |db| async move {
+                let r = summarise(db, plan, blo, bhi, bcuts).await;
+                (r, started.elapsed())
+            };
+            let ((b, tb), (o, to)) = tokio::join!(timed(&self.engine.base), timed(&self.engine.other));
             let (b, o) = (b?, o?);
+            let differing = b.iter().zip(&o).filter(|(b, o)| b != o).count();
+            tracing::debug!(
+                table = %plan.name, depth, buckets = b.len(), differing, base_ms = tb.as_millis() as u64,
+                other_ms = to.as_millis() as u64, "summarised"
+            );
             self.throttle.charge(b.iter().map(|s| s.count).sum(), o.iter().map(|s| s.count).sum());
             let stream_rows = self.stream_rows();
             let (mut found, mut rows) = (Vec::new(), 0);
@@ -189,6 +260,7 @@ impl Walker {
 
     /// Streams `(lo, hi]` of both sides through the compare core, `chunk` base rows at a time.
     async fn stream_range(&self, lo: Option<&Key>, hi: Option<&Key>) -> Result<(Found, u64)> {
+        let started = Instant::now();
         let (mut found, mut rows) = (Vec::new(), 0);
         let mut plo = lo.cloned();
         loop {
@@ -204,11 +276,29 @@ impl Walker {
             found.extend(f);
             rows += r;
             if !more {
+                tracing::debug!(table = %self.plan.name, rows, ms = started.elapsed().as_millis() as u64, "streamed");
                 return Ok((found, rows));
             }
             plo = phi;
         }
     }
+}
+
+/// A single integer key's value.
+fn int_of(k: &Key) -> Option<i128> {
+    match k.0.as_slice() {
+        [KeyVal::Int(i)] => Some(i128::from(*i)),
+        [KeyVal::UInt(u)] => Some(i128::from(*u)),
+        _ => None,
+    }
+}
+
+/// A single integer key (signed where it fits, as a BIGINT UNSIGNED above that).
+fn int_key(v: i128) -> Key {
+    Key(vec![match i64::try_from(v) {
+        Ok(i) => KeyVal::Int(i),
+        Err(_) => KeyVal::UInt(u64::try_from(v).unwrap_or(u64::MAX)),
+    }])
 }
 
 #[cfg(test)]

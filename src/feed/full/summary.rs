@@ -224,6 +224,20 @@ pub async fn nth_key(db: &Db, plan: &TablePlan, lo: Option<&Key>, hi: Option<&Ke
     Ok(rows.first().map(|r| Key::from_values(r)))
 }
 
+/// The largest key in `(lo, hi]` on `db` (an index lookup), `None` when the range is empty.
+pub async fn max_key(db: &Db, plan: &TablePlan, lo: Option<&Key>, hi: Option<&Key>) -> Result<Option<Key>> {
+    let (range, params) = range_clause(plan, db.side, lo, hi);
+    let keys = plan.key_list(db.side);
+    let desc: Vec<String> = plan.key_on(db.side).iter().map(|k| format!("{} DESC", quote_ident(k))).collect();
+    let sql = format!(
+        "SELECT {keys} FROM {} WHERE {range} ORDER BY {} LIMIT 1",
+        quote_ident(plan.table_on(db.side)),
+        desc.join(", ")
+    );
+    let rows = db.rows(&sql, params, &format!("finding the last key of `{}`", plan.name)).await?;
+    Ok(rows.first().map(|r| Key::from_values(r)))
+}
+
 /// The first `limit` base keys after `lo` (within `hi`), seen through one walk of the key's index and
 /// returned thinned out: every `step`-th key (the cut points of buckets of `step` rows) and the last one.
 pub struct KeyWalk {
