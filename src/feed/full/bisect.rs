@@ -224,6 +224,8 @@ impl Walker {
             self.throttle.charge(b.iter().map(|s| s.count).sum(), o.iter().map(|s| s.count).sum());
             let stream_rows = self.stream_rows();
             let (mut found, mut rows) = (Vec::new(), 0);
+            // Differing buckets are settled concurrently: each costs round trips, not server work.
+            let mut settling: Vec<Settling<'_>> = Vec::new();
             for (i, (bs, os)) in b.iter().zip(&o).enumerate() {
                 if bs == os {
                     rows += bs.count;
@@ -231,14 +233,19 @@ impl Walker {
                 }
                 let blo = if i == 0 { lo.clone() } else { cuts.get(i - 1).cloned() };
                 let bhi = if i == cuts.len() { hi.clone() } else { cuts.get(i).cloned() };
-                let (f, r) = if bs.count <= stream_rows || depth >= MAX_DEPTH {
-                    self.stream_range(blo.as_ref(), bhi.as_ref()).await?
+                if bs.count <= stream_rows || depth >= MAX_DEPTH {
+                    let counts = (bs.count, os.count);
+                    settling.push(Box::pin(async move { self.stream_bucket(blo, bhi, counts).await }));
                 } else {
                     let limit = bs.count + bs.count / 2 + 64;
                     let step = self.bucket_rows(bs.count);
-                    let sub = walk_keys(&self.engine.base, plan, blo.as_ref(), bhi.as_ref(), limit, step).await?;
-                    self.settle_range(blo, bhi, sub.cuts, depth + 1).await?
-                };
+                    settling.push(Box::pin(async move {
+                        let sub = walk_keys(&self.engine.base, plan, blo.as_ref(), bhi.as_ref(), limit, step).await?;
+                        self.settle_range(blo, bhi, sub.cuts, depth + 1).await
+                    }));
+                }
+            }
+            for (f, r) in futures_util::future::try_join_all(settling).await? {
                 found.extend(f);
                 rows += r;
             }
@@ -256,6 +263,31 @@ impl Walker {
     /// `stream_rows`, so that a differing bucket is usually streamed at once.
     fn bucket_rows(&self, rows: u64) -> u64 {
         rows.div_ceil(max_buckets(&self.plan)).max(self.stream_rows())
+    }
+
+    /// Streams a differing bucket through the compare core. When both sides' counts fit one page, both
+    /// are read at once (one round trip of latency instead of two); a bucket that grew since it was
+    /// summarised is streamed page by page.
+    async fn stream_bucket(&self, lo: Option<Key>, hi: Option<Key>, counts: (u64, u64)) -> Result<(Found, u64)> {
+        let page = self.chunk;
+        if counts.0.max(counts.1) >= page as u64 {
+            return self.stream_range(lo.as_ref(), hi.as_ref()).await;
+        }
+        let (lo, hi) = (lo.as_ref(), hi.as_ref());
+        let (b, o) = tokio::join!(
+            self.engine.base.read_range(&self.plan, lo, hi, page),
+            self.engine.other.read_range(&self.plan, lo, hi, page)
+        );
+        let (b, o) = (b?, o?);
+        if b.len() >= page || o.len() >= page {
+            return self.stream_range(lo, hi).await;
+        }
+        let base_count = b.len() as u64;
+        let mut matcher = super::Matcher::new(&self.plan, b);
+        matcher.other_rows(&self.plan, &o);
+        let (found, rows) = matcher.finish(&self.plan);
+        self.throttle.charge(base_count, o.len() as u64);
+        Ok((found, rows))
     }
 
     /// Streams `(lo, hi]` of both sides through the compare core, `chunk` base rows at a time.
