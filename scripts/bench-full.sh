@@ -3,8 +3,8 @@
 # each type), checked by `binlog-validator full` (default strategy, and each strategy), by
 # `pt-table-sync --print` and (remote mode) by `reladiff` on the same data, runs alternating. Reports the
 # median wall time of each, its ratio to pt-table-sync, the CPU time it cost each MariaDB server (median,
-# from /proc: what a tool costs production, and on a machine running both servers what bounds it), and
-# peak RSS; checks that every tool found exactly the 300 differences. Two tables: `t` (ids 1..ROWS) and `s`, the same rows plus 100 stray ids near
+# from /proc: what a tool costs production, and on a machine running both servers what bounds it), its
+# own CPU time, and peak RSS; checks that every tool found exactly the 300 differences. Two tables: `t` (ids 1..ROWS) and `s`, the same rows plus 100 stray ids near
 # 2*ROWS (keys not spread evenly).
 #
 #   scripts/bench-full.sh                      # local: both servers on loopback, ROWS=1000000 RUNS=5
@@ -144,16 +144,18 @@ server_cpu() {
   echo "$out"
 }
 
-# timed CMD...: runs it under /usr/bin/time, prints "seconds peak-KB source-CPU-s target-CPU-s"
+# timed CMD...: runs it under /usr/bin/time; writes "seconds peak-KB source-CPU-s target-CPU-s client-CPU-s"
+# to $OUT/timed
 timed() {
   local before after
   before=$(server_cpu)
-  /usr/bin/time -f "%e %M" -o "$OUT/time" "$@" || true
+  /usr/bin/time -f "%e %M %U %S" -o "$OUT/time" "$@" || true
   after=$(server_cpu)
-  echo "$(tail -1 "$OUT/time") $(awk -v b="$before" -v a="$after" 'BEGIN {split(b, x); split(a, y); printf "%.2f %.2f", y[1] - x[1], y[2] - x[2]}')" >"$OUT/timed"
+  tail -1 "$OUT/time" | awk -v b="$before" -v a="$after" \
+    '{split(b, x); split(a, y); printf "%s %s %.2f %.2f %.2f\n", $1, $2, y[1] - x[1], y[2] - x[2], $3 + $4}' >"$OUT/timed"
 }
 
-# run_bv TABLE [ARGS...]: prints "seconds peak-KB source-CPU-s target-CPU-s"
+# run_bv TABLE [ARGS...]: prints what `timed` measured
 run_bv() {
   local table=$1
   shift
@@ -207,7 +209,7 @@ bench() {
     done
     local line="run $r ($table):"
     for tool in "${tools[@]}"; do line+="  $tool $(tail -1 "$OUT/$tool.times")"; done
-    echo "$line  (seconds, peak KB, source and target server CPU seconds)" >&2
+    echo "$line  (seconds, peak KB, source, target and client CPU seconds)" >&2
   done
   local pt
   pt=$(cut -d' ' -f1 "$OUT/pt.times" | median)
@@ -215,9 +217,10 @@ bench() {
     local t rss name
     t=$(cut -d' ' -f1 "$OUT/$tool.times" | median)
     rss=$(cut -d' ' -f2 "$OUT/$tool.times" | sort -n | tail -1)
-    local cpu_src cpu_dst
+    local cpu_src cpu_dst cpu_client
     cpu_src=$(cut -d' ' -f3 "$OUT/$tool.times" | median)
     cpu_dst=$(cut -d' ' -f4 "$OUT/$tool.times" | median)
+    cpu_client=$(cut -d' ' -f5 "$OUT/$tool.times" | median)
     case $tool in
       bv) name="binlog-validator full ($(cat "$OUT/strategy.$table.auto." 2>/dev/null | head -1))" ;;
       rows) name="binlog-validator full --strategy rows" ;;
@@ -225,13 +228,13 @@ bench() {
       pt) name="pt-table-sync --print" ;;
       reladiff) name="reladiff (bisection factor 32, threshold 16384)" ;;
     esac
-    echo "| $table | $name | ${t} s | $(awk "BEGIN {printf \"%.2f\", $t/$pt}")x | $cpu_src + $cpu_dst s | $((rss / 1024)) MB |"
+    echo "| $table | $name | ${t} s | $(awk "BEGIN {printf \"%.2f\", $t/$pt}")x | $cpu_src + $cpu_dst s | $cpu_client s | $((rss / 1024)) MB |"
   done
 }
 
 where="one machine"
 [ "$REMOTE" = 1 ] && where="target behind a $RATE link"
-echo "| table ($ROWS rows x 10 columns, 300 differences, $where, median of $RUNS) | tool | wall time | vs pt-table-sync | server CPU (source + target) | peak RSS |"
-echo "|---|---|---|---|---|---|"
+echo "| table ($ROWS rows x 10 columns, 300 differences, $where, median of $RUNS) | tool | wall time | vs pt-table-sync | server CPU (source + target) | client CPU | peak RSS |"
+echo "|---|---|---|---|---|---|---|"
 bench t
 bench s

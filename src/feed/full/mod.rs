@@ -214,7 +214,13 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     let full = &engine.cfg.full;
     let choosers: HashMap<String, bisect::Chooser> = names
         .iter()
-        .map(|n| (n.clone(), bisect::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)))
+        .map(|n| {
+            (
+                n.clone(),
+                bisect::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)
+                    .with_workers(full.parallel),
+            )
+        })
         .collect();
     // The segments form one work queue: `parallel` permits, handed out in order (the semaphore is
     // fair), so every worker takes the next unfinished segment as soon as it is free.
