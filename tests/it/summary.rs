@@ -195,6 +195,38 @@ async fn digest_serialisation_is_unambiguous() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn summary_chunks_cut_by_key_value_reach_both_ends_of_unsigned_64_bit_keys() {
+    // Dense runs around 2^63 and at the top of BIGINT UNSIGNED with a wide gap between: chunks and
+    // buckets cut by key value must neither overflow nor leave a key out.
+    let p = Pair::new("sumu64").await;
+    p.both("CREATE TABLE big (id BIGINT UNSIGNED PRIMARY KEY, v INT)").await;
+    p.both("INSERT INTO big SELECT 9223372036854775807 - 1500 + seq, seq FROM seq_1_to_3000").await;
+    p.both("INSERT INTO big SELECT 18446744073709551615 - 1000 + seq, seq FROM seq_1_to_1000").await;
+    p.both("INSERT INTO big SELECT seq, seq FROM seq_1_to_1000").await;
+    p.exec(Side::Target, "UPDATE big SET v = 0 WHERE id IN (500, 9223372036854775807, 9223372036854775808)").await;
+    p.exec(Side::Target, "DELETE FROM big WHERE id IN (18446744073709551615, 18446744073709551000)").await;
+    p.exec(Side::Target, "INSERT INTO big VALUES (9223372036854777407, 1), (1001, 1)").await;
+    p.config("", &format!("{FAST}[full]\nparallel = 2\nsplit_rows = 1\nchunk_rows = 40\n[[table]]\nname = \"big\"\n"));
+    let out = p.command(&["full", "--strategy", "summary"]).env("BV_LOG", "binlog_validator=debug").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        kinds_and_keys(&p.events()),
+        expect(&[
+            ("neq", json!({"id": 500})),
+            ("neq", json!({"id": 9223372036854775807u64})),
+            ("neq", json!({"id": 9223372036854775808u64})),
+            ("target_missing", json!({"id": 18446744073709551615u64})),
+            ("target_missing", json!({"id": 18446744073709551000u64})),
+            ("base_missing", json!({"id": 9223372036854777407u64})),
+            ("base_missing", json!({"id": 1001})),
+        ]),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("summary chunk by key value"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn summary_falls_back_to_rows_where_column_types_differ() {
     let p = Pair::new("sumfb").await;
     p.exec(Side::Source, "CREATE TABLE t (id INT PRIMARY KEY, d DECIMAL(10,2))").await;
