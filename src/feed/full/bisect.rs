@@ -46,8 +46,10 @@ pub struct Chooser {
 struct ChoiceState {
     /// the strategy started with: summaries when a side is remote
     prefer_summary: bool,
-    /// measured seconds per row of each strategy (rows, summary), smoothed
-    cost: [Option<f64>; 2],
+    /// seconds and rows measured of each strategy (rows, summary), both decaying: their ratio is the cost
+    /// per row, weighted by rows, so that a chunk of a few rows (a gap in the keys, the open end of a
+    /// table) does not stand for a whole table's rows
+    cost: [Option<(f64, f64)>; 2],
     chunks: u64,
     summary_rows: u64,
     /// summaries are the table's strategy now (not only measured now and then)
@@ -102,7 +104,8 @@ impl Chooser {
                 s.chunks += 1;
                 // Chunks run concurrently and share the link and the servers' CPU, so one chunk's time is
                 // a noisy measure: leave the strategy the placement suggests only for a clear gain.
-                let best = match (s.cost, s.prefer_summary) {
+                let per_row = |c: Option<(f64, f64)>| c.map(|(secs, rows)| secs / rows.max(1.0));
+                let best = match ([per_row(s.cost[0]), per_row(s.cost[1])], s.prefer_summary) {
                     ([Some(rows), Some(summary)], true) => summary < rows * SWITCH_GAIN * self.link_share,
                     ([Some(rows), Some(summary)], false) => summary * SWITCH_GAIN < rows,
                     _ => s.prefer_summary,
@@ -120,11 +123,11 @@ impl Chooser {
     /// Records how long a chunk took; resizes summary chunks toward `chunk_time`.
     pub fn measured(&self, by_summary: bool, took: Duration, rows: u64) {
         let mut s = self.state();
-        let per_row = took.as_secs_f64() / rows.max(1) as f64;
+        let (secs, n) = (took.as_secs_f64(), rows as f64);
         let slot = &mut s.cost[usize::from(by_summary)];
         *slot = Some(match *slot {
-            Some(old) => old * 0.7 + per_row * 0.3,
-            None => per_row,
+            Some((old_secs, old_rows)) => (old_secs * 0.7 + secs, old_rows * 0.7 + n),
+            None => (secs, n),
         });
         if by_summary && s.summary_best && rows > 0 {
             let target = self.chunk_time.as_secs_f64();
@@ -376,6 +379,13 @@ mod tests {
         shared.measured(false, Duration::ZERO, 1000);
         shared.measured(false, Duration::ZERO, 1000);
         assert!(!shared.pick(), "rows far cheaper even when shared: left");
+        let gap = Chooser::new(Strategy::Auto, true, 5000, Duration::from_millis(500)).with_workers(4);
+        gap.pick();
+        gap.measured(true, 400 * MS, 20_000);
+        gap.pick();
+        gap.measured(false, 100 * MS, 5_000);
+        gap.measured(true, 50 * MS, 1);
+        assert!(gap.pick(), "a summary chunk of one row (a gap in the keys) does not make summaries look dear");
         let local4 = Chooser::new(Strategy::Auto, false, 5000, Duration::from_millis(500)).with_workers(4);
         local4.pick();
         local4.measured(false, 100 * MS, 1000);

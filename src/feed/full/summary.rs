@@ -306,6 +306,27 @@ pub async fn walk_keys(
 mod tests {
     use super::*;
 
+    /// No server here runs MySQL 8, so the statement's shape is checked instead: every function it calls
+    /// is one MySQL 8.0 and 8.4 document with the same meaning as MariaDB (`CRC32C`, or `CRC32` with two
+    /// arguments, MariaDB-only, would fail this).
+    #[test]
+    fn summary_sql_calls_only_functions_mysql_8_shares() {
+        let shared =
+            ["CONCAT_WS", "ISNULL", "LENGTH", "CAST", "IF", "CRC32", "REVERSE", "LEAST", "COUNT", "SUM", "INTERVAL"];
+        let cols =
+            [("id", Kind::Int), ("s", Kind::Bytes), ("f", Kind::Float), ("j", Kind::Json), ("d", Kind::DateTime)];
+        for sql in [row_digest_sql(&cols), row_digest_twice_sql(&cols)] {
+            let called = sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '(')).filter_map(|w| {
+                let name = w.split('(').next()?;
+                (w.contains('(') && !name.is_empty()).then_some(name)
+            });
+            for f in called {
+                assert!(shared.contains(&f), "{f} in {sql}");
+            }
+            assert_eq!(sql.matches("CRC32(").count(), 2);
+        }
+    }
+
     #[test]
     fn even_cuts_from_a_non_negative_lo_are_found() {
         let k = |v: i64| Key(vec![crate::key::KeyVal::Int(v)]);
