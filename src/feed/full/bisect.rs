@@ -8,7 +8,7 @@
 
 use super::{Step, Walker};
 use crate::error::Result;
-use crate::feed::full::summary::{max_buckets, max_key, summarise, walk_keys};
+use crate::feed::full::summary::{int_of, max_buckets, max_key, summarise, walk_keys};
 use crate::feed::full::Strategy;
 use crate::key::{Key, KeyVal};
 use crate::verdict::check::Mismatch;
@@ -329,15 +329,6 @@ impl Walker {
             }
             plo = phi;
         }
-    }
-}
-
-/// A single integer key's value.
-fn int_of(k: &Key) -> Option<i128> {
-    match k.0.as_slice() {
-        [KeyVal::Int(i)] => Some(i128::from(*i)),
-        [KeyVal::UInt(u)] => Some(i128::from(*u)),
-        _ => None,
     }
 }
 

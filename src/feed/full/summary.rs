@@ -202,15 +202,19 @@ fn bucket_expr(plan: &TablePlan, side: Side, lo: Option<&Key>, cuts: &[Key]) -> 
 /// `(lo + 1, w)` when `cuts` are `lo + w, lo + 2w, …` on a single integer key with `lo >= 0` (so that
 /// `key - (lo + 1)` is never negative nor out of range for the rows above `lo`), else `None`.
 fn even_spacing(lo: &Key, cuts: &[Key]) -> Option<(i64, i64)> {
-    let int = |k: &Key| match k.0.as_slice() {
+    let lo = int_of(lo).filter(|lo| *lo >= 0)?;
+    let width = int_of(cuts.first()?)? - lo;
+    let even = cuts.iter().enumerate().all(|(i, c)| int_of(c) == Some(lo + (i as i128 + 1) * width));
+    (even && width > 0).then_some((i64::try_from(lo + 1).ok()?, i64::try_from(width).ok()?))
+}
+
+/// A single integer key's value.
+pub fn int_of(k: &Key) -> Option<i128> {
+    match k.0.as_slice() {
         [crate::key::KeyVal::Int(i)] => Some(i128::from(*i)),
         [crate::key::KeyVal::UInt(u)] => Some(i128::from(*u)),
         _ => None,
-    };
-    let lo = int(lo).filter(|lo| *lo >= 0)?;
-    let width = int(cuts.first()?)? - lo;
-    let even = cuts.iter().enumerate().all(|(i, c)| int(c) == Some(lo + (i as i128 + 1) * width));
-    (even && width > 0).then_some((i64::try_from(lo + 1).ok()?, i64::try_from(width).ok()?))
+    }
 }
 
 /// How many buckets one summary statement may have for this key (see [`bucket_expr`]).
