@@ -34,27 +34,30 @@ for ((from = 1; from <= ROWS; from += step)); do
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-: >$OUT/ours; : >$OUT/values; : >$OUT/images; : >$OUT/peer
+: >$OUT/ours; : >$OUT/values; : >$OUT/images; : >$OUT/versions; : >$OUT/peer
 for r in $(seq "$RUNS"); do
   target/release/examples/decode_bench "mysql://bv:bv@127.0.0.1:$SRC/bench_bl" "$file" "$pos" t keys >>$OUT/ours
   target/release/examples/decode_bench "mysql://bv:bv@127.0.0.1:$SRC/bench_bl" "$file" "$pos" t values >>$OUT/values
   target/release/examples/decode_bench "mysql://bv:bv@127.0.0.1:$SRC/bench_bl" "$file" "$pos" t images >>$OUT/images
+  target/release/examples/decode_bench "mysql://bv:bv@127.0.0.1:$SRC/bench_bl" "$file" "$pos" t versions >>$OUT/versions
   python3 scripts/bench_decode_peer.py $SRC "$file" "$pos" t bench_bl >>$OUT/peer
-  echo "run $r (rows, rows/s): keys $(tail -1 $OUT/ours | cut -d' ' -f1,3); all values $(tail -1 $OUT/values | cut -d' ' -f1,3); normalised images $(tail -1 $OUT/images | cut -d' ' -f1,3); python-mysql-replication $(tail -1 $OUT/peer | cut -d' ' -f1,3)" >&2
+  echo "run $r (rows, rows/s): keys $(tail -1 $OUT/ours | cut -d' ' -f1,3); all values $(tail -1 $OUT/values | cut -d' ' -f1,3); normalised images $(tail -1 $OUT/images | cut -d' ' -f1,3); versions $(tail -1 $OUT/versions | cut -d' ' -f1,3); python-mysql-replication $(tail -1 $OUT/peer | cut -d' ' -f1,3)" >&2
 done
-for f in ours values images peer; do
+for f in ours values images versions peer; do
   n=$(cut -d' ' -f1 $OUT/$f | sort -u)
   [ "$n" = "$ROWS" ] || { echo "$f decoded $n rows, expected $ROWS" >&2; exit 1; }
 done
 ours=$(cut -d' ' -f3 $OUT/ours | median)
 values=$(cut -d' ' -f3 $OUT/values | median)
 images=$(cut -d' ' -f3 $OUT/images | median)
+versions=$(cut -d' ' -f3 $OUT/versions | median)
 peer=$(cut -d' ' -f3 $OUT/peer | median)
 cat <<EOF
 | decoder ($ROWS row changes, 10 columns, median of $RUNS) | rows/s | vs python-mysql-replication |
 |---|---|---|
-| binlog-validator: keys of every change (binlog mode's path) | $ours | $(awk "BEGIN {printf \"%.1f\", $ours/$peer}")x |
-| binlog-validator: every value of every image, normalised (binlog mode's image path) | $images | $(awk "BEGIN {printf \"%.1f\", $images/$peer}")x |
+| binlog-validator: every value of every image, normalised, digested, kept per key (binlog mode's path) | $versions | $(awk "BEGIN {printf \"%.1f\", $versions/$peer}")x |
+| binlog-validator: keys of every change | $ours | $(awk "BEGIN {printf \"%.1f\", $ours/$peer}")x |
+| binlog-validator: every value of every image, normalised | $images | $(awk "BEGIN {printf \"%.1f\", $images/$peer}")x |
 | binlog-validator: every value of every row image (mysql_common's row parser) | $values | $(awk "BEGIN {printf \"%.1f\", $values/$peer}")x |
 | python-mysql-replication (every value) | $peer | 1 |
 EOF

@@ -2,10 +2,10 @@
 //! stage and the outbox drain. Modes differ only in how they find keys to check.
 
 use crate::config::Config;
+use crate::deliver::metrics::Stats;
 use crate::deliver::sink::{drain, AnySink};
 use crate::deliver::state::Store;
 use crate::error::{Result, Side};
-use crate::metrics::Stats;
 use crate::mysql::db::Db;
 use crate::mysql::schema::{plan_all, PlanSet};
 use crate::verdict::settle::Settle;
@@ -65,6 +65,8 @@ impl Running {
             ))
         })?;
         let store = Arc::new(Store::open(&cfg.state.dir)?);
+        // Older pending records become the newest version before settle's first compare-and-swap.
+        store.pending_upgrade::<crate::verdict::settle::Pending>()?;
         let sink = AnySink::from_config(&cfg.sink)?;
         let (base, other) = (Arc::new(base), Arc::new(other));
         let ledger_cfg = crate::deliver::ledger::LedgerConfig {

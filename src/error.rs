@@ -48,7 +48,7 @@ pub enum Error {
 
     /// A server could not be reached or refused the login; `hint` names the setting to check
     /// (built by [`crate::mysql::tls`], which knows whether the connection was encrypted).
-    #[error("cannot connect to the {side} database at {addr}: {}; {hint}", crate::mysql::tls::describe(.source))]
+    #[error("cannot connect to the {side} database at {addr}: {}; {hint}", describe(.source))]
     Connect {
         side: Side,
         addr: String,
@@ -153,10 +153,41 @@ impl Error {
 /// refused) is definite: it arrives as an I/O error, but retrying cannot cure it.
 fn mysql_transient(e: &mysql_async::Error) -> bool {
     match e {
-        e if crate::mysql::tls::is_tls_failure(e) => false,
+        e if is_tls_failure(e) => false,
         mysql_async::Error::Io(_) => true,
         mysql_async::Error::Driver(d) => matches!(d, mysql_async::DriverError::ConnectionClosed),
         mysql_async::Error::Server(s) => matches!(s.code, 1040 | 1053 | 1205 | 1213 | 1317 | 2006 | 2013 | 1927),
         _ => false,
     }
+}
+
+/// The rustls error under a connect error, if the TLS handshake failed.
+pub fn rustls_error(e: &mysql_async::Error) -> Option<&rustls::Error> {
+    match e {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io.get_ref()?.downcast_ref::<rustls::Error>(),
+        _ => None,
+    }
+}
+
+/// A connect error as one phrase: a failed TLS handshake says so (mysql_async writes "Input/output error"
+/// twice before it).
+pub fn describe(e: &mysql_async::Error) -> String {
+    match rustls_error(e) {
+        Some(re) => format!("TLS handshake failed: {re}"),
+        None => e.to_string(),
+    }
+}
+
+/// Whether an error is about TLS settings or certificates, which retrying cannot cure: the driver could
+/// not use the files, or the handshake was refused. Other TLS errors (a record damaged mid-stream) stay
+/// transient like any broken connection.
+pub fn is_tls_failure(e: &mysql_async::Error) -> bool {
+    use rustls::{AlertDescription as A, Error as R};
+    if matches!(e, mysql_async::Error::Io(mysql_async::IoError::Tls(_))) {
+        return true;
+    }
+    matches!(
+        rustls_error(e),
+        Some(R::InvalidCertificate(_) | R::PeerIncompatible(_) | R::NoCertificatesPresented | R::UnsupportedNameType)
+    ) || matches!(rustls_error(e), Some(R::AlertReceived(a)) if *a != A::CloseNotify)
 }

@@ -14,19 +14,23 @@
 //! - [`engine`]: the connected pieces every mode shares, and their background tasks
 //! - [`verdict`]: the pure compare core ([`verdict::compare`]), key batches → verdicts ([`verdict::check`]),
 //!   the settle stage for mismatches ([`verdict::settle`])
-//! - [`deliver`]: the inconsistency event ([`deliver::event`]), the ledger of open rows ([`deliver::ledger`]),
-//!   the sled store with its outbox ([`deliver::state`]), sinks and the drain ([`deliver::sink`])
-//! - [`mysql`]: pools and reads ([`mysql::db`]), table metadata and the column plan ([`mysql::schema`]),
-//!   binlog positions and GTIDs ([`mysql::position`]), TLS for every connection ([`mysql::tls`])
+//! - [`deliver`]: the inconsistency event and mismatch ([`deliver::event`]), the ledger of open rows
+//!   ([`deliver::ledger`]), the sled store with its outbox ([`deliver::state`]), sinks and the drain
+//!   ([`deliver::sink`]), counters and Prometheus text ([`deliver::metrics`])
+//! - [`mysql`]: pools and raw queries ([`mysql::db`]), reads by plan ([`mysql::read`]), table metadata and the
+//!   column plan ([`mysql::schema`]) with each column's comparison kind ([`mysql::kind`]), binlog positions
+//!   and GTIDs ([`mysql::position`]), TLS for every connection ([`mysql::tls`])
 //! - [`control`]: the HTTP API, its scheduler, the cutover gate and its client ([`control::api`]); preflight
 //!   checks ([`control::doctor`])
-//! - shared leaves: [`config`] (TOML, `BV_*` overrides, validation), [`error`] (transient vs definite),
-//!   [`key`] (row keys by canonical bytes), [`metrics`], [`retry`] (the one backoff policy), [`calendar`]
+//! - shared leaves: [`config`] (TOML, `BV_*` overrides, validation; each side's URL and TLS settings in
+//!   [`config::Endpoint`]), [`error`] (transient vs definite), [`key`] (row keys by canonical bytes), [`retry`]
+//!   (the one backoff policy), [`clock`], [`calendar`]
 //!
 //! Data flows from a feed through [`verdict::check`]/[`verdict::compare`] into [`verdict::settle`], then
 //! into the [`deliver::state`] outbox, from which [`deliver::sink::drain`] delivers at least once.
 
 pub mod calendar;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod deliver;
@@ -34,7 +38,6 @@ pub mod engine;
 pub mod error;
 pub mod feed;
 pub mod key;
-pub mod metrics;
 pub mod mysql;
 pub mod retry;
 pub mod verdict;

@@ -4,10 +4,9 @@
 mod cli;
 
 use binlog_validator::control::doctor;
+use binlog_validator::deliver::metrics::Stats;
 use binlog_validator::engine::Running;
-use binlog_validator::feed::binlog;
 use binlog_validator::feed::full::{run_full, FullOptions, Strategy};
-use binlog_validator::metrics::Stats;
 use binlog_validator::{Config, Error};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -207,18 +206,7 @@ async fn incr(cfg: Config, mode: &str) -> Result<ExitCode, Error> {
     let api = cfg.http.listen.clone().map(|l| (l, cfg.http.token.clone()));
     let running = Running::start(cfg, stats.clone()).await?;
     let engine = running.engine.clone();
-    let result = match api {
-        // With http.listen set, the same validation runs under the API (the cutover gate, /status).
-        Some((listen, token)) => incr_with_api(&engine, mode, &listen, token, shutdown).await,
-        None => {
-            stats.incr_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if mode == "poll" {
-                binlog_validator::feed::poll::run(&running.engine, None, None, shutdown).await
-            } else {
-                binlog::run(&running.engine, None, shutdown).await
-            }
-        }
-    };
+    let result = run_incr(&engine, mode, api, shutdown).await;
     running.stop().await;
     if mode != "poll" {
         // Also when binlog mode stopped on an error: what was seen, checked and not checked, and where
@@ -242,13 +230,13 @@ async fn incr(cfg: Config, mode: &str) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `incr` with the HTTP API beside it: the validation runs as the API's incremental job, and `incr` ends
-/// when it fails or on SIGINT/SIGTERM (checkpoint saved either way).
-async fn incr_with_api(
+/// `incr`'s validation, run as the scheduler's incremental job (the one mode dispatch `serve` uses too),
+/// with the HTTP API beside it when `http.listen` is set (the cutover gate, `/status`). Ends when the
+/// validation fails or on SIGINT/SIGTERM, the checkpoint saved either way.
+async fn run_incr(
     engine: &binlog_validator::engine::Engine,
     mode: &str,
-    listen: &str,
-    token: Option<String>,
+    api: Option<(String, Option<String>)>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     use binlog_validator::control::api::scheduler::{IncrRequest, Refusal, Scheduler};
@@ -258,24 +246,32 @@ async fn incr_with_api(
         Refusal::Conflict(m) | Refusal::Invalid(m) => Error::Config(m),
     })?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (sched, listen) = (scheduler.clone(), listen.to_string());
-    let mut server = tokio::spawn(async move {
-        binlog_validator::control::api::serve(sched, &listen, token, async move {
+    let mut server = match api {
+        Some((listen, token)) => {
+            let sched = scheduler.clone();
+            tokio::spawn(async move {
+                binlog_validator::control::api::serve(sched, &listen, token, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        }
+        // No API: a server that never ends on its own.
+        None => tokio::spawn(async move {
             let _ = stopped.await;
-        })
-        .await
-    });
-    let failed = tokio::select! {
+            Ok(())
+        }),
+    };
+    let ended = tokio::select! {
         // A job replaced through the API (POST /incr/start) ends too: `incr` follows the new one.
-        e = async {
+        _ = async {
             loop {
-                let e = scheduler.wait_incr_end().await;
-                if e.is_some() || scheduler.incr_mode().await.is_none() {
-                    return e;
+                if scheduler.wait_incr_end().await.is_some() || scheduler.incr_mode().await.is_none() {
+                    return;
                 }
             }
-        } => e,
-        _ = shutdown.wait_for(|s| *s) => None,
+        } => true,
+        _ = shutdown.wait_for(|s| *s) => false,
         // The API could not start (address in use): stop the validation and say so.
         r = &mut server => {
             scheduler.stop_all().await;
@@ -284,9 +280,10 @@ async fn incr_with_api(
     };
     let _ = stop.send(());
     let served = server.await.unwrap_or_else(|e| Err(Error::Internal(format!("the HTTP API task failed: {e}"))));
-    match failed {
-        Some(e) => Err(Error::Config(e)),
-        None => served,
+    scheduler.stop_all().await;
+    match scheduler.take_incr_error() {
+        Some(e) if ended => Err(e),
+        _ => served,
     }
 }
 

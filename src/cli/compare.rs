@@ -6,11 +6,15 @@
 //! rows to the source at a steady rate and mirrors each to the target after `lag`: those mismatches are
 //! transient and must not be reported. Every 50th row is never mirrored (`target_missing`) and every
 //! 50th (offset) is changed on the source only after it was mirrored (`neq`): those are permanent and
-//! must be found. The report gives, per mode, detection latency (injecting commit → event, minus the
-//! settle window), recall, false alarms, base queries and rows read per second, and CPU time.
+//! must be found. Three hot rows are updated every 10 ms on the source and replayed on the target `lag`
+//! later in order (the same statements and values); half-way through, one hot row's target copy stops
+//! receiving them: an inconsistency of a row still being written, which a mode finds either while the
+//! writes go on or only after they stop. The report gives, per mode, detection latency (injecting commit
+//! → event, minus the settle window), recall, false alarms, base queries and rows read per second, CPU
+//! time, and when the hot row was reported.
 
+use binlog_validator::clock::now_ms;
 use binlog_validator::config::Config;
-use binlog_validator::deliver::event::now_ms;
 use binlog_validator::error::{Error, Result, Side};
 use binlog_validator::mysql::db::{quote_ident, Db};
 use std::collections::HashMap;
@@ -21,6 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 pub const TABLE: &str = "bv_compare";
+
+/// The hot rows' ids (beyond any id the steady workload reaches); the first one's target copy stops.
+const HOT: [i64; 3] = [1_000_000_001, 1_000_000_002, 1_000_000_003];
+const HOT_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -43,6 +51,8 @@ pub struct ModeResult {
     pub queries_per_s: f64,
     pub rows_per_s: f64,
     pub cpu_s: f64,
+    /// the stopped hot row: reported how long after its divergence (ms), and whether the writes still went on
+    pub hot: Option<(u64, bool)>,
 }
 
 impl ModeResult {
@@ -175,6 +185,49 @@ async fn exec(db: &Db, sql: &str, params: Vec<mysql_async::Value>) -> Result<()>
     db.rows(sql, params, "running the compare workload").await.map(|_| ())
 }
 
+/// The hot rows for `duration`: each write on the source, then on the target once its commit is `lag`
+/// old (the replayer waits for the head of its queue). From half-way the target copy of `HOT[0]` gets
+/// no more writes. Returns when it diverged (the first write it missed) and when the writes ended (ms).
+async fn hot_rows(source: Arc<Db>, target: Arc<Db>, duration: Duration, lag: Duration) -> Result<(u64, u64)> {
+    let t = quote_ident(TABLE);
+    let update = move |ids: &[i64]| {
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        format!("UPDATE {t} SET v = ?, utime = ? WHERE id IN ({})", ids.join(", "))
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, String, i64, i64)>();
+    let replay = tokio::spawn(async move {
+        while let Some((due, sql, v, u)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            exec(&target, &sql, vec![v.into(), u.into()]).await?;
+        }
+        Ok::<(), Error>(())
+    });
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(HOT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut v, mut utime, mut diverged, mut ended) = (0i64, 0i64, None, now_ms());
+    while started.elapsed() < duration {
+        tick.tick().await;
+        v += 1;
+        // The same utime on both sides, growing with every write (poll mode's premise).
+        utime = (now_ms() as i64).max(utime + 1);
+        exec(&source, &update(&HOT), vec![v.into(), utime.into()]).await?;
+        let committed = tokio::time::Instant::now();
+        ended = now_ms();
+        let replayed = if started.elapsed() >= duration / 2 {
+            diverged.get_or_insert(ended);
+            &HOT[1..]
+        } else {
+            &HOT[..]
+        };
+        // The replayer ends only when this sender is dropped.
+        let _ = tx.send((committed + lag, update(replayed), v, utime));
+    }
+    drop(tx);
+    replay.await.map_err(|e| Error::Internal(format!("the hot-row replayer failed: {e}")))??;
+    Ok((diverged.unwrap_or(ended), ended))
+}
+
 /// Runs the comparison and writes the report. Returns both modes' results.
 pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
     let (source, target) =
@@ -189,6 +242,10 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
             vec![],
         )
         .await?;
+    }
+    let hot: Vec<String> = HOT.iter().map(|id| format!("({id}, 0, 0)")).collect();
+    for db in [&source, &target] {
+        exec(db, &format!("INSERT INTO {t} VALUES {}", hot.join(", ")), vec![]).await?;
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::Config(format!("--out {}: {e}", opts.out.display())))?;
     let runners = vec![
@@ -209,6 +266,7 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
     let started = Instant::now();
     let step = Duration::from_secs_f64(1.0 / f64::from(opts.rate.max(1)));
     let mut mirrors = tokio::task::JoinSet::new();
+    let hot = tokio::spawn(hot_rows(source.clone(), target.clone(), opts.duration, opts.lag));
     let mut id: i64 = 0;
     while started.elapsed() < opts.duration {
         id += 1;
@@ -240,7 +298,10 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
     while let Some(r) = mirrors.join_next().await {
         r.map_err(|e| Error::Internal(format!("a compare workload task failed: {e}")))??;
     }
+    let (hot_diverged, hot_ended) =
+        hot.await.map_err(|e| Error::Internal(format!("the hot-row workload failed: {e}")))??;
     let load_secs = started.elapsed().as_secs_f64();
+    injected.lock().unwrap_or_else(|e| e.into_inner()).insert(HOT[0], hot_diverged);
     let injected = injected.lock().unwrap_or_else(|e| e.into_inner()).clone();
     // Give both modes time to report everything: settle window, a poll interval, and some slack.
     let wait_until = Instant::now() + cfg.check.settle + cfg.poll.interval * 2 + Duration::from_secs(20);
@@ -275,6 +336,7 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
             queries_per_s: queries as f64 / load_secs,
             rows_per_s: rows as f64 / load_secs,
             cpu_s,
+            hot: events.get(&HOT[0]).map(|(_, at)| (at.saturating_sub(hot_diverged), *at < hot_ended)),
         });
     }
     write_report(opts, &results, settle_ms)?;
@@ -284,11 +346,11 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
 /// The terminal table (also the report's table).
 pub fn table(results: &[ModeResult]) -> String {
     let mut s = String::from(
-        "| mode | latency p50 / p95 / p99 / max (ms) | recall | false alarms | base queries/s | base rows read/s | CPU (s) |\n|---|---|---|---|---|---|---|\n",
+        "| mode | latency p50 / p95 / p99 / max (ms) | recall | false alarms | base queries/s | base rows read/s | CPU (s) | hot row stopped on the target: reported after (ms) |\n|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         s.push_str(&format!(
-            "| {} | {} / {} / {} / {} | {}/{} ({:.0}%) | {} | {:.1} | {:.1} | {:.2} |\n",
+            "| {} | {} / {} / {} / {} | {}/{} ({:.0}%) | {} | {:.1} | {:.1} | {:.2} | {} |\n",
             r.mode,
             r.pct(0.5),
             r.pct(0.95),
@@ -301,6 +363,11 @@ pub fn table(results: &[ModeResult]) -> String {
             r.queries_per_s,
             r.rows_per_s,
             r.cpu_s,
+            match r.hot {
+                Some((ms, true)) => format!("{ms} (while written)"),
+                Some((ms, false)) => format!("{ms} (after the writes stopped)"),
+                None => "not reported".to_string(),
+            },
         ));
     }
     s
@@ -354,8 +421,10 @@ pub fn svg(results: &[ModeResult]) -> Result<String> {
 fn write_report(opts: &Options, results: &[ModeResult], settle_ms: u64) -> Result<()> {
     let md = format!(
         "# binlog mode vs poll mode\n\nWorkload: {} s at {} rows/s, target lagging by {} ms; every 50th row never mirrored \
-         (`target_missing`) and every 50th changed on the source only (`neq`); all other mismatches are lag and must not be \
-         reported. Settle window {} ms, subtracted from latencies.\n\n{}\n![latency distributions](latency.svg)\n",
+         (`target_missing`) and every 50th changed on the source only (`neq`); three hot rows updated every 10 ms and \
+         replayed as late, one of whose target copy stops receiving the writes half-way (counted as injected, from the \
+         first write it missed); all other mismatches are lag and must not be reported. Settle window {} ms, subtracted \
+         from latencies.\n\n{}\n![latency distributions](latency.svg)\n",
         opts.duration.as_secs_f64(),
         opts.rate,
         opts.lag.as_millis(),
@@ -384,6 +453,7 @@ mod tests {
             queries_per_s: 1.0,
             rows_per_s: 2.0,
             cpu_s: 0.5,
+            hot: Some((1200, mode == "poll")),
         }
     }
 
@@ -393,6 +463,7 @@ mod tests {
         let t = table(&res);
         assert!(t.contains("| binlog | 7 / 40 / 40 / 40 | 4/4 (100%) | 0 |"), "{t}");
         assert!(t.contains("| poll | 400 / 900 / 900 / 900 | 3/4 (75%) |"), "{t}");
+        assert!(t.contains("| 1200 (while written) |\n") && t.contains("| 1200 (after the writes stopped) |\n"), "{t}");
         let s = svg(&res).unwrap();
         assert!(s.starts_with("<svg"), "{s}");
         assert!(s.matches("<polyline").count() >= 2, "a curve per mode: {s}");

@@ -85,7 +85,7 @@ pub async fn run(cfg: &Config, binlog: bool) -> Vec<Check> {
                 // The connect error's hint names the setting to change (url, ssl_mode, ssl_ca, ...).
                 let (detail, fix) = match &e {
                     Error::Connect { addr, source, hint, .. } => {
-                        (format!("{addr}: {}", crate::mysql::tls::describe(source)), hint.clone())
+                        (format!("{addr}: {}", crate::error::describe(source)), hint.clone())
                     }
                     other => (other.to_string(), format!("fix {side}.url or start the server")),
                 };

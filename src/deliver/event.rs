@@ -1,8 +1,8 @@
 //! The inconsistency event of SPEC.md, as stored in the outbox and as sent.
 
+use crate::clock::rfc3339_ms;
 use crate::key::Key;
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
@@ -70,13 +70,11 @@ pub struct Event {
     pub detected_at_ms: u64,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// Milliseconds since the epoch as an RFC 3339 time with milliseconds (UTC).
-pub fn rfc3339_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+/// A verdict that is not `Equal`: what kind of inconsistency, and for `neq` which columns.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Mismatch {
+    pub kind: EventType,
+    pub columns: Vec<String>,
 }
 
 impl Event {

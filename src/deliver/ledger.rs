@@ -8,12 +8,13 @@
 //! background at a bounded rate. The ledger is bounded: past `state.ledger_max` open rows a reported row
 //! is counted as untracked, with a warning, and the cutover gate never answers "clean" while any is.
 
-use crate::deliver::event::{now_ms, Event, EventType, Mode};
+use crate::clock::now_ms;
+use crate::deliver::event::Mismatch;
+use crate::deliver::event::{Event, EventType, Mode};
+use crate::deliver::metrics::Stats;
 use crate::deliver::state::Store;
 use crate::error::Result;
 use crate::key::Key;
-use crate::metrics::Stats;
-use crate::verdict::check::Mismatch;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
@@ -43,8 +44,8 @@ impl OpenRow {
             "type": self.kind.as_str(),
             "columns": self.columns,
             "mode": self.mode.as_str(),
-            "first_seen": crate::deliver::event::rfc3339_ms(self.first_seen_ms),
-            "last_seen": crate::deliver::event::rfc3339_ms(self.last_seen_ms),
+            "first_seen": crate::clock::rfc3339_ms(self.first_seen_ms),
+            "last_seen": crate::clock::rfc3339_ms(self.last_seen_ms),
         })
     }
 }
@@ -217,6 +218,18 @@ impl Ledger {
     pub async fn checked(&self, table: &str, checked: &[Key], differ: &[(Key, Mismatch)]) -> Result<()> {
         self.close_equal(table, checked, differ).await?;
         self.still_open(table, differ)
+    }
+
+    /// Whether `table`'s row `key` is open already with this kind and these columns: a new event for it
+    /// would only repeat what the sink was told.
+    pub fn open_as(&self, table: &str, key: &Key, m: &Mismatch) -> Result<bool> {
+        if self.open_count() == 0 {
+            return Ok(false);
+        }
+        Ok(match self.store.ledger_get::<LedgerRecord>(&id(table, key))? {
+            Some(LedgerRecord::V1(row)) => row.kind == m.kind && row.columns == m.columns,
+            None => false,
+        })
     }
 
     /// Open rows of `table` among the `differ` keys, refreshed as still different (last seen now).

@@ -3,5 +3,6 @@
 
 pub mod event;
 pub mod ledger;
+pub mod metrics;
 pub mod sink;
 pub mod state;

@@ -438,4 +438,95 @@ mod tests {
         assert!(refused(RDKafkaErrorCode::BrokerTransportFailure).is_none());
         assert!(refused(RDKafkaErrorCode::NotEnoughReplicas).is_none());
     }
+
+    /// One scripted answer to a delivery.
+    type Answer = Box<dyn Fn(&[(u64, Event)]) -> Delivery + Send>;
+
+    /// A sink that answers from a script, one answer per delivery, and records what it was offered.
+    struct Scripted {
+        answers: std::collections::VecDeque<Answer>,
+        offered: Arc<std::sync::Mutex<Vec<Vec<i64>>>>,
+    }
+
+    impl EventSink for Scripted {
+        fn deliver<'a>(&'a mut self, batch: &'a [(u64, Event)]) -> impl Future<Output = Delivery> + Send + 'a {
+            let ids = batch.iter().map(|(_, e)| key_id(e)).collect();
+            self.offered.lock().unwrap().push(ids);
+            let answer = self.answers.pop_front().unwrap_or_else(|| Box::new(|b: &[(u64, Event)]| Delivery::all(b)));
+            std::future::ready(answer(batch))
+        }
+    }
+
+    fn key_id(e: &Event) -> i64 {
+        match e.key.0[0] {
+            KeyVal::Int(i) => i,
+            _ => -1,
+        }
+    }
+
+    async fn outbox_with(n: i64) -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let events: Vec<Event> = (1..=n).map(|i| ev(i).1).collect();
+        store.outbox_push(&events, 100).await.unwrap();
+        (dir, store)
+    }
+
+    /// A transient failure after part of a batch went through: only the acknowledged event leaves the
+    /// outbox, the rest are offered again after the policy's backoff (virtual time), in order, and the
+    /// outbox ends empty.
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_removes_only_acknowledged_events_and_retries_the_rest_after_a_backoff() {
+        let (_dir, store) = outbox_with(3).await;
+        let offered = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let first: Answer = Box::new(|b: &[(u64, Event)]| Delivery {
+            acked: vec![b[0].0],
+            failure: Some(Error::Sink("broker transport failure".into())),
+        });
+        let sink = Scripted { answers: vec![first].into(), offered: offered.clone() };
+        let (tx, rx) = watch::channel(false);
+        let started = tokio::time::Instant::now();
+        let drain = tokio::spawn(drain(store.clone(), sink, rx));
+        assert_eq!(store.outbox_wait_empty(Duration::from_secs(60)).await, 0, "every event is delivered");
+        assert!(started.elapsed() >= crate::retry::Policy::QUERY.min / 2, "the retry waited for the backoff");
+        tx.send(true).unwrap();
+        drain.await.unwrap();
+        assert_eq!(*offered.lock().unwrap(), vec![vec![1, 2, 3], vec![2, 3]]);
+        store.sink_refused().unwrap();
+    }
+
+    /// A refusal no retry cures stops the drain by itself, keeps every event in the outbox, and makes
+    /// the store refuse further work with the sink's reason.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusing_sink_stops_the_drain_and_keeps_the_events() {
+        let (_dir, store) = outbox_with(2).await;
+        let offered = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refuse: Answer =
+            Box::new(|_: &[(u64, Event)]| Delivery::failed(Error::SinkRefused("create sink.topic".into())));
+        let sink = Scripted { answers: vec![refuse].into(), offered: offered.clone() };
+        let (_tx, rx) = watch::channel(false);
+        drain(store.clone(), sink, rx).await;
+        assert_eq!(store.outbox_len(), 2);
+        assert!(matches!(store.sink_refused(), Err(Error::SinkRefused(why)) if why.contains("sink.topic")));
+        assert_eq!(offered.lock().unwrap().len(), 1, "no retry after a refusal");
+    }
+
+    /// Shutdown while the drain waits out a backoff ends it at once, events kept.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_a_backoff_wait() {
+        let (_dir, store) = outbox_with(1).await;
+        let fail = || -> Answer { Box::new(|_: &[(u64, Event)]| Delivery::failed(Error::Sink("broker down".into()))) };
+        let answers = (0..1000).map(|_| fail()).collect();
+        let offered = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Scripted { answers, offered: offered.clone() };
+        let (tx, rx) = watch::channel(false);
+        let drain = tokio::spawn(drain(store.clone(), sink, rx));
+        // Wait (virtual time) until it has failed a few times, so it sits in a backoff.
+        while offered.lock().unwrap().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_millis(1), drain).await.expect("the drain stops at once").unwrap();
+        assert_eq!(store.outbox_len(), 1);
+    }
 }

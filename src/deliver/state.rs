@@ -7,11 +7,22 @@
 
 use crate::deliver::event::Event;
 use crate::error::{Error, Result};
-use crate::verdict::settle::Pending;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Notify;
+
+/// A pending re-check as the store files it: by table and key, as bytes. Its record type (versioned, able
+/// to read its older versions) belongs to the stage that keeps pending re-checks
+/// ([`crate::verdict::settle`]); the store files, swaps and returns them without knowing their fields.
+pub trait PendingEntry: Sized {
+    fn table(&self) -> &str;
+    fn key(&self) -> &crate::key::Key;
+    /// The stored bytes, always in the newest record version (compare-and-swaps compare them).
+    fn to_bytes(&self) -> Vec<u8>;
+    /// Reads a stored record of any version.
+    fn from_bytes(bytes: &[u8]) -> Result<Self>;
+}
 
 /// Store layout version, kept in the `meta` tree.
 const FORMAT: u32 = 1;
@@ -19,11 +30,6 @@ const FORMAT: u32 = 1;
 #[derive(Serialize, Deserialize)]
 enum OutboxRecord {
     V1(Event),
-}
-
-#[derive(Serialize, Deserialize)]
-enum PendingRecord {
-    V1(Pending),
 }
 
 pub struct Store {
@@ -45,11 +51,13 @@ pub struct Store {
     sink_refused: std::sync::OnceLock<String>,
 }
 
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+/// Decodes a stored record (postcard); `what` names it in the error.
+pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|source| Error::Decode { what: what.into(), source })
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+/// Encodes a record for storing (postcard).
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Encoding owned, well-formed values into a Vec cannot fail.
     postcard::to_allocvec(v).unwrap_or_default()
 }
@@ -84,12 +92,13 @@ impl Store {
         let outbox = tree("outbox")?;
         let undecodable = tree("outbox_undecodable")?;
         let ledger = tree("ledger")?;
+        let pending = tree("pending")?;
         let store = Store {
             outbox_len: AtomicUsize::new(outbox.len()),
             ledger_len: AtomicUsize::new(ledger.len()),
             ledger,
             outbox,
-            pending: tree("pending")?,
+            pending,
             progress: tree("progress")?,
             db,
             outbox_added: Notify::new(),
@@ -235,7 +244,7 @@ impl Store {
 
     // ---- pending re-checks --------------------------------------------------------------------------
 
-    fn pending_key(table: &str, key: &crate::key::Key) -> Vec<u8> {
+    pub fn pending_key(table: &str, key: &crate::key::Key) -> Vec<u8> {
         let mut k = table.as_bytes().to_vec();
         k.push(0);
         k.extend(key.canonical());
@@ -243,53 +252,66 @@ impl Store {
     }
 
     /// Stores (or replaces) pending re-checks durably.
-    pub async fn pending_put(&self, items: &[Pending]) -> Result<()> {
+    pub async fn pending_put<P: PendingEntry>(&self, items: &[P]) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
         for p in items {
-            batch.insert(Self::pending_key(&p.table, &p.key), encode(&PendingRecord::V1(p.clone())));
+            batch.insert(Self::pending_key(p.table(), p.key()), p.to_bytes());
         }
         self.pending.apply_batch(batch).map_err(|e| Error::state("storing pending re-checks", e))?;
         self.flush().await
     }
 
     /// The pending re-check of one key, if any.
-    pub fn pending_get(&self, table: &str, key: &crate::key::Key) -> Result<Option<Pending>> {
+    pub fn pending_get<P: PendingEntry>(&self, table: &str, key: &crate::key::Key) -> Result<Option<P>> {
         match self.pending.get(Self::pending_key(table, key)).map_err(|e| Error::state("reading a re-check", e))? {
-            Some(v) => {
-                let PendingRecord::V1(p) = decode("a pending re-check", &v)?;
-                Ok(Some(p))
-            }
+            Some(v) => Ok(Some(P::from_bytes(&v)?)),
             None => Ok(None),
         }
     }
 
     /// Every pending re-check.
-    pub fn pending_all(&self) -> Result<Vec<Pending>> {
+    pub fn pending_all<P: PendingEntry>(&self) -> Result<Vec<P>> {
         let mut out = Vec::new();
         for item in self.pending.iter() {
             let (_, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
-            let PendingRecord::V1(p) = decode("a pending re-check", &v)?;
-            out.push(p);
+            out.push(P::from_bytes(&v)?);
         }
         Ok(out)
+    }
+
+    /// Rewrites every pending record not in its type's newest version (once, before the first
+    /// compare-and-swap: those compare the newest encoding).
+    pub fn pending_upgrade<P: PendingEntry>(&self) -> Result<()> {
+        for item in self.pending.iter() {
+            let (k, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
+            let newest = P::from_bytes(&v)?.to_bytes();
+            if *v != *newest {
+                self.pending.insert(k, newest).map_err(|e| Error::state("upgrading a pending re-check", e))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }
 
+    /// Whether no re-check is pending (cheap, unlike counting them).
+    pub fn pending_is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// Removes each re-check only if the stored entry is still exactly `p` as it was read: one submitted
     /// for the same key since (a new mismatch) stays. Returns how many were removed.
-    pub fn pending_remove_if_unchanged(&self, items: &[Pending]) -> Result<usize> {
+    pub fn pending_remove_if_unchanged<P: PendingEntry>(&self, items: &[P]) -> Result<usize> {
         let mut removed = 0;
         for p in items {
-            let old = encode(&PendingRecord::V1(p.clone()));
             let swapped = self
                 .pending
-                .compare_and_swap(Self::pending_key(&p.table, &p.key), Some(old), None::<Vec<u8>>)
+                .compare_and_swap(Self::pending_key(p.table(), p.key()), Some(p.to_bytes()), None::<Vec<u8>>)
                 .map_err(|e| Error::state("removing a re-check", e))?;
             removed += usize::from(swapped.is_ok());
         }
@@ -298,17 +320,13 @@ impl Store {
 
     /// Replaces each `(old, new)` re-check durably, only where the stored entry is still `old`; where a
     /// newer entry was submitted for the key in between, that one stays.
-    pub async fn pending_replace_if_unchanged(&self, items: &[(Pending, Pending)]) -> Result<()> {
+    pub async fn pending_replace_if_unchanged<P: PendingEntry>(&self, items: &[(P, P)]) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
         for (old, new) in items {
             self.pending
-                .compare_and_swap(
-                    Self::pending_key(&old.table, &old.key),
-                    Some(encode(&PendingRecord::V1(old.clone()))),
-                    Some(encode(&PendingRecord::V1(new.clone()))),
-                )
+                .compare_and_swap(Self::pending_key(old.table(), old.key()), Some(old.to_bytes()), Some(new.to_bytes()))
                 .map_err(|e| Error::state("updating a re-check", e))?
                 .ok();
         }

@@ -17,15 +17,16 @@
 //! (a long transaction), or updated again with the very same utime after its pair was checked, is not
 //! seen until the next full pass.
 
-use crate::calendar::{civil_from_days, days_from_civil};
-use crate::deliver::event::{now_ms, Mode};
+use crate::calendar::civil_from_days;
+use crate::clock::now_ms;
+use crate::deliver::event::Mode;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyVal};
 use crate::mysql::db::{push_tuple_params, quote_ident, tuple_predicate, Db};
-use crate::mysql::schema::{TablePlan, Utime};
+use crate::mysql::kind::Kind;
+use crate::mysql::schema::{ticks, TablePlan, Utime};
 use crate::verdict::check::check_keys;
-use crate::verdict::compare::Kind;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -94,21 +95,6 @@ async fn page(
     Ok(rows.into_iter().map(|r| (KeyVal::from(&r[0]), Key::from_values(&r[1..]))).collect())
 }
 
-/// A utime as a number of its column's ticks (milliseconds for BIGINT, microseconds since 0000-01-01 for
-/// DATETIME/TIMESTAMP), for the overlap arithmetic. `None` for a value of another shape.
-pub fn ticks(v: &KeyVal) -> Option<i64> {
-    match v {
-        KeyVal::Int(i) => Some(*i),
-        KeyVal::UInt(u) => i64::try_from(*u).ok(),
-        KeyVal::Date(y, mo, d, h, mi, s, us) => {
-            let days = days_from_civil(i64::from(*y), i64::from(*mo), i64::from(*d));
-            let secs = days * 86_400 + i64::from(*h) * 3600 + i64::from(*mi) * 60 + i64::from(*s);
-            Some(secs * 1_000_000 + i64::from(*us))
-        }
-        _ => None,
-    }
-}
-
 /// The inverse of [`ticks`] for the column's kind.
 fn from_ticks(kind: Kind, t: i64) -> Value {
     match kind {
@@ -140,6 +126,53 @@ pub struct TableState {
     checked: BTreeMap<i64, HashSet<Vec<u8>>>,
     /// Where a round that ran out of its page budget continues.
     resume: Option<(KeyVal, Key)>,
+}
+
+impl TableState {
+    /// The `(utime, key)` pairs of a page not checked yet, each once (a key may show up twice in a page
+    /// when its utime changed between pages).
+    fn fresh(&self, rows: Vec<(KeyVal, Key)>) -> Vec<(Option<i64>, Key)> {
+        let mut fresh = Vec::new();
+        let mut in_page = HashSet::new();
+        for (ut, key) in rows {
+            let t = ticks(&ut);
+            let c = key.canonical();
+            let done = t.is_some_and(|t| self.checked.get(&t).is_some_and(|s| s.contains(&c)));
+            if !done && in_page.insert((t, c)) {
+                fresh.push((t, key));
+            }
+        }
+        fresh
+    }
+
+    /// Records `fresh` as checked and moves the cursor to `last` (the page's last pair) if that is ahead
+    /// of it: a late row inside the overlap sorts before the cursor, which never moves back. Pairs that
+    /// fell behind the overlap are forgotten (no round reads them again). Returns the new cursor, if it
+    /// moved.
+    fn checked_through(
+        &mut self,
+        fresh: Vec<(Option<i64>, Key)>,
+        last: &(KeyVal, Key),
+        overlap: i64,
+    ) -> Option<Cursor> {
+        for (t, k) in fresh {
+            if let Some(t) = t {
+                self.checked.entry(t).or_default().insert(k.canonical());
+            }
+        }
+        let ahead = match (&self.cursor, ticks(&last.0)) {
+            (Some(c), Some(t)) => ticks(&c.utime).is_none_or(|ct| t >= ct),
+            _ => true,
+        };
+        let moved = ahead.then(|| Cursor { utime: last.0.clone(), key: last.1.clone() });
+        if let Some(next) = &moved {
+            self.cursor = Some(next.clone());
+        }
+        if let Some(ct) = self.cursor.as_ref().and_then(|c| ticks(&c.utime)) {
+            self.checked = self.checked.split_off(&ct.saturating_sub(overlap));
+        }
+        moved
+    }
 }
 
 /// The overlap behind the cursor, in the column's ticks: its precision plus `poll.skew`.
@@ -183,17 +216,7 @@ async fn poll_table(
             return Ok(true);
         };
         let full = rows.len() == batch;
-        // Only pairs not checked yet; a key appears once per check even if it shows up twice.
-        let mut fresh: Vec<(Option<i64>, Key)> = Vec::new();
-        let mut in_page = HashSet::new();
-        for (ut, key) in rows {
-            let t = ticks(&ut);
-            let c = key.canonical();
-            let done = t.is_some_and(|t| st.checked.get(&t).is_some_and(|s| s.contains(&c)));
-            if !done && in_page.insert((t, c)) {
-                fresh.push((t, key));
-            }
-        }
+        let fresh = st.fresh(rows);
         let mut seen = HashSet::new();
         let keys: Vec<Key> = fresh.iter().map(|(_, k)| k.clone()).filter(|k| seen.insert(k.canonical())).collect();
         if !keys.is_empty() {
@@ -202,29 +225,12 @@ async fn poll_table(
             engine.settle.submit(&plan.name, Mode::Poll, found).await?;
             engine.stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
         }
-        for (t, k) in fresh {
-            if let Some(t) = t {
-                st.checked.entry(t).or_default().insert(k.canonical());
-            }
-        }
-        // The cursor only moves forward (a late row inside the overlap sorts before it).
-        let ahead = match (&st.cursor, ticks(&last.0)) {
-            (Some(c), Some(t)) => ticks(&c.utime).is_none_or(|ct| t >= ct),
-            _ => true,
-        };
-        if ahead {
-            let next = Cursor { utime: last.0.clone(), key: last.1.clone() };
+        if let Some(next) = st.checked_through(fresh, &last, overlap) {
             // After the checks' mismatches are durable; it may reach the disk later, never earlier.
             engine.store.put_lazy(&name, &CursorRecord::V1(next.clone()))?;
             if let KeyVal::Int(ms) = next.utime {
                 engine.stats.poll_lag_ms.store((now_ms() as i64 - ms).max(0), Relaxed);
             }
-            st.cursor = Some(next);
-        }
-        // Forget pairs that fell behind the overlap: no round reads them again.
-        if let Some(ct) = st.cursor.as_ref().and_then(|c| ticks(&c.utime)) {
-            let keep = st.checked.split_off(&ct.saturating_sub(overlap));
-            st.checked = keep;
         }
         if !full {
             st.resume = None;
@@ -263,7 +269,7 @@ pub async fn run(
         }
         let mut caught_up = true;
         let mut failure = None;
-        let started = crate::deliver::event::now_ms();
+        let started = crate::clock::now_ms();
         for plan in &plans {
             let st = states.entry(plan.name.clone()).or_default();
             match poll_table(engine, plan, st, since, 16).await {
@@ -273,7 +279,7 @@ pub async fn run(
         }
         if caught_up && failure.is_none() {
             // Every row committed before `started` has been read and checked (the cutover gate's mark).
-            engine.poll_rounds.send_replace(Some((started, crate::deliver::event::now_ms())));
+            engine.poll_rounds.send_replace(Some((started, crate::clock::now_ms())));
         }
         if failure.is_none() && last_sweep.elapsed() >= engine.cfg.poll.sweep {
             last_sweep = Instant::now();
@@ -354,6 +360,53 @@ pub async fn sweep_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pair(utime: i64, id: i64) -> (KeyVal, Key) {
+        (KeyVal::Int(utime), Key(vec![KeyVal::Int(id)]))
+    }
+
+    fn ids(fresh: &[(Option<i64>, Key)]) -> Vec<i64> {
+        fresh.iter().map(|(_, k)| if let KeyVal::Int(i) = k.0[0] { i } else { -1 }).collect()
+    }
+
+    /// A round re-reads the overlap: pairs checked in an earlier round are skipped, a row committed late
+    /// behind the cursor (same utime, smaller key; an older utime inside the overlap) is fresh once, and
+    /// the cursor never moves back.
+    #[test]
+    fn the_overlap_is_checked_once_and_the_cursor_only_moves_forward() {
+        let mut st = TableState::default();
+        let first = vec![pair(1000, 1), pair(1000, 2), pair(1005, 3)];
+        let fresh = st.fresh(first.clone());
+        assert_eq!(ids(&fresh), vec![1, 2, 3]);
+        let moved = st.checked_through(fresh, &pair(1005, 3), 10).expect("the first page moves the cursor");
+        assert_eq!((ids(&st.fresh(first)), ticks(&moved.utime)), (vec![], Some(1005)));
+        // The next round from 1005 - 10: a late row at 1000 with a smaller key, one at 998 (inside the
+        // overlap), and the pairs already checked.
+        let second = vec![pair(998, 9), pair(1000, 0), pair(1000, 1), pair(1000, 2), pair(1005, 3)];
+        let fresh = st.fresh(second.clone());
+        assert_eq!(ids(&fresh), vec![9, 0]);
+        assert!(st.checked_through(fresh, &pair(1005, 3), 10).is_some(), "same place: not behind");
+        assert_eq!(ids(&st.fresh(second)), Vec::<i64>::new(), "nothing is checked twice");
+        // A page ending behind the cursor leaves it where it is.
+        let fresh = st.fresh(vec![pair(1001, 7)]);
+        assert!(st.checked_through(fresh, &pair(1001, 7), 10).is_none());
+        assert_eq!(st.cursor.as_ref().and_then(|c| ticks(&c.utime)), Some(1005));
+    }
+
+    /// A key updated again (a new utime) is a new pair: checked again. Pairs behind the overlap are
+    /// forgotten, so memory follows the overlap, not the table.
+    #[test]
+    fn a_new_utime_is_a_new_pair_and_old_pairs_are_forgotten() {
+        let mut st = TableState::default();
+        let fresh = st.fresh(vec![pair(100, 1)]);
+        st.checked_through(fresh, &pair(100, 1), 5);
+        assert_eq!(ids(&st.fresh(vec![pair(100, 1), pair(104, 1)])), vec![1], "utime 104 is new");
+        let fresh = st.fresh(vec![pair(200, 2)]);
+        st.checked_through(fresh, &pair(200, 2), 5);
+        assert_eq!(st.checked.keys().copied().collect::<Vec<_>>(), vec![200], "pairs behind 195 are gone");
+        // One key twice in a page (its utime changed between two reads) is one check per pair.
+        assert_eq!(ids(&st.fresh(vec![pair(300, 5), pair(300, 5), pair(301, 5)])), vec![5, 5]);
+    }
 
     #[test]
     fn datetime_ticks_round_trip_and_step_back_across_days() {

@@ -8,16 +8,12 @@
 use crate::config::Endpoint;
 use crate::error::{Error, Result, Side};
 use crate::key::Key;
-use crate::mysql::schema::TablePlan;
 use crate::mysql::tls::{Connector, Link};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
 
 /// One row as read: the key columns first, then the compared columns, in plan order.
 pub type Row = Vec<Value>;
-
-/// Key lookups are padded to one of these sizes, so a table needs a handful of prepared statements.
-const KEY_BUCKETS: &[usize] = &[1, 8, 64, 256];
 
 pub struct Db {
     pub side: Side,
@@ -86,67 +82,9 @@ impl Db {
         Ok(rows.into_iter().map(mysql_async::Row::unwrap).collect())
     }
 
-    /// Up to `limit` rows with `lo < key <= hi` in key order (`None` bounds are open).
-    pub async fn read_range(
-        &self,
-        plan: &TablePlan,
-        lo: Option<&Key>,
-        hi: Option<&Key>,
-        limit: usize,
-    ) -> Result<Vec<Row>> {
-        let side = self.side;
-        let mut sql = format!("SELECT {} FROM {}", plan.select_list(side), quote_ident(plan.table_on(side)));
-        let mut params = Vec::new();
-        let mut clauses = Vec::new();
-        let key = plan.key_on(side);
-        if let Some(lo) = lo {
-            clauses.push(tuple_predicate(&key, ">", ">"));
-            push_tuple_values(&mut params, &plan.key_params(lo));
-        }
-        if let Some(hi) = hi {
-            clauses.push(tuple_predicate(&key, "<", "<="));
-            push_tuple_values(&mut params, &plan.key_params(hi));
-        }
-        if !clauses.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&clauses.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND "));
-        }
-        sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", plan.key_list(side)));
-        self.rows(&sql, params, &format!("reading a range of `{}`", plan.name)).await
-    }
-
-    /// The rows with these keys (those that exist), in no particular order.
-    pub async fn read_keys(&self, plan: &TablePlan, keys: &[Key]) -> Result<Vec<Row>> {
-        let mut out = Vec::with_capacity(keys.len());
-        let max = *KEY_BUCKETS.last().unwrap_or(&1);
-        for chunk in keys.chunks(max) {
-            let size = KEY_BUCKETS.iter().copied().find(|b| *b >= chunk.len()).unwrap_or(max);
-            let sql = key_lookup_sql(plan, self.side, size);
-            let mut params = Vec::with_capacity(size * plan.key.len());
-            for i in 0..size {
-                let k = &chunk[i.min(chunk.len() - 1)];
-                params.extend(plan.key_params(k));
-            }
-            out.extend(self.rows(&sql, params, &format!("reading `{}` by key", plan.name)).await?);
-        }
-        Ok(out)
-    }
-
     pub async fn disconnect(self) {
         let _ = self.pool.disconnect().await;
     }
-}
-
-/// `SELECT … WHERE key IN (?, …)` for `n` keys (a disjunction of equalities for composite keys).
-fn key_lookup_sql(plan: &TablePlan, side: crate::error::Side, n: usize) -> String {
-    let key = plan.key_on(side);
-    let pred = if key.len() == 1 {
-        format!("{} IN ({})", quote_ident(&key[0]), vec!["?"; n].join(", "))
-    } else {
-        let one = key.iter().map(|c| format!("{} = ?", quote_ident(c))).collect::<Vec<_>>().join(" AND ");
-        vec![format!("({one})"); n].join(" OR ")
-    };
-    format!("SELECT {} FROM {} WHERE {pred}", plan.select_list(side), quote_ident(plan.table_on(side)))
 }
 
 /// `(a, b, c) OP (?, ?, ?)` expanded: `a OP1 ? OR (a = ? AND b OP1 ?) OR (a = ? AND b = ? AND c OP_LAST ?)`,

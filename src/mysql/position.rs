@@ -83,8 +83,13 @@ impl Validated {
         serde_json::json!({
             "position": self.at.pos.to_string(),
             "gtid": self.at.gtid,
-            "commit_time": (self.commit_ms > 0).then(|| crate::deliver::event::rfc3339_ms(self.commit_ms)),
+            "commit_time": (self.commit_ms > 0).then(|| crate::clock::rfc3339_ms(self.commit_ms)),
         })
+    }
+
+    /// [`Validated::to_json`], or `null` before there is a validated-through position.
+    pub fn json_of(v: &Option<Validated>) -> serde_json::Value {
+        v.as_ref().map_or(serde_json::Value::Null, Validated::to_json)
     }
 }
 

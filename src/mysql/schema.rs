@@ -4,7 +4,7 @@
 use crate::config::TableConfig;
 use crate::error::{Error, Result, Side};
 use crate::mysql::db::{quote_ident, Db};
-use crate::verdict::compare::Kind;
+use crate::mysql::kind::Kind;
 use mysql_async::Value;
 
 #[derive(Clone, Debug)]
@@ -88,6 +88,23 @@ pub struct Utime {
     /// The smallest step the column records, in its ticks (milliseconds for BIGINT, microseconds for
     /// DATETIME/TIMESTAMP): rows written within one step share a utime.
     pub step: i64,
+}
+
+/// A utime as a number of its column's ticks (milliseconds for BIGINT, microseconds since 0000-01-01 for
+/// DATETIME/TIMESTAMP), for poll mode's overlap arithmetic and its settle rule. `None` for a value of another
+/// shape.
+pub fn ticks(v: &crate::key::KeyVal) -> Option<i64> {
+    use crate::key::KeyVal;
+    match v {
+        KeyVal::Int(i) => Some(*i),
+        KeyVal::UInt(u) => i64::try_from(*u).ok(),
+        KeyVal::Date(y, mo, d, h, mi, s, us) => {
+            let days = crate::calendar::days_from_civil(i64::from(*y), i64::from(*mo), i64::from(*d));
+            let secs = days * 86_400 + i64::from(*h) * 3600 + i64::from(*mi) * 60 + i64::from(*s);
+            Some(secs * 1_000_000 + i64::from(*us))
+        }
+        _ => None,
+    }
 }
 
 impl TablePlan {

@@ -1,6 +1,6 @@
-//! TLS for every connection of a side (pools and the binlog stream): the MySQL client's `--ssl-mode`
-//! (`ssl_mode`, `ssl_ca`, `ssl_cert`, `ssl_key` in `[source]`/`[target]`), file validation that names the
-//! key, and connect errors whose hint names the setting to change.
+//! TLS for every connection of a side (pools and the binlog stream) with the settings that
+//! [`crate::config::Tls`] resolved (`ssl_mode`, `ssl_ca`, `ssl_cert`, `ssl_key` in `[source]`/`[target]`),
+//! and connect errors whose hint names the setting to change.
 //!
 //! What each mode does with rustls (mysql_async's `SslOpts`):
 //! - `disabled`: no TLS.
@@ -16,234 +16,35 @@
 //! CAs are trusted. TLS parameters in the URL itself (`require_ssl`, `verify_ca`, ...) still work when no
 //! `ssl_*` key is set; mixing both is a config error.
 
-use crate::config::Endpoint;
-use crate::error::{Error, Result, Side};
+use crate::config::{Endpoint, SslMode, Tls};
+use crate::error::{rustls_error, Error, Result, Side};
 use mysql_async::{ClientIdentity, Opts, OptsBuilder, SslOpts};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::future::Future;
-use std::path::{Path, PathBuf};
 
-/// The MySQL client's `--ssl-mode` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SslMode {
-    Disabled,
-    Preferred,
-    Required,
-    VerifyCa,
-    VerifyIdentity,
-}
-
-impl SslMode {
-    pub const ALL: [SslMode; 5] =
-        [SslMode::Disabled, SslMode::Preferred, SslMode::Required, SslMode::VerifyCa, SslMode::VerifyIdentity];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disabled => "disabled",
-            SslMode::Preferred => "preferred",
-            SslMode::Required => "required",
-            SslMode::VerifyCa => "verify_ca",
-            SslMode::VerifyIdentity => "verify_identity",
-        }
-    }
-
-    /// Whether the server certificate is checked against a CA.
-    pub fn verifies(self) -> bool {
-        matches!(self, SslMode::VerifyCa | SslMode::VerifyIdentity)
-    }
-}
-
-impl std::fmt::Display for SslMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for SslMode {
-    type Err = String;
-    /// Accepts the MySQL client's spellings too (`VERIFY_IDENTITY`, `verify-ca`).
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
-        SslMode::ALL.into_iter().find(|m| m.as_str() == norm).ok_or_else(|| {
-            format!(
-                "`{s}` is not an ssl_mode; use one of {}",
-                SslMode::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
-            )
-        })
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for SslMode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// URL parameters through which mysql_async sets TLS itself.
-const URL_TLS_PARAMS: &[&str] = &["require_ssl", "verify_ca", "verify_identity", "built_in_roots"];
-
-/// One side's resolved TLS settings, its files checked.
-#[derive(Clone, Debug)]
-pub struct Tls {
-    pub mode: SslMode,
-    /// The CA file the verify modes trust; `None`: the built-in public roots.
-    pub ca: Option<PathBuf>,
-    /// Client certificate (chain) and key files.
-    pub identity: Option<(PathBuf, PathBuf)>,
-    /// TLS comes from the URL's own parameters and is used as they set it.
-    pub from_url: bool,
-}
-
-impl Tls {
-    /// Resolves a side's settings and checks the files: unreadable or malformed is a config error naming
-    /// the key. Never puts file content in a message.
-    pub fn resolve(side: Side, ep: &Endpoint) -> Result<Tls> {
-        let opts = Opts::from_url(&ep.url).map_err(|e| {
-            Error::Config(format!("{side}.url ({}) is not a valid MySQL URL: {e}", crate::config::redact_url(&ep.url)))
-        })?;
-        let any_key = ep.ssl_mode.is_some() || ep.ssl_ca.is_some() || ep.ssl_cert.is_some() || ep.ssl_key.is_some();
-        let url_params: Vec<&str> = url_query_keys(&ep.url).filter(|k| URL_TLS_PARAMS.contains(k)).collect();
-        if !url_params.is_empty() {
-            if any_key {
-                return Err(Error::Config(format!(
-                    "{side}.url sets TLS with {} while {side}.ssl_* keys are set too; remove them from the URL and use {side}.ssl_mode",
-                    url_params.join(", ")
-                )));
-            }
-            let mode = match opts.ssl_opts() {
-                None => SslMode::Disabled,
-                Some(o) if o.accept_invalid_certs() => SslMode::Required,
-                Some(o) if o.skip_domain_validation() => SslMode::VerifyCa,
-                Some(_) => SslMode::VerifyIdentity,
-            };
-            return Ok(Tls { mode, ca: None, identity: None, from_url: true });
-        }
-        let mode = ep.ssl_mode.unwrap_or(if ep.ssl_ca.is_some() { SslMode::VerifyCa } else { SslMode::Preferred });
-        if let Some(ca) = &ep.ssl_ca {
-            check_ca(side, ca)?;
-        }
-        let identity = match (&ep.ssl_cert, &ep.ssl_key) {
-            (Some(cert), Some(key)) => {
-                check_identity(side, cert, key)?;
-                Some((cert.clone(), key.clone()))
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(Error::Config(format!(
-                    "{side}.ssl_cert is set without {side}.ssl_key; set both (the client certificate and its private key) or neither"
-                )))
-            }
-            (None, Some(_)) => {
-                return Err(Error::Config(format!(
-                    "{side}.ssl_key is set without {side}.ssl_cert; set both (the client certificate and its private key) or neither"
-                )))
-            }
+/// The TLS options for a connection: `None` for plain text. `host` replaces the name the certificate
+/// is checked against (see [`Connector::establish`] for why `verify_ca` needs it).
+fn ssl_opts(tls: &Tls, url_opts: &Opts, host: Option<&str>) -> Option<SslOpts> {
+    let opts = if tls.from_url {
+        url_opts.ssl_opts().cloned()?
+    } else {
+        let mut o = match tls.mode {
+            SslMode::Disabled => return None,
+            SslMode::Preferred | SslMode::Required => SslOpts::default().with_danger_accept_invalid_certs(true),
+            SslMode::VerifyCa => SslOpts::default().with_danger_skip_domain_validation(true),
+            SslMode::VerifyIdentity => SslOpts::default(),
         };
-        // Like the MySQL client, the CA only matters to the modes that verify.
-        let ca = if mode.verifies() { ep.ssl_ca.clone() } else { None };
-        Ok(Tls { mode, ca, identity, from_url: false })
-    }
-
-    /// The TLS options for a connection: `None` for plain text. `host` replaces the name the certificate
-    /// is checked against (see [`Connector::establish`] for why `verify_ca` needs it).
-    fn ssl_opts(&self, url_opts: &Opts, host: Option<&str>) -> Option<SslOpts> {
-        let opts = if self.from_url {
-            url_opts.ssl_opts().cloned()?
-        } else {
-            let mut o = match self.mode {
-                SslMode::Disabled => return None,
-                SslMode::Preferred | SslMode::Required => SslOpts::default().with_danger_accept_invalid_certs(true),
-                SslMode::VerifyCa => SslOpts::default().with_danger_skip_domain_validation(true),
-                SslMode::VerifyIdentity => SslOpts::default(),
-            };
-            if let Some(ca) = &self.ca {
-                o = o.with_root_certs(vec![ca.clone().into()]).with_disable_built_in_roots(true);
-            }
-            if let Some((cert, key)) = &self.identity {
-                o = o.with_client_identity(Some(ClientIdentity::new(cert.clone().into(), key.clone().into())));
-            }
-            o
-        };
-        Some(match host {
-            Some(h) => opts.with_danger_tls_hostname_override(Some(h.to_string())),
-            None => opts,
-        })
-    }
-
-    /// Where the verify modes' trust comes from, for messages.
-    pub fn trust(&self) -> String {
-        match &self.ca {
-            Some(ca) => format!("the CA in {}", ca.display()),
-            None => "the built-in public CAs".into(),
+        if let Some(ca) = &tls.ca {
+            o = o.with_root_certs(vec![ca.clone().into()]).with_disable_built_in_roots(true);
         }
-    }
-}
-
-fn url_query_keys(url: &str) -> impl Iterator<Item = &str> {
-    url.split_once('?').map(|(_, q)| q).unwrap_or("").split('&').filter_map(|kv| kv.split('=').next())
-}
-
-fn read(side: Side, key: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        Error::Config(format!(
-            "{side}.{key}: cannot read {}: {e}; point {side}.{key} at a readable PEM file",
-            path.display()
-        ))
+        if let Some((cert, key)) = &tls.identity {
+            o = o.with_client_identity(Some(ClientIdentity::new(cert.clone().into(), key.clone().into())));
+        }
+        o
+    };
+    Some(match host {
+        Some(h) => opts.with_danger_tls_hostname_override(Some(h.to_string())),
+        None => opts,
     })
-}
-
-/// Every certificate in a PEM file; an error names the key, never the content.
-fn pem_certs(side: Side, key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let data = read(side, key, path)?;
-    let certs = CertificateDer::pem_slice_iter(&data).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| {
-        Error::Config(format!("{side}.{key}: {} is not a valid PEM certificate file ({e})", path.display()))
-    })?;
-    if certs.is_empty() {
-        return Err(Error::Config(format!(
-            "{side}.{key}: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-/// The CA file must hold certificates the driver accepts as trust anchors.
-fn check_ca(side: Side, path: &Path) -> Result<()> {
-    let mut store = rustls::RootCertStore::empty();
-    for (i, cert) in pem_certs(side, "ssl_ca", path)?.into_iter().enumerate() {
-        store.add(cert).map_err(|e| {
-            Error::Config(format!(
-                "{side}.ssl_ca: certificate {} in {} is not a usable CA certificate: {e}",
-                i + 1,
-                path.display()
-            ))
-        })?;
-    }
-    Ok(())
-}
-
-/// The client certificate and key must parse, and the key must belong to the certificate.
-fn check_identity(side: Side, cert: &Path, key: &Path) -> Result<()> {
-    let certs = pem_certs(side, "ssl_cert", cert)?;
-    let data = read(side, "ssl_key", key)?;
-    let der = PrivateKeyDer::from_pem_slice(&data).map_err(|e| {
-        Error::Config(format!(
-            "{side}.ssl_key: {} holds no usable private key ({e}); it must be an unencrypted PEM key (PKCS#8, PKCS#1 or SEC1): decrypt one with `openssl pkey -in KEY -out KEY.pem`",
-            key.display()
-        ))
-    })?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&der)
-        .map_err(|e| Error::Config(format!("{side}.ssl_key: the key in {} is not supported: {e}", key.display())))?;
-    match rustls::sign::CertifiedKey::new(certs, signer).keys_match() {
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Err(Error::Config(format!(
-            "{side}.ssl_key: the key in {} does not belong to the certificate in {} ({side}.ssl_cert)",
-            key.display(),
-            cert.display()
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// How a connection ended up: what doctor reports.
@@ -319,7 +120,7 @@ impl Connector {
 
     /// The URL's options with the TLS of this side.
     fn builder(&self, plain: bool, host: Option<&str>) -> OptsBuilder {
-        let ssl = if plain { None } else { self.tls.ssl_opts(&self.url_opts, host) };
+        let ssl = if plain { None } else { ssl_opts(&self.tls, &self.url_opts, host) };
         let builder = OptsBuilder::from_opts(self.url_opts.clone()).ssl_opts(ssl);
         // mysql_async moves a connection onto the Unix socket the server names (`@@socket`) whenever that
         // path exists here, leaving TLS behind; a mode that demands TLS keeps the connection it verified.
@@ -390,37 +191,6 @@ impl Connector {
 
 fn no_tls_offered(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer))
-}
-
-/// The rustls error under a connect error, if the TLS handshake failed.
-pub fn rustls_error(e: &mysql_async::Error) -> Option<&rustls::Error> {
-    match e {
-        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => io.get_ref()?.downcast_ref::<rustls::Error>(),
-        _ => None,
-    }
-}
-
-/// A connect error as one phrase: a failed TLS handshake says so (mysql_async writes "Input/output error"
-/// twice before it).
-pub fn describe(e: &mysql_async::Error) -> String {
-    match rustls_error(e) {
-        Some(re) => format!("TLS handshake failed: {re}"),
-        None => e.to_string(),
-    }
-}
-
-/// Whether an error is about TLS settings or certificates, which retrying cannot cure: the driver could
-/// not use the files, or the handshake was refused. Other TLS errors (a record damaged mid-stream) stay
-/// transient like any broken connection.
-pub fn is_tls_failure(e: &mysql_async::Error) -> bool {
-    use rustls::{AlertDescription as A, Error as R};
-    if matches!(e, mysql_async::Error::Io(mysql_async::IoError::Tls(_))) {
-        return true;
-    }
-    matches!(
-        rustls_error(e),
-        Some(R::InvalidCertificate(_) | R::PeerIncompatible(_) | R::NoCertificatesPresented | R::UnsupportedNameType)
-    ) || matches!(rustls_error(e), Some(R::AlertReceived(a)) if *a != A::CloseNotify)
 }
 
 /// For a certificate that does not name the host we connected to, one name it does present (a wildcard
@@ -515,6 +285,8 @@ fn hint(side: Side, tls: &Tls, plain: Plain, addr: &str, e: &mysql_async::Error)
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::error::is_tls_failure;
+    use std::path::Path;
 
     /// A CA certificate (public part only) made by scripts/testenv.sh's make_certs.
     fn ca() -> String {

@@ -3,4 +3,6 @@
 
 pub mod check;
 pub mod compare;
+pub mod observed;
 pub mod settle;
+pub mod versions;

@@ -1,6 +1,8 @@
 //! The settle stage: a mismatch seen while writes are in flight may be lag, not an inconsistency. Each one
 //! is persisted as pending, re-checked by key on both sides during the settle window, and reported (into
 //! the outbox) only if it still holds when the window ends. One that resolves is counted, not reported.
+//! Binlog mode's entries carry the versions the base went through and are judged by them instead
+//! ([`versioned`], rule in [`crate::verdict::versions`]).
 //!
 //! Pending re-checks live in the state store, so a crash or restart keeps them; a feed may move its
 //! checkpoint past a key as soon as [`Settle::submit`] returned for it.
@@ -9,16 +11,24 @@
 //! which lasts minutes while a full outbox blocks the report). The pass therefore removes or updates an
 //! entry only if it is still the one it re-checked (a compare-and-swap on the stored bytes); a newer
 //! entry for the key stays and gets its own window.
+//!
+//! Poll mode's entries keep what their re-checks observed of the base and are judged by that instead of
+//! the deadline ([`crate::verdict::observed`]); a later mismatch of a pending poll key keeps its entry,
+//! its window and its observations, and only marks the entry changed for the compare-and-swap.
 
-use crate::deliver::event::{now_ms, Event, Mode};
+use crate::clock::now_ms;
+use crate::deliver::event::Mismatch;
+use crate::deliver::event::{Event, Mode};
 use crate::deliver::ledger::Ledger;
+use crate::deliver::metrics::Stats;
 use crate::deliver::state::Store;
 use crate::error::Result;
 use crate::key::Key;
-use crate::metrics::Stats;
-use crate::mysql::db::Db;
+use crate::mysql::db::{Db, Row};
 use crate::mysql::schema::{PlanSet, TablePlan};
-use crate::verdict::check::{check_keys, Mismatch};
+use crate::verdict::check::{check_keys, observe_keys};
+use crate::verdict::observed::{Judgement, Observed, Reading};
+use crate::verdict::versions::Versions;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -27,10 +37,30 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
-/// How a pass re-reads a batch of keys on both sides. Production uses [`BothSides`]; the seam lets a unit
-/// test run a pass with a deterministic interleaving (a submit landing during the re-check's reads).
+// Binlog entries: judged by the base's versions, re-checked on the other side only.
+mod record;
+mod versioned;
+pub use versioned::Seen;
+
+/// A mismatching key with what its rows looked like, when the reader can tell (poll mode's rule).
+pub type Observation = (Key, Mismatch, Option<Reading>);
+
+/// How a pass re-reads a batch of keys: on both sides ([`Recheck::check`]), with what the rows looked like
+/// ([`Recheck::observe`], poll entries), or on the other side only ([`Recheck::other_rows`], binlog
+/// entries, whose base side is their versions). Production uses [`BothSides`]; the seam lets a unit test
+/// run a pass with a deterministic interleaving (a submit landing during the re-check's reads) and with
+/// rows of its choosing.
 pub trait Recheck: Send + Sync {
     fn check<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<(Key, Mismatch)>>>;
+    /// The other side's rows with these keys (those that exist), as [`Db::read_keys`] reads them.
+    fn other_rows<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>>;
+
+    /// Like [`Recheck::check`], with what each mismatching key's rows looked like, for poll mode's rule
+    /// ([`crate::verdict::observed`]). A reader that cannot tell gives `None`: its entries are then
+    /// judged by their deadline, as other modes' are.
+    fn observe<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Observation>>> {
+        Box::pin(async move { Ok(self.check(plan, keys).await?.into_iter().map(|(k, m)| (k, m, None)).collect()) })
+    }
 }
 
 /// Re-checks by reading both databases ([`check_keys`]).
@@ -42,6 +72,17 @@ pub struct BothSides {
 impl Recheck for BothSides {
     fn check<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<(Key, Mismatch)>>> {
         Box::pin(check_keys(&self.base, &self.other, plan, keys))
+    }
+
+    fn other_rows<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>> {
+        Box::pin(self.other.read_keys(plan, keys))
+    }
+
+    fn observe<'a>(&'a self, plan: &'a TablePlan, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Observation>>> {
+        Box::pin(async move {
+            let found = observe_keys(&self.base, &self.other, plan, keys).await?;
+            Ok(found.into_iter().map(|(k, m, r)| (k, m, Some(r))).collect())
+        })
     }
 }
 
@@ -55,6 +96,12 @@ pub struct Pending {
     pub deadline_ms: u64,
     pub next_check_ms: u64,
     pub last: Mismatch,
+    /// Binlog mode: the versions the base went through ([`crate::verdict::versions`]); re-checks then
+    /// read the other side only. `None`: re-checked on both sides.
+    pub versions: Option<Versions>,
+    /// Poll mode: what its re-checks observed of the base (its settle rule, [`crate::verdict::observed`]).
+    /// `None` for other modes, and for poll entries stored before it existed (judged by the deadline).
+    pub observed: Option<Observed>,
 }
 
 pub struct Settle {
@@ -75,6 +122,8 @@ pub struct Settle {
     wake: Notify,
     /// Signalled after each pass, so waiters can see the pending set shrink.
     passed: Notify,
+    /// Binlog mode: every base commit up to this time (ms) has been read and handed to this stage.
+    binlog_horizon: AtomicU64,
 }
 
 /// What the settle stage needs to know besides its store and readers.
@@ -118,7 +167,7 @@ impl Settle {
         stats.pending.store(store.pending_len() as i64, Relaxed);
         // An unreadable pending tree marks nothing as pending (0): validated-through then waits for the
         // first pass, which reads it again.
-        let marks = store.pending_all().map(|all| oldest_marks(&all)).unwrap_or([0; 3]);
+        let marks = store.pending_all::<Pending>().map(|all| oldest_marks(&all)).unwrap_or([0; 3]);
         let oldest = marks.map(AtomicU64::new);
         Settle {
             store,
@@ -135,6 +184,7 @@ impl Settle {
             stats,
             wake: Notify::new(),
             passed: Notify::new(),
+            binlog_horizon: AtomicU64::new(0),
         }
     }
 
@@ -168,6 +218,8 @@ impl Settle {
                 deadline_ms: now + window,
                 next_check_ms: now + (self.interval.as_millis() as u64).min(window),
                 last,
+                versions: None,
+                observed: (mode == Mode::Poll).then(Observed::default),
             })
             .collect();
         if window == 0 {
@@ -181,7 +233,15 @@ impl Settle {
         // not pass it.
         let mut items = items;
         for p in &mut items {
-            if let Some(old) = self.store.pending_get(&p.table, &p.key)? {
+            if let Some(old) = self.store.pending_get::<Pending>(&p.table, &p.key)? {
+                // ---- poll mode's rule (observed.rs): a later mismatch keeps the entry, its window and
+                // what was observed; its bytes change, so a pass that read the entry before cannot drop it.
+                if let (Mode::Poll, Some(seen)) = (p.mode, &old.observed) {
+                    let observed = Some(seen.resubmitted());
+                    *p = Pending { last: p.last.clone(), observed, ..old };
+                    continue;
+                }
+                // ---- end of poll mode's rule
                 p.first_seen_ms = p.first_seen_ms.min(old.first_seen_ms);
             }
         }
@@ -199,7 +259,7 @@ impl Settle {
 
     /// Number of pending re-checks of a mode.
     pub fn pending_of(&self, mode: Mode) -> Result<usize> {
-        Ok(self.store.pending_all()?.iter().filter(|p| p.mode == mode).count())
+        Ok(self.store.pending_all::<Pending>()?.iter().filter(|p| p.mode == mode).count())
     }
 
     /// Waits until no re-check of `mode` is pending, or `timeout` passes. Returns what is left.
@@ -296,7 +356,7 @@ impl Settle {
     async fn pass(&self) -> Result<Option<u64>> {
         let now = now_ms();
         let (due, later): (Vec<Pending>, Vec<Pending>) =
-            self.store.pending_all()?.into_iter().partition(|p| p.next_check_ms <= now);
+            self.store.pending_all::<Pending>()?.into_iter().partition(|p| p.next_check_ms <= now);
         let mut next = later.iter().map(|p| p.next_check_ms).min();
         let mut by_table: HashMap<String, Vec<Pending>> = HashMap::new();
         for p in due {
@@ -315,7 +375,7 @@ impl Settle {
             }
         }
         let _mark = self.mark.lock().await;
-        let left = self.store.pending_all()?;
+        let left = self.store.pending_all::<Pending>()?;
         for (slot, mark) in self.oldest.iter().zip(oldest_marks(&left)) {
             slot.store(mark, Relaxed);
         }
@@ -326,19 +386,54 @@ impl Settle {
     /// Re-checks entries; reports those whose window ended, drops those that resolved. Returns when the
     /// earliest entry kept falls due.
     async fn recheck(&self, plan: &TablePlan, items: &[Pending]) -> Result<Option<u64>> {
+        let (versioned, items): (Vec<Pending>, Vec<Pending>) =
+            items.iter().cloned().partition(|p| p.versions.is_some());
+        let mut next = None;
+        if !versioned.is_empty() {
+            next = self.recheck_versions(plan, &versioned).await?;
+        }
+        if items.is_empty() {
+            return Ok(next);
+        }
         let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
-        let still: HashMap<Vec<u8>, Mismatch> =
-            self.recheck.check(plan, &keys).await?.into_iter().map(|(k, m)| (k.canonical(), m)).collect();
+        // Poll entries need what the rows looked like (observed.rs); the others only the mismatches.
+        let found = if items.iter().any(|p| p.observed.is_some()) {
+            self.recheck.observe(plan, &keys).await?
+        } else {
+            self.recheck.check(plan, &keys).await?.into_iter().map(|(k, m)| (k, m, None)).collect()
+        };
+        let still: HashMap<Vec<u8>, (Mismatch, Option<Reading>)> =
+            found.into_iter().map(|(k, m, r)| (k.canonical(), (m, r))).collect();
         let now = now_ms();
-        let (mut resolved, mut report, mut reported, mut keep) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for p in items {
+        let Concluded { mut resolved, mut report, mut reported, mut keep } = Concluded::default();
+        for p in &items {
             match still.get(&p.key.canonical()) {
                 None => resolved.push(p.clone()),
-                Some(m) if now >= p.deadline_ms => {
+                // ---- poll mode's rule (observed.rs): judged by the versions observed, not the deadline.
+                Some((m, Some(reading))) if p.observed.is_some() => {
+                    let mut seen = p.observed.clone().unwrap_or_default();
+                    match seen.judge(reading, now, self.window.as_millis() as u64) {
+                        Judgement::Report { .. } => {
+                            report.push(Pending { last: m.clone(), ..p.clone() });
+                            reported.push(p.clone());
+                        }
+                        Judgement::Keep => keep.push((
+                            p.clone(),
+                            Pending {
+                                last: m.clone(),
+                                next_check_ms: now + self.interval.as_millis() as u64,
+                                observed: Some(seen),
+                                ..p.clone()
+                            },
+                        )),
+                    }
+                }
+                // ---- end of poll mode's rule
+                Some((m, _)) if now >= p.deadline_ms => {
                     report.push(Pending { last: m.clone(), ..p.clone() });
                     reported.push(p.clone());
                 }
-                Some(m) => keep.push((
+                Some((m, _)) => keep.push((
                     p.clone(),
                     Pending {
                         last: m.clone(),
@@ -348,18 +443,24 @@ impl Settle {
                 )),
             }
         }
-        // Into the outbox first, then out of pending: a crash in between reports twice, never zero times.
-        // Each entry leaves (or changes) only if it is still the one read above: a mismatch submitted for
-        // the same key meanwhile is newer than these reads and must not vanish unreported.
-        self.report(&plan.key, &report, now).await?;
-        self.store.pending_remove_if_unchanged(&reported)?;
-        let gone = self.store.pending_remove_if_unchanged(&resolved)?;
+        let kept = self.conclude(plan, now, Concluded { report, reported, resolved, keep }).await?;
+        Ok(earliest(next, kept))
+    }
+
+    /// Stores what a re-check decided. Into the outbox first, then out of pending: a crash in between
+    /// reports twice, never zero times. Each entry leaves (or changes) only if it is still the one read: a
+    /// mismatch submitted for the same key meanwhile is newer than these reads and must not vanish
+    /// unreported. Returns when the earliest entry kept falls due.
+    async fn conclude(&self, plan: &TablePlan, now: u64, c: Concluded) -> Result<Option<u64>> {
+        self.report(&plan.key, &c.report, now).await?;
+        self.store.pending_remove_if_unchanged(&c.reported)?;
+        let gone = self.store.pending_remove_if_unchanged(&c.resolved)?;
         self.stats.resolved.fetch_add(gone as u64, Relaxed);
         // A row reported earlier that is equal now closes in the ledger.
-        let equal: Vec<Key> = resolved.iter().map(|p| p.key.clone()).collect();
+        let equal: Vec<Key> = c.resolved.iter().map(|p| p.key.clone()).collect();
         self.ledger.close_equal(&plan.name, &equal, &[]).await?;
-        self.store.pending_replace_if_unchanged(&keep).await?;
-        Ok(keep.iter().map(|(_, p)| p.next_check_ms).min())
+        self.store.pending_replace_if_unchanged(&c.keep).await?;
+        Ok(c.keep.iter().map(|(_, p)| p.next_check_ms).min())
     }
 
     /// Turns mismatches into events, stored durably in the outbox.
@@ -391,6 +492,25 @@ impl Settle {
     }
 }
 
+/// What a re-check decided for its entries.
+#[derive(Default)]
+struct Concluded {
+    /// to report (with the mismatch last seen)
+    report: Vec<Pending>,
+    /// the entries as read, of those reported (removed if unchanged)
+    reported: Vec<Pending>,
+    resolved: Vec<Pending>,
+    /// (as read, as kept)
+    keep: Vec<(Pending, Pending)>,
+}
+
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
 /// How often open ledger rows are re-checked in the background, and how many at a time.
 const LEDGER_EVERY: Duration = Duration::from_secs(5);
 const LEDGER_ROWS: usize = 500;
@@ -405,15 +525,19 @@ fn oldest_marks(entries: &[Pending]) -> [u64; 3] {
     marks
 }
 
+/// Poll mode's rule as wired in here (observed.rs has the rule's own tests).
+#[cfg(test)]
+mod poll_tests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::deliver::event::EventType;
     use crate::key::KeyVal;
-    use crate::verdict::compare::Kind;
+    use crate::mysql::kind::Kind;
     use std::sync::{Mutex, OnceLock, Weak};
 
-    fn plan() -> TablePlan {
+    pub(super) fn plan() -> TablePlan {
         TablePlan {
             name: "t".into(),
             config_name: "t".into(),
@@ -435,11 +559,11 @@ mod tests {
         }
     }
 
-    fn key(i: i64) -> Key {
+    pub(super) fn key(i: i64) -> Key {
         Key(vec![KeyVal::Int(i)])
     }
 
-    fn mismatch(kind: EventType) -> Mismatch {
+    pub(super) fn mismatch(kind: EventType) -> Mismatch {
         Mismatch { kind, columns: vec![] }
     }
 
@@ -460,6 +584,10 @@ mod tests {
                 Ok(self.still.clone())
             })
         }
+
+        fn other_rows<'a>(&'a self, _: &'a TablePlan, _: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
     }
 
     fn due(k: i64, kind: EventType, deadline_ms: u64) -> Pending {
@@ -471,6 +599,8 @@ mod tests {
             deadline_ms,
             next_check_ms: 0,
             last: mismatch(kind),
+            versions: None,
+            observed: None,
         }
     }
 
@@ -514,7 +644,7 @@ mod tests {
         let reported: Vec<Key> = store.outbox_peek(10).unwrap().into_iter().map(|(_, e)| e.key).collect();
         assert_eq!(reported, vec![key(1)], "key 1's window ended while it still differed");
         let mut left: Vec<(i64, EventType)> = store
-            .pending_all()
+            .pending_all::<Pending>()
             .unwrap()
             .into_iter()
             .map(|p| {

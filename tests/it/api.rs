@@ -27,7 +27,7 @@ impl Server {
             ),
         );
         let incr = Incr::start_command(p, &["serve"]);
-        incr.wait_log("HTTP API listening", 1).await;
+        incr.wait_api().await;
         Server { incr, port }
     }
 
@@ -209,9 +209,9 @@ async fn a_full_pass_summary_counts_only_its_own_events() {
     p.both("CREATE TABLE u (id INT PRIMARY KEY, v INT)").await;
     let s = Server::start_with(&p, "2s", "[[table]]\nname = \"u\"\n[full]\nparallel = 1\nchunk_rows = 20\n").await;
     assert_eq!(s.call("POST", "/incr/start", Some(r#"{"mode": "binlog"}"#)).0, 200);
-    s.incr.wait_log("tailing the binlog", 1).await;
+    s.incr.wait_ready().await;
     p.exec(Side::Source, "INSERT INTO u VALUES (1, 1)").await;
-    s.incr.wait_log("settle window", 1).await;
+    s.incr.wait_pending().await;
     // The pass (2,500 chunks) runs while binlog mode's mismatch ends its window and is reported.
     assert_eq!(s.call("POST", "/full/start", Some(r#"{"tables": ["t"]}"#)).0, 200);
     let last = eventually(Duration::from_secs(120), "the full pass to finish", || async {

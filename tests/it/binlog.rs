@@ -11,7 +11,7 @@ static SERVER_IDS: AtomicU32 = AtomicU32::new(0);
 /// Starts `incr` and waits until it tails the binlog (its start position is fixed by then).
 pub async fn tailing(p: &Pair) -> Incr {
     let incr = Incr::start(p, &[]);
-    incr.wait_log("tailing the binlog", 1).await;
+    incr.wait_ready().await;
     incr
 }
 
@@ -74,7 +74,7 @@ async fn lag_that_resolves_within_the_settle_window_is_not_reported() {
     let incr = tailing(&p).await;
     p.exec(Side::Source, "INSERT INTO t VALUES (1, 1)").await;
     // The validator has seen the mismatch; now the lagging write arrives.
-    incr.wait_log("settle window", 1).await;
+    incr.wait_pending().await;
     p.exec(Side::Target, "INSERT INTO t VALUES (1, 1)").await;
     p.exec(Side::Source, "INSERT INTO t VALUES (2, 2)").await; // a permanent one, seen later
     let events = p.wait_events(&expect(&[("target_missing", json!({"id": 2}))])).await;
@@ -113,7 +113,7 @@ async fn sigkill_in_a_write_burst_loses_nothing() {
             p.exec(Side::Target, &format!("INSERT INTO t VALUES {}", t.join(","))).await;
         }
         if chunk == 250 {
-            incr.wait_log("settle window", 1).await;
+            incr.wait_pending().await;
         }
     }
     incr.kill9();
@@ -252,12 +252,15 @@ impl OwnServer {
         testenv(&["start-mariadb", &name, &port.to_string(), role]);
         OwnServer { name }
     }
-    fn stop(&self) {
+    pub fn stop(&self) {
         testenv(&["stop-mariadb", &self.name]);
     }
-    fn restart(&self, port: u16) {
+    pub fn restart(&self, port: u16) {
+        self.restart_as(port, "base");
+    }
+    pub fn restart_as(&self, port: u16, role: &str) {
         self.stop();
-        testenv(&["start-mariadb", &self.name, &port.to_string(), "base"]);
+        testenv(&["start-mariadb", &self.name, &port.to_string(), role]);
     }
 }
 

@@ -5,11 +5,13 @@
 use crate::harness::*;
 use binlog_validator::config::{Endpoint, TableConfig};
 use binlog_validator::error::Side as DbSide;
-use binlog_validator::feed::binlog::decode::{rows_event_images, rows_event_keys, Image, TableShape};
+use binlog_validator::feed::binlog::decode::{rows_event_images, rows_event_keys};
+use binlog_validator::feed::binlog::shape::{Image, TableShape};
 use binlog_validator::key::Key;
 use binlog_validator::mysql::db::{Db, Row};
 use binlog_validator::mysql::schema;
 use binlog_validator::verdict::check::row_identity;
+use binlog_validator::verdict::compare::digest::{digest, Side as DigestSide};
 use binlog_validator::verdict::compare::values_equal;
 use futures_util::StreamExt;
 use mysql_async::binlog::events::EventData;
@@ -578,13 +580,19 @@ async fn check_table(db: &Db, table: &str, d: &Decoded, failures: &mut Vec<Strin
             }
             let kind = s.columns.iter().find(|c| c.name == **name).unwrap().kind;
             let i = d.names.iter().position(|n| n == *name).unwrap();
-            let ok = match &img[i] {
-                Some(v) => values_equal(v, kind, &row[j], kind),
-                None => false,
+            // Equal for the compare core, and alike for the digest settle keeps of older versions.
+            let digest = |side, v: &mysql_async::Value| digest(&[(kind, kind)], side, std::slice::from_ref(v));
+            let (ok, digests) = match &img[i] {
+                Some(v) => (
+                    values_equal(v, kind, &row[j], kind),
+                    digest(DigestSide::Base, v) == digest(DigestSide::Other, &row[j]),
+                ),
+                None => (false, false),
             };
-            if !ok {
+            if !ok || !digests {
                 failures.push(format!(
-                    "`{table}`.`{name}` ({}): binlog {} vs protocol {}",
+                    "`{table}`.`{name}` ({}){}: binlog {} vs protocol {}",
+                    if ok { " digest" } else { "" },
                     type_of(name),
                     img[i].as_ref().map(short).unwrap_or_else(|| "absent".into()),
                     short(&row[j])

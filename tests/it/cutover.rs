@@ -23,8 +23,7 @@ fn config(p: &Pair, port: u16, sink: &str) {
 
 async fn incr_with_api(p: &Pair) -> Incr {
     let incr = Incr::start(p, &[]);
-    incr.wait_log("tailing the binlog", 1).await;
-    incr.wait_log("HTTP API listening", 1).await;
+    incr.wait_ready().await;
     incr
 }
 
@@ -157,7 +156,7 @@ async fn in_poll_mode_the_gate_waits_for_a_round_after_the_call() {
         ),
     );
     let incr = Incr::start(&p, &["--mode", "poll"]);
-    incr.wait_log("HTTP API listening", 1).await;
+    incr.wait_api().await;
     let (code, out) = cutover(&p, &["--timeout", "60s"]);
     assert_eq!(code, Some(0), "{out}");
     p.exec(Side::Source, "UPDATE t SET v = 20, utime = '2026-01-02 00:00:00.000' WHERE id = 2").await;

@@ -287,7 +287,8 @@ async fn a_resumed_pass_exits_1_for_what_its_first_part_reported() {
     // The first chunk (ids 1-10) holds the difference; it is reported before its chunk is recorded done.
     let (code, rest) = p.interrupt_when(&["full"], "binlog_validator=debug", "chunk done");
     assert_eq!(code, Some(2), "{rest:?}");
-    assert_eq!(kinds_and_keys(&p.events()), expect(&[("neq", json!({"id": 3}))]));
+    // The event is durable in the outbox by then; whether the sink got it before the interrupt is a
+    // race with the drain (a busy machine loses it), so its delivery is checked after the resumed run.
 
     let out = p.run(&["full"]);
     assert!(text(&out).contains("(resumed)"), "{}", text(&out));
@@ -297,6 +298,7 @@ async fn a_resumed_pass_exits_1_for_what_its_first_part_reported() {
         "{}",
         text(&out)
     );
+    assert_eq!(kinds_and_keys(&p.events()), expect(&[("neq", json!({"id": 3}))]));
 }
 
 /// A sweep stopped by SIGINT before the end of its table exits 2, not 0: it is not a clean answer.

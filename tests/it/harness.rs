@@ -45,9 +45,14 @@ impl Pair {
 
     /// A pair whose source is another server (one a test restarts or purges).
     pub async fn new_with_source(tag: &str, source_server: &str) -> Pair {
+        Pair::new_with_servers(tag, source_server, &server_url(Side::Target)).await
+    }
+
+    /// A pair on other servers than the shared ones.
+    pub async fn new_with_servers(tag: &str, source_server: &str, target_server: &str) -> Pair {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let db = format!("t_{tag}_{}_{n}", std::process::id());
-        for (side, url) in [(Side::Source, source_server.to_string()), (Side::Target, server_url(Side::Target))] {
+        for (side, url) in [(Side::Source, source_server.to_string()), (Side::Target, target_server.to_string())] {
             let mut conn = mysql_async::Conn::from_url(&url)
                 .await
                 .unwrap_or_else(|e| panic!("cannot reach the {side:?} test server at {url}: {e}; run scripts/test.sh"));
@@ -57,7 +62,7 @@ impl Pair {
         }
         Pair {
             source_server: source_server.to_string(),
-            target_server: server_url(Side::Target),
+            target_server: target_server.to_string(),
             dir: tempfile::tempdir().unwrap(),
             db,
         }
@@ -200,10 +205,12 @@ pub fn testenv(args: &[&str]) {
     assert!(st.success(), "testenv {args:?} failed");
 }
 
-/// A running `incr` process whose stderr is collected line by line.
+/// A running `incr` process whose stderr is collected line by line, and the address of its HTTP API.
 pub struct Incr {
     pub child: std::process::Child,
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// (port, token) of its API: the config's `[http]`, else a free loopback port the harness gave it.
+    api: (u16, Option<String>),
 }
 
 impl Incr {
@@ -213,9 +220,25 @@ impl Incr {
         Incr::start_command(pair, &all)
     }
 
-    /// Any long-running command (`serve`, `incr`), its stderr collected.
+    /// Any long-running command (`serve`, `incr`), its stderr collected. Without an `[http]` in the
+    /// config it serves its API on a free loopback port, so tests follow it through `/status` and
+    /// `/stats`, never through its log.
     pub fn start_command(pair: &Pair, args: &[&str]) -> Incr {
-        let mut child = pair.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let config = std::fs::read_to_string(pair.dir.path().join("binlog-validator.toml")).unwrap_or_default();
+        let mut command = pair.command(args);
+        let api = match config.parse::<toml::Table>().ok().and_then(|t| t.get("http").cloned()) {
+            Some(http) => {
+                let listen = http.get("listen").and_then(|l| l.as_str()).unwrap_or("127.0.0.1:8080").to_string();
+                let port = listen.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(8080);
+                (port, http.get("token").and_then(|t| t.as_str()).map(str::to_string))
+            }
+            None => {
+                let port = free_port();
+                command.env("BV_HTTP_LISTEN", format!("127.0.0.1:{port}"));
+                (port, None)
+            }
+        };
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = lines.clone();
@@ -225,21 +248,51 @@ impl Incr {
                 sink.lock().unwrap().push(line);
             }
         });
-        Incr { child, lines }
+        Incr { child, lines, api }
+    }
+
+    /// GET on its API: the `data` of the answer, or `None` while it does not answer.
+    pub fn api_data(&self, path: &str) -> Option<J> {
+        let (port, token) = &self.api;
+        std::net::TcpStream::connect(("127.0.0.1", *port)).ok()?;
+        let (status, body) = http(*port, "GET", path, None, token.as_deref());
+        (status == 200).then(|| serde_json::from_str::<J>(&body).ok().map(|b| b["data"].clone())).flatten()
+    }
+
+    /// Waits until its API answers (`serve` and `incr` alike).
+    pub async fn wait_api(&self) {
+        eventually(Duration::from_secs(60), "the validator's API to answer", || async { self.api_data("/status") })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.log()));
+    }
+
+    /// Waits until its incremental validation runs (`/status`: its start position is fixed then, so a
+    /// write from now on is seen).
+    pub async fn wait_ready(&self) {
+        let what = "the validator's incremental validation to run";
+        eventually(Duration::from_secs(60), what, || async {
+            self.api_data("/status").filter(|s| s["incr"]["running"] == true).map(|_| ())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.log()));
+    }
+
+    /// Waits until `/stats` at the JSON `pointer` holds a number for which `ok` is true; returns it.
+    pub async fn wait_stat(&self, pointer: &str, what: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        eventually(Duration::from_secs(60), what, || async {
+            self.api_data("/stats").and_then(|s| s.pointer(pointer).and_then(J::as_f64)).filter(|v| ok(*v))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.log()))
+    }
+
+    /// Waits until a mismatch waits out its settle window (`/stats` `pending_rechecks`).
+    pub async fn wait_pending(&self) {
+        self.wait_stat("/pending_rechecks", "a mismatch pending in its settle window", |n| n >= 1.0).await;
     }
 
     pub fn log(&self) -> String {
         self.lines.lock().unwrap().join("\n")
-    }
-
-    /// Waits until a stderr line contains `needle` (the `n`-th such line).
-    pub async fn wait_log(&self, needle: &str, n: usize) {
-        let what = format!("`{needle}` in the validator's log");
-        eventually(Duration::from_secs(60), &what, || async {
-            (self.lines.lock().unwrap().iter().filter(|l| l.contains(needle)).count() >= n).then_some(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.log()));
     }
 
     /// SIGTERM, then the exit code.

@@ -109,7 +109,7 @@ async fn a_truncate_then_sigkill_still_reports_every_row_left_on_the_target() {
     let incr = tailing(&p).await;
     p.exec(Side::Source, "TRUNCATE TABLE t").await;
     // The worst moment: the re-check is recorded and the checkpoint may be past the TRUNCATE.
-    incr.wait_log("re-check of every row recorded", 1).await;
+    incr.wait_stat("/table_rechecks_pending", "the table re-check to be recorded", |n| n >= 1.0).await;
     incr.kill9();
     let incr = Incr::start(&p, &[]);
     eventually(Duration::from_secs(300), "an event for every row left on the target", || async {
@@ -122,7 +122,7 @@ async fn a_truncate_then_sigkill_still_reports_every_row_left_on_the_target() {
     assert_eq!(keys.len(), ROWS, "every row once at least");
     assert_eq!((keys.first().copied(), keys.last().copied()), (Some(1), Some(ROWS as i64)));
     assert!(events.iter().all(|e| e["type"] == "base_missing" && e["table"] == "t" && e["mode"] == "full"));
-    incr.wait_log("table re-check finished", 1).await;
+    incr.wait_stat("/table_rechecks_pending", "the table re-check to finish", |n| n == 0.0).await;
     let (code, log) = incr.stop();
     assert_eq!(code, Some(0), "{log}");
 }
@@ -226,7 +226,7 @@ async fn changes_before_a_start_time_are_counted_as_not_checked() {
     let expected = expect(&[("target_missing", json!({"id": 2}))]);
     let events = p.wait_events(&expected).await;
     assert_eq!(kinds_and_keys(&events), expected, "the change before the start time is not checked");
-    incr.wait_log("row changes of a tracked table are not checked", 1).await;
+    incr.wait_stat("/row_changes/not_checked/0/count", "a change counted as not checked", |n| n >= 1.0).await;
     let (code, log) = incr.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("not checked: 1 of `t` (before_start)"), "{log}");

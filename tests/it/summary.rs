@@ -5,7 +5,7 @@
 
 use crate::full::TYPES;
 use crate::harness::*;
-use binlog_validator::verdict::compare::Kind;
+use binlog_validator::mysql::kind::Kind;
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 use std::collections::BTreeMap;

@@ -101,7 +101,7 @@ async fn verify_identity_with_the_right_ca_checks_full_and_binlog_over_tls() {
         format!("{verified}\nssl_cert = \"{}\"\nssl_key = \"{}\"", s.cert("client.pem"), s.cert("client.key"));
     tls_config(&p, &s, "bvx:x509-pass", "127.0.0.1", &with_cert, TABLE_T);
     let incr = Incr::start(&p, &[]);
-    incr.wait_log("tailing the binlog", 1).await;
+    incr.wait_ready().await;
     p.exec(Side::Source, "INSERT INTO t VALUES (3, 3)").await;
     p.wait_events(&expect(&[("target_missing", json!({"id": 3}))])).await;
     let (code, log) = incr.stop();

@@ -104,8 +104,8 @@ impl Reached {
         match self {
             Reached::Binlog(v) => v.to_json(),
             Reached::Poll { started_ms } => serde_json::json!({
-                "position": format!("poll round of {}", crate::deliver::event::rfc3339_ms(*started_ms)),
-                "poll_round_started": crate::deliver::event::rfc3339_ms(*started_ms),
+                "position": format!("poll round of {}", crate::clock::rfc3339_ms(*started_ms)),
+                "poll_round_started": crate::clock::rfc3339_ms(*started_ms),
             }),
         }
     }
@@ -178,7 +178,7 @@ async fn poll_gate(engine: &Engine, until: Until, timeout: Duration) -> std::res
             "poll mode has no binlog positions: ask for until = \"now\"".into(),
         )));
     }
-    let called = crate::deliver::event::now_ms();
+    let called = crate::clock::now_ms();
     let mut rx = engine.poll_rounds.subscribe();
     let settled = |r: &Option<(u64, u64)>| {
         r.is_some_and(|(started, finished)| {

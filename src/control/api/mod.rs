@@ -8,7 +8,7 @@ pub mod client;
 pub mod cutover;
 pub mod scheduler;
 
-use crate::metrics;
+use crate::deliver::metrics;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -189,7 +189,7 @@ async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
                 format!("not reached within the timeout: {hint}"),
                 serde_json::json!({
                     "waiting_for": until.to_string(),
-                    "validated_through": validated_json(&validated),
+                    "validated_through": crate::mysql::position::Validated::json_of(&validated),
                     "pending_rechecks": engine.stats.pending.load(Relaxed),
                     "table_rechecks_pending": engine.stats.rechecks_pending.load(Relaxed).max(0),
                 }),
@@ -199,11 +199,6 @@ async fn cutover(State(app): State<App>, bytes: Bytes) -> Response {
             reply(StatusCode::SERVICE_UNAVAILABLE, format!("the gate failed: {e}"), serde_json::Value::Null)
         }
     }
-}
-
-/// A validated-through position as `/status` and the gate show it.
-pub fn validated_json(v: &Option<crate::mysql::position::Validated>) -> serde_json::Value {
-    v.as_ref().map_or(serde_json::Value::Null, crate::mysql::position::Validated::to_json)
 }
 
 async fn status(State(app): State<App>) -> Response {
@@ -236,6 +231,9 @@ fn stats_json(app: &App) -> serde_json::Value {
         "open_ledger_rows": e.settle.ledger().open_count(),
         "base_queries": e.base.queries.load(Relaxed),
         "base_rows_read": e.base.rows_read.load(Relaxed),
+        "base_reads_fallback": s.base_read_fallback_counts().iter().map(|(t, w, n)| serde_json::json!({"table": t, "reason": w, "count": n})).collect::<Vec<_>>(),
+        "confirm_overturned": s.confirm_overturned.load(Relaxed),
+        "reports_already_open": s.reports_already_open.load(Relaxed),
         "ledger_rows_closed": s.ledger_closed.load(Relaxed),
         "resolved_events": s.resolved_sent.load(Relaxed),
         "binlog_lag_seconds": s.binlog_lag_ms.load(Relaxed) as f64 / 1000.0,
@@ -248,7 +246,8 @@ async fn stats(State(app): State<App>) -> Response {
 
 async fn prometheus(State(app): State<App>) -> Response {
     let e = app.scheduler.engine();
-    let text = metrics::render(&e.stats, e.store.outbox_len());
+    let base = metrics::Load { queries: e.base.queries.load(Relaxed), rows: e.base.rows_read.load(Relaxed) };
+    let text = metrics::render(&e.stats, e.store.outbox_len(), base);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -5,7 +5,7 @@
 //! so a stop racing a start could cancel nothing or the wrong run; here a request sees either the state
 //! before another request or the state after it, never one in between.
 
-use crate::deliver::event::now_ms;
+use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::feed::binlog::StartPoint;
@@ -66,6 +66,8 @@ pub struct Scheduler {
     results: std::sync::Mutex<(Option<serde_json::Value>, Option<String>)>,
     /// Signalled (with a stored permit) when an incremental validation ends, for `incr` to follow it.
     incr_ended: tokio::sync::Notify,
+    /// The error the last incremental validation ended with, typed, for `incr` to exit with it.
+    incr_failure: std::sync::Mutex<Option<Error>>,
 }
 
 /// What `/incr/start` asks for.
@@ -87,6 +89,7 @@ impl Scheduler {
             jobs: Mutex::new(Jobs::default()),
             results: Default::default(),
             incr_ended: tokio::sync::Notify::new(),
+            incr_failure: std::sync::Mutex::new(None),
         })
     }
 
@@ -172,6 +175,7 @@ impl Scheduler {
             if let Err(e) = result {
                 tracing::error!(error = %e, "incremental validation stopped");
                 me.results.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(e.to_string());
+                *me.incr_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             }
             me.incr_ended.notify_one();
         });
@@ -201,6 +205,11 @@ impl Scheduler {
         self.results.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
     }
 
+    /// The error the last incremental validation ended with, if it failed (once).
+    pub fn take_incr_error(&self) -> Option<Error> {
+        self.incr_failure.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     /// The mode of the running incremental validation, if one runs.
     pub async fn incr_mode(&self) -> Option<String> {
         let jobs = self.jobs.lock().await;
@@ -227,7 +236,7 @@ impl Scheduler {
         incr["lag_seconds"] = serde_json::json!(stats.binlog_lag_ms.load(Relaxed) as f64 / 1000.0);
         incr["error"] = incr_error.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null);
         let validated = self.engine.validated.borrow().clone();
-        incr["validated_through"] = super::validated_json(&validated);
+        incr["validated_through"] = crate::mysql::position::Validated::json_of(&validated);
         // The base's position now, and how far validation trails it (read with the jobs lock released).
         drop(jobs);
         if let Ok((base, _)) = crate::feed::binlog::current_position(&self.engine.base).await {
@@ -240,5 +249,52 @@ impl Scheduler {
             incr["validated_lag_seconds"] = serde_json::json!(behind);
         }
         serde_json::json!({"full": full, "incr": incr})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// A job that, once asked to stop, takes a while (virtual time) to wind down, as a run saving its
+    /// checkpoint does, and records that it finished.
+    fn job(wound_down: Arc<AtomicBool>) -> Job {
+        let (cancel, mut rx) = watch::channel(false);
+        let handle = tokio::spawn(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            wound_down.store(true, Ordering::SeqCst);
+        });
+        Job { cancel, handle, started_ms: 0, detail: String::new() }
+    }
+
+    /// A stop returns only once the job has wound down, so a start that follows it (under the same
+    /// lock) never runs beside the old job; a stop with nothing running is a conflict.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_waits_for_the_job_to_wind_down() {
+        let done = Arc::new(AtomicBool::new(false));
+        let mut slot = Some(job(done.clone()));
+        assert!(stop_running(&mut slot, "idle").await.is_ok());
+        assert!(done.load(Ordering::SeqCst), "stop returned before the job had wound down");
+        assert!(slot.is_none());
+        assert!(
+            matches!(stop_running(&mut slot, "nothing runs").await, Err(Refusal::Conflict(m)) if m == "nothing runs")
+        );
+    }
+
+    /// A job that already ended is not running: stopping it is a conflict, and it is cleared.
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_job_is_not_running() {
+        let (cancel, _rx) = watch::channel(false);
+        let handle = tokio::spawn(async {});
+        let j = Job { cancel, handle, started_ms: 0, detail: String::new() };
+        while j.running() {
+            tokio::task::yield_now().await;
+        }
+        let mut slot = Some(j);
+        assert!(matches!(stop_running(&mut slot, "idle").await, Err(Refusal::Conflict(_))));
+        assert!(slot.is_none());
     }
 }

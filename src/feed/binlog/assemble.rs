@@ -14,7 +14,9 @@
 //! - GTIDs: MariaDB's `domain-server-seq` state and MySQL's executed GTID set.
 
 use super::compressed;
-use super::decode::{ddl, maria_gtid, rows_event_keys, Ddl, DecodeError, TableShape};
+use super::decode::{ddl, maria_gtid, rows_event_keys, Ddl};
+use super::history::Compared;
+use super::shape::{DecodeError, TableShape};
 use crate::key::Key;
 use crate::mysql::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
 use mysql_async::binlog::events::{Event, EventData, QueryEvent, RotateEvent, TableMapEvent};
@@ -29,11 +31,14 @@ const XA_PREPARE_LOG_EVENT: u8 = 38;
 const MARIADB_BINLOG_CHECKPOINT_EVENT: u8 = 161;
 
 /// Row changes of one or more transactions: the keys to check and how many changes they stand for,
-/// by table.
+/// by table, and what the row images say each key went through.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Txn {
     pub keys: BTreeMap<String, Vec<Key>>,
     pub changes: BTreeMap<String, u64>,
+    /// Not stored with a held XA transaction: its keys are checked on both sides after a restart.
+    #[serde(skip)]
+    pub images: super::history::Histories,
 }
 
 impl Txn {
@@ -48,6 +53,7 @@ impl Txn {
         for (t, n) in other.changes {
             *self.changes.entry(t).or_default() += n;
         }
+        super::history::merge(&mut self.images, other.images);
     }
 
     pub fn change_count(&self) -> u64 {
@@ -56,10 +62,13 @@ impl Txn {
 }
 
 /// What the tracked tables are: name → key columns, in the base's database.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Tracked {
     pub database: String,
     pub tables: HashMap<String, Vec<String>>,
+    /// The tables' plans, when rows events should also yield each key's versions from the row images
+    /// (binlog mode); without them only keys are taken.
+    pub plans: Option<Arc<crate::mysql::schema::PlanSet>>,
 }
 
 /// The end of a transaction (or of a statement that is its own transaction).
@@ -83,6 +92,8 @@ pub struct Boundary {
     pub unknown_xa: Option<String>,
     /// Event time (seconds since the epoch).
     pub ts: u32,
+    /// Every base commit up to this time (ms) has been read with this boundary.
+    pub horizon_ms: u64,
 }
 
 /// What one event meant.
@@ -113,6 +124,10 @@ pub struct Assembler {
     skip_before: Option<u32>,
     /// inside a transaction's events (from its GTID, BEGIN or first table map to its end)
     in_txn: bool,
+    /// When the event being fed was read (ms since the epoch; 0: unknown, as for files): the reader sets it.
+    pub read_ms: u64,
+    /// MySQL's commit timestamp of the open transaction (µs; 0: none)
+    txn_commit_us: u64,
 }
 
 impl Assembler {
@@ -134,6 +149,8 @@ impl Assembler {
             held,
             skip_before,
             in_txn: false,
+            read_ms: 0,
+            txn_commit_us: 0,
         }
     }
 
@@ -148,6 +165,7 @@ impl Assembler {
         self.payload_end = None;
         self.xa_open = None;
         self.in_txn = false;
+        self.txn_commit_us = 0;
     }
 
     /// The key columns of a tracked table changed (DDL).
@@ -155,6 +173,11 @@ impl Assembler {
         if let Some(k) = self.tracked.tables.get_mut(table) {
             *k = key;
         }
+    }
+
+    /// Whether the events read last are inside a transaction (its boundary not read yet).
+    pub fn in_transaction(&self) -> bool {
+        self.in_txn
     }
 
     /// Prepared XA transactions whose keys are held.
@@ -180,7 +203,7 @@ impl Assembler {
         match t {
             t if t == EventType::ROTATE_EVENT as u8 => {
                 let re: RotateEvent<'_> = event.read_event().map_err(io("a rotate event"))?;
-                self.file = super::reader::rotate_name(re.name_raw(), &self.known_files);
+                self.file = rotate_name(re.name_raw(), &self.known_files);
                 if !re.is_fake() {
                     self.shapes.clear();
                 }
@@ -239,6 +262,7 @@ impl Assembler {
             t if t == EventType::GTID_EVENT as u8 || t == EventType::GTID_TAGGED_LOG_EVENT as u8 => {
                 if let Ok(Some(EventData::GtidEvent(g))) = event.read_data() {
                     self.txn_mysql = Some((g.sid(), g.gno()));
+                    self.txn_commit_us = g.immediate_commit_timestamp();
                 }
                 self.in_txn = true;
                 return Ok(Step::Nothing);
@@ -321,6 +345,12 @@ impl Assembler {
         if let Some((sid, gno)) = self.txn_mysql.take() {
             self.mysql.add(sid, gno);
         }
+        // Every version this transaction superseded stopped being current at its commit (a held XA
+        // transaction's at its XA COMMIT: its rows were not visible before).
+        let commit_us = std::mem::take(&mut self.txn_commit_us);
+        let at = super::history::commit_ms(self.read_ms, b.ts, commit_us);
+        super::history::stamp(&mut self.txn.images, at);
+        b.horizon_ms = super::history::read_through_ms(self.read_ms, b.ts, commit_us);
         let txn = std::mem::take(&mut self.txn);
         if self.skip_before.is_some_and(|s| b.ts < s) && b.hold.is_none() {
             // Before the requested start: neither its rows nor its DDL are judged (the plans are current).
@@ -345,7 +375,8 @@ impl Assembler {
             return Step::Nothing;
         }
         let end = Checkpoint { pos: BinlogPos::new(self.file.clone(), u64::from(log_pos)), gtid: self.gtid_text() };
-        Step::Boundary(Box::new(Boundary { end: Some(end), ts, ..Boundary::default() }))
+        let horizon_ms = super::history::read_through_ms(self.read_ms, ts, 0);
+        Step::Boundary(Box::new(Boundary { end: Some(end), ts, horizon_ms, ..Boundary::default() }))
     }
 
     /// The GTID state as stored in a checkpoint: MariaDB's list or MySQL's set.
@@ -370,6 +401,19 @@ impl Assembler {
         };
         let Some(Some(shape)) = self.shapes.get(&data.table_id()) else { return Ok(()) };
         let Some(key_cols) = self.tracked.tables.get(&shape.table) else { return Ok(()) };
+        let plan = self.tracked.plans.as_ref().and_then(|p| p.get(&shape.table));
+        let mut no_image = None;
+        if let Some(plan) = plan {
+            let table = shape.table.clone();
+            let keys = self.txn.keys.entry(table.clone()).or_default();
+            match super::history::record(&data, shape, Compared::of(&plan), key_cols, &mut self.txn.images, keys)? {
+                Ok(changes) => {
+                    *self.txn.changes.entry(table).or_default() += changes;
+                    return Ok(());
+                }
+                Err(why) => no_image = Some(why),
+            }
+        }
         let decoded = match super::image::keys(&data, shape, key_cols) {
             Some(fast) => fast,
             None => {
@@ -380,6 +424,9 @@ impl Assembler {
             }
         };
         let (keys, changes) = decoded?;
+        if let Some(why) = no_image {
+            super::history::unknown(&mut self.txn.images, &shape.table, &keys, why);
+        }
         self.txn.keys.entry(shape.table.clone()).or_default().extend(keys);
         *self.txn.changes.entry(shape.table.clone()).or_default() += changes;
         Ok(())
@@ -484,9 +531,31 @@ pub fn maria_gtid_list(data: &[u8]) -> Option<MariaGtids> {
     Some(g)
 }
 
+/// The file name of a rotate event. The first (fake) rotate of a stream arrives with the 4 checksum bytes
+/// still attached to the name; they are cut when the name without them is a file the server lists, or
+/// when the name is not text.
+pub fn rotate_name(raw: &[u8], known: &[String]) -> String {
+    if raw.len() > 4 {
+        let cut = &raw[..raw.len() - 4];
+        let cut_str = String::from_utf8_lossy(cut);
+        if known.iter().any(|k| *k == cut_str) || std::str::from_utf8(raw).is_err() {
+            return cut_str.into_owned();
+        }
+    }
+    String::from_utf8_lossy(raw).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fake_rotate_checksum_bytes_are_cut() {
+        let known = vec!["mysql-bin.000001".to_string()];
+        assert_eq!(rotate_name(b"mysql-bin.000001\x01\x02\x03\x04", &known), "mysql-bin.000001");
+        assert_eq!(rotate_name(b"mysql-bin.000001\xff\x02\x03\x04", &[]), "mysql-bin.000001");
+        assert_eq!(rotate_name(b"mysql-bin.000002", &known), "mysql-bin.000002");
+    }
 
     #[test]
     fn statements_and_xids() {

@@ -7,7 +7,7 @@
 //! turned back into the plain rows event it stands for (same header, post-header and bitmaps, the row
 //! data inflated), so it is decoded by exactly the same code as an uncompressed one.
 
-use super::decode::DecodeError;
+use super::shape::DecodeError;
 use mysql_async::binlog::events::Event;
 use mysql_async::binlog::EventType;
 use std::io::Read;

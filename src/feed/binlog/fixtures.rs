@@ -3,7 +3,8 @@
 //! [`rows_event_keys`], [`rows_event_images`]), values normalised as the live stream normalises them.
 //! Compressed transactions are expanded as the live stream expands them.
 
-use super::decode::{rows_event_images, rows_event_keys, DecodeError, TableShape};
+use super::decode::{rows_event_images, rows_event_keys};
+use super::shape::{DecodeError, TableShape};
 use crate::key::Key;
 use mysql_async::binlog::events::{EventData, OptionalMetaExtractor, TableMapEvent, TransactionPayloadEvent};
 use mysql_async::binlog::EventType;
@@ -242,6 +243,7 @@ fn assemble(name: &str, database: &str, tables: &[(&str, &[&str])]) -> Vec<super
     let tracked = Tracked {
         database: database.into(),
         tables: tables.iter().map(|(t, k)| (t.to_string(), k.iter().map(|c| c.to_string()).collect())).collect(),
+        plans: None,
     };
     let mut a = Assembler::new(tracked, name.into(), Default::default(), None);
     let file = std::fs::File::open(fixture(name)).expect("fixture");

@@ -5,7 +5,7 @@
 //! it does not know (a partial JSON update, an unknown column type) returns `None` and the caller uses
 //! the full parser.
 
-use super::decode::{pair_keys, DecodeError, Image, TableShape};
+use super::shape::{pair_keys, DecodeError, Image, TableShape};
 use crate::key::{Key, KeyVal};
 use mysql_async::binlog::events::RowsEventData;
 use mysql_async::binlog::value::BinlogValue;
@@ -174,11 +174,22 @@ pub fn keys(
 /// `None` when this event needs the full parser.
 #[allow(clippy::type_complexity)]
 pub fn images(ev: &RowsEventData<'_>, shape: &TableShape) -> Option<Vec<(Option<Image>, Option<Image>)>> {
+    images_of(ev, shape, &|_| true)
+}
+
+/// [`images`] with only the columns `wanted` says decoded (the others `None`), as binlog mode takes
+/// the key and compared columns.
+#[allow(clippy::type_complexity)]
+pub fn images_of(
+    ev: &RowsEventData<'_>,
+    shape: &TableShape,
+    wanted: &dyn Fn(usize) -> bool,
+) -> Option<Vec<(Option<Image>, Option<Image>)>> {
     let mut out = Vec::new();
     walk(
         ev,
         shape,
-        |buf, present| decode_image(buf, present, shape, &|_| true),
+        |buf, present| decode_image(buf, present, shape, wanted),
         |b, a| {
             out.push((b, a));
             Some(())

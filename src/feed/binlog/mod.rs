@@ -1,12 +1,13 @@
-//! Binlog mode: tails the base's binlog as a replica, turns every row change of a tracked table into keys,
-//! checks them on both sides, and checkpoints the position.
+//! Binlog mode: tails the base's binlog as a replica, turns every row change of a tracked table into keys
+//! and the versions its row images show ([`history`]), checks each key's latest image against the other
+//! side (reading nothing on the base), and checkpoints the position.
 //!
 //! Two stages joined by a bounded channel, so a slow check applies backpressure to the stream:
 //! - the [`reader`] feeds events through the [`assemble`]r into [`Batch`]es of whole transactions,
 //!   carrying the position right after the last of them;
 //! - the checker (here) records what must outlive the checkpoint (held XA transactions, table re-checks),
-//!   checks each batch's keys, hands mismatches to the settle stage (which persists them), and only then
-//!   saves the batch's position as the checkpoint. Batches are handled in order, so the checkpoint never
+//!   checks each batch's keys, hands the verdicts to the settle stage in batch order (which persists
+//!   them), and only then saves the batch's position as the checkpoint. Batches are handled in order, so the checkpoint never
 //!   passes a change whose check is not done or durable, and never moves backward.
 //!
 //! Every row change of a tracked table is accounted for: checked, held (a prepared XA transaction), or
@@ -14,106 +15,50 @@
 //! the problem and the fix, and the reader stops with it.
 
 pub mod assemble;
+pub mod batch;
 pub mod compressed;
 pub mod decode;
+pub mod history;
 pub mod image;
 pub mod normal;
 pub mod reader;
 pub mod recheck;
+pub mod shape;
 mod start;
 
 #[cfg(test)]
 mod fixtures;
 
+use crate::deliver::event::Mismatch;
 use crate::deliver::event::Mode;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::key::Key;
+use crate::mysql::db::Row;
 use crate::mysql::position::{Checkpoint, CheckpointRecord};
-use crate::verdict::check::check_keys;
-use assemble::{Boundary, Txn};
+use crate::mysql::schema::TablePlan;
+use crate::verdict::check::{check_keys, row_identity};
+use crate::verdict::compare::compare_rows;
+use crate::verdict::settle::Seen;
+use assemble::Txn;
 use futures_util::StreamExt;
+use history::{History, NoImage};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-pub use start::{current_position, resolve_start, Start, StartPoint};
+pub use batch::Batch;
+pub use start::{current_position, resolve_start, saved_checkpoint, Start, StartPoint, CHECKPOINT};
 
-/// State-store name of the binlog checkpoint.
-pub const CHECKPOINT: &str = "binlog/checkpoint";
 /// State-store prefix of prepared XA transactions whose keys wait for XA COMMIT/ROLLBACK.
 const XA_PREFIX: &str = "binlog/xa/";
 
 #[derive(Serialize, Deserialize)]
 enum XaRecord {
     V1(Txn),
-}
-
-/// Whole transactions, and the position after the last of them.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// keys to check now
-    pub txn: Txn,
-    /// changes deliberately not checked: they precede the requested start time
-    pub before_start: Txn,
-    pub end: Option<Checkpoint>,
-    /// the base's commit time of the transaction at `end` (seconds since the epoch)
-    pub end_ts: u32,
-    /// tables whose every row must be re-checked (TRUNCATE, DROP, CREATE, RENAME onto the name), and why
-    pub rechecks: Vec<(String, &'static str)>,
-    /// prepared XA transactions to hold durably, by record id (`xid@file:pos`)
-    pub holds: Vec<(String, Txn)>,
-    /// records whose held keys are in `txn`; they go once the checkpoint has passed this batch
-    pub releases: Vec<String>,
-    /// XA transactions ended here that were prepared before this validator saw them
-    pub unknown_xa: Vec<String>,
-}
-
-impl Batch {
-    pub fn key_count(&self) -> usize {
-        self.txn.keys.values().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.txn.is_empty()
-            && self.before_start.is_empty()
-            && self.end.is_none()
-            && self.rechecks.is_empty()
-            && self.holds.is_empty()
-            && self.releases.is_empty()
-            && self.unknown_xa.is_empty()
-    }
-
-    /// Adds one finished transaction.
-    pub fn add(&mut self, b: Boundary) {
-        self.txn.merge(b.txn);
-        self.before_start.merge(b.before_start);
-        for d in &b.ddl {
-            if let Some(reason) = d.recheck_reason() {
-                self.rechecks.push((d.table().to_string(), reason));
-            }
-        }
-        if let Some(h) = b.hold {
-            self.holds.push(h);
-        }
-        if let Some(r) = b.release {
-            self.releases.push(r);
-        }
-        if let Some(x) = b.unknown_xa {
-            self.unknown_xa.push(x);
-        }
-        if b.end.is_some() {
-            self.end = b.end;
-            self.end_ts = b.ts;
-        }
-    }
-}
-
-/// The saved checkpoint, if any.
-pub fn saved_checkpoint(engine: &Engine) -> Result<Option<Checkpoint>> {
-    Ok(engine.store.get::<CheckpointRecord>(CHECKPOINT)?.map(|CheckpointRecord::V1(c)| c))
 }
 
 /// Prepared XA transactions recorded by earlier runs, by record id (`xid@file:pos`). When an XID has
@@ -164,7 +109,7 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
     // run, first seen before now, hold it back until they have a verdict).
     let behind: Behind = Default::default();
     if let Some(c) = saved_checkpoint(engine)? {
-        lock(&behind).push_back((c, crate::deliver::event::now_ms(), 0));
+        lock(&behind).push_back((c, crate::clock::now_ms(), 0));
     }
     let publishing = tokio::spawn(publish_validated(engine.clone(), behind.clone(), shutdown.clone()));
     // The reader stops when the checker does (its channel closes), whatever the reason.
@@ -212,7 +157,10 @@ async fn check_in_order(
     let batches = futures_util::stream::poll_fn(|cx| rx.poll_recv(cx));
     let mut checked = batches.map(|batch| check_batch(engine, shutdown, batch)).buffered(CHECKS_IN_FLIGHT);
     while let Some(done) = checked.next().await {
-        let (end, end_ts, releases) = done?;
+        let Checked { horizon_ms, end, end_ts, releases, verdicts } = done?;
+        // Before the checkpoint passes the batch: its verdicts are durable first.
+        settle_in_order(engine, verdicts).await?;
+        engine.settle.binlog_read_through(horizon_ms);
         if let Some(end) = end {
             if last.as_ref().is_none_or(|l| end.pos > l.pos) {
                 let mut q = lock(behind);
@@ -222,13 +170,13 @@ async fn check_in_order(
                     let middle = q.len() / 2;
                     q.remove(middle);
                 }
-                q.push_back((end.clone(), crate::deliver::event::now_ms(), u64::from(end_ts) * 1000));
+                q.push_back((end.clone(), crate::clock::now_ms(), u64::from(end_ts) * 1000));
                 drop(q);
                 // Written after this batch's pending entries and events were flushed, so whenever it
                 // reaches the disk it is behind durable work; it need not wait for the disk itself
                 // (sled flushes it within its interval, and on shutdown).
                 engine.store.put_lazy(CHECKPOINT, &CheckpointRecord::V1(end.clone()))?;
-                engine.stats.checkpoint_ms.store(crate::deliver::event::now_ms(), Relaxed);
+                engine.stats.checkpoint_ms.store(crate::clock::now_ms(), Relaxed);
                 engine.checkpoint.send_replace(Some(end.clone()));
                 *last = Some(end);
             }
@@ -278,7 +226,7 @@ async fn publish_validated(engine: Engine, behind: Behind, mut shutdown: watch::
         let caught_up = lock(&behind).is_empty();
         let lag = match engine.validated.borrow().as_ref() {
             Some(_) if caught_up => engine.stats.binlog_lag_ms.load(Relaxed),
-            Some(v) if v.commit_ms > 0 => crate::deliver::event::now_ms().saturating_sub(v.commit_ms) as i64,
+            Some(v) if v.commit_ms > 0 => crate::clock::now_ms().saturating_sub(v.commit_ms) as i64,
             _ => -1,
         };
         engine.stats.validated_lag_ms.store(lag, Relaxed);
@@ -292,13 +240,30 @@ async fn publish_validated(engine: Engine, behind: Behind, mut shutdown: watch::
 /// Batches checked concurrently.
 const CHECKS_IN_FLIGHT: usize = 4;
 
-/// Records what must outlive the checkpoint, checks one batch's keys and hands mismatches to the settle
-/// stage; returns the batch's end position and the XIDs it released.
-async fn check_batch(
-    engine: &Engine,
-    shutdown: &watch::Receiver<bool>,
-    batch: Batch,
-) -> Result<(Option<Checkpoint>, u32, Vec<String>)> {
+/// What one batch's checks found, for the settle stage and the checkpoint (applied in batch order).
+struct Checked {
+    horizon_ms: u64,
+    end: Option<Checkpoint>,
+    end_ts: u32,
+    releases: Vec<String>,
+    verdicts: Vec<Verdicts>,
+}
+
+/// One table's verdicts in a batch.
+struct Verdicts {
+    table: String,
+    /// keys read on both sides: the mismatching ones
+    found: Vec<(Key, Mismatch)>,
+    /// keys judged by their row images
+    seen: Vec<Seen>,
+}
+
+/// Records what must outlive the checkpoint and checks one batch's keys: a key whose row images stand
+/// for the base is compared with its latest image, reading the other side only; the others are read on
+/// both sides (counted, with a warning naming the fix). Several batches are checked at once; their
+/// verdicts go to the settle stage in batch order ([`settle_in_order`]), because a pending row's versions
+/// must be added in the order the base went through them.
+async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: Batch) -> Result<Checked> {
     let stats = &engine.stats;
     stats.changes_seen.fetch_add(batch.txn.change_count() + batch.before_start.change_count(), Relaxed);
     for (id, txn) in &batch.holds {
@@ -307,56 +272,155 @@ async fn check_batch(
     }
     for xid in &batch.unknown_xa {
         tracing::warn!(xid = %xid, "an XA transaction prepared before binlog mode started was committed or rolled back: its rows were never seen here; run `full` on the tables it may have changed");
-        stats.not_checked("(XA prepared before start)", crate::metrics::NotChecked::XaBeforeStart, 1);
+        stats.not_checked("(XA prepared before start)", crate::deliver::metrics::NotChecked::XaBeforeStart, 1);
     }
     for (table, reason) in &batch.rechecks {
         recheck::record(engine, table, reason, batch.end.as_ref()).await?;
     }
     for (table, n) in &batch.before_start.changes {
-        stats.not_checked(table, crate::metrics::NotChecked::BeforeStart, *n);
+        stats.not_checked(table, crate::deliver::metrics::NotChecked::BeforeStart, *n);
     }
+    let mut images = batch.txn.images;
+    let mut verdicts = Vec::new();
     for (table, keys) in batch.txn.keys {
         let changes = batch.txn.changes.get(&table).copied().unwrap_or(0);
         let Some(mut plan) = engine.plans.get(&table) else {
-            stats.not_checked(&table, crate::metrics::NotChecked::NoPlan, changes);
+            stats.not_checked(&table, crate::deliver::metrics::NotChecked::NoPlan, changes);
             continue;
         };
         if replan_due(&plan) {
             plan = look_again(engine, plan).await;
         }
-        let mut seen = HashSet::new();
-        let keys: Vec<Key> = keys.into_iter().filter(|k| seen.insert(k.canonical())).collect();
+        let mut dedup = HashSet::new();
+        let keys: Vec<Key> = keys.into_iter().filter(|k| dedup.insert(k.canonical())).collect();
+        let th = images.remove(&table);
+        let mut v = Verdicts { table: table.clone(), found: Vec::new(), seen: Vec::new() };
+        let key_count = keys.len() as u64;
+        let (imaged, mut both) = split_by_images(stats, &table, &plan, keys, th.as_ref());
+        let mut hist = th.map(|t| t.keys).unwrap_or_default();
         let mut covered = false;
-        for chunk in keys.chunks(engine.cfg.check.batch_size) {
-            let found = loop {
-                let check = || check_keys(&engine.base, &engine.other, &plan, chunk);
-                match crate::retry::retry(crate::retry::Policy::QUERY, shutdown, "a binlog check", check).await {
-                    Ok(found) => break Some(found),
-                    // The table is gone from a side (a RENAME or DROP in flight) and a full re-check of it
-                    // is recorded: that pass covers these rows once the table is back.
-                    Err(e) if e.server_code() == Some(1146) && recheck_recorded(engine, &table)? => break None,
-                    Err(e) => plan = replan(engine, &plan, e).await?,
-                }
-            };
-            let Some(found) = found else {
+        for (i, chunk) in imaged.chunks(engine.cfg.check.batch_size).enumerate() {
+            let read = |p: Arc<TablePlan>| async move { engine.other.read_keys(&p, chunk).await };
+            let before = plan.clone();
+            let Some(rows) = read_checked(engine, shutdown, &table, &mut plan, read).await? else {
                 covered = true;
                 continue;
             };
+            if !Arc::ptr_eq(&before, &plan) {
+                // The plan changed under the check (DDL): the images follow the old columns.
+                let rest: Vec<Key> = imaged[i * engine.cfg.check.batch_size..].to_vec();
+                stats.base_read_fallback(&table, NoImage::Plan.as_str(), NoImage::Plan.fix(), rest.len() as u64);
+                both.extend(rest);
+                break;
+            }
+            let index: HashMap<Vec<u8>, Row> = rows.into_iter().map(|r| (row_identity(&plan, &r), r)).collect();
+            let k = plan.key.len();
+            let mut differ = Vec::new();
+            for key in chunk {
+                let c = key.canonical();
+                let Some(History::Known { latest, older }) = hist.remove(&c) else { continue };
+                let other = index.get(&c).map(|r| &r[k.min(r.len())..]);
+                let m = Mismatch::from_outcome(&plan, compare_rows(&plan.kinds, latest.as_deref(), other));
+                if let Some(m) = &m {
+                    differ.push((key.clone(), m.clone()));
+                }
+                v.seen.push(Seen { key: key.clone(), mismatch: m, current: latest, older });
+            }
             // A change of a row reported earlier re-checks it: equal now, it closes in the ledger.
-            engine.settle.ledger().checked(&table, chunk, &found).await?;
-            engine.settle.submit(&table, Mode::Binlog, found).await?;
+            engine.settle.ledger().checked(&table, chunk, &differ).await?;
         }
-        stats.rows_checked.fetch_add(keys.len() as u64, Relaxed);
+        for chunk in both.chunks(engine.cfg.check.batch_size) {
+            let read = |p: Arc<TablePlan>| async move { check_keys(&engine.base, &engine.other, &p, chunk).await };
+            let Some(found) = read_checked(engine, shutdown, &table, &mut plan, read).await? else {
+                covered = true;
+                continue;
+            };
+            engine.settle.ledger().checked(&table, chunk, &found).await?;
+            v.found.extend(found);
+        }
+        stats.rows_checked.fetch_add(key_count, Relaxed);
         if covered {
-            stats.not_checked(&table, crate::metrics::NotChecked::CoveredByRecheck, changes);
+            stats.not_checked(&table, crate::deliver::metrics::NotChecked::CoveredByRecheck, changes);
         } else {
             stats.changes_checked.fetch_add(changes, Relaxed);
         }
+        verdicts.push(v);
     }
     if !batch.rechecks.is_empty() {
         engine.recheck_wake.notify_one();
     }
-    Ok((batch.end, batch.end_ts, batch.releases))
+    let horizon_ms = batch.horizon_ms;
+    Ok(Checked { horizon_ms, end: batch.end, end_ts: batch.end_ts, releases: batch.releases, verdicts })
+}
+
+/// Hands a batch's verdicts to the settle stage (called in batch order).
+async fn settle_in_order(engine: &Engine, verdicts: Vec<Verdicts>) -> Result<()> {
+    for v in verdicts {
+        engine.settle.submit(&v.table, Mode::Binlog, v.found).await?;
+        engine.settle.submit_versions(&v.table, v.seen).await?;
+    }
+    Ok(())
+}
+
+/// Splits a table's keys into those whose row images stand for the base and those read on both sides;
+/// the latter are counted by reason.
+fn split_by_images(
+    stats: &crate::deliver::metrics::Stats,
+    table: &str,
+    plan: &TablePlan,
+    keys: Vec<Key>,
+    th: Option<&history::TableHistory>,
+) -> (Vec<Key>, Vec<Key>) {
+    let mut why: BTreeMap<NoImage, u64> = BTreeMap::new();
+    let (mut imaged, mut both) = (Vec::new(), Vec::new());
+    for key in keys {
+        let reason = match th {
+            None => Some(NoImage::Missing),
+            Some(t) if !t.follows(plan) => Some(NoImage::Plan),
+            Some(t) => match t.keys.get(&key.canonical()) {
+                Some(History::Known { .. }) => None,
+                Some(History::Unknown(r)) => Some(*r),
+                None => Some(NoImage::Missing),
+            },
+        };
+        match reason {
+            None => imaged.push(key),
+            Some(r) => {
+                *why.entry(r).or_default() += 1;
+                both.push(key);
+            }
+        }
+    }
+    for (r, n) in why {
+        stats.base_read_fallback(table, r.as_str(), r.fix(), n);
+    }
+    (imaged, both)
+}
+
+/// Runs one read of a check, retrying transient failures. `None`: the table is gone from a side (a
+/// RENAME or DROP in flight) and a full re-check of it is recorded, which covers these rows once the
+/// table is back. A definite failure refreshes the plan when the table's schema changed on a side (the
+/// read goes on with the new plan), else stops binlog mode naming the table, the problem and the fix.
+async fn read_checked<T, F, Fut>(
+    engine: &Engine,
+    shutdown: &watch::Receiver<bool>,
+    table: &str,
+    plan: &mut Arc<TablePlan>,
+    read: F,
+) -> Result<Option<T>>
+where
+    F: Fn(Arc<TablePlan>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    loop {
+        let p = plan.clone();
+        let check = || read(p.clone());
+        match crate::retry::retry(crate::retry::Policy::QUERY, shutdown, "a binlog check", check).await {
+            Ok(x) => return Ok(Some(x)),
+            Err(e) if e.server_code() == Some(1146) && recheck_recorded(engine, table)? => return Ok(None),
+            Err(e) => *plan = replan(engine, plan, e).await?,
+        }
+    }
 }
 
 /// Whether a full re-check of `table` is recorded.

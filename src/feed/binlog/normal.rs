@@ -17,8 +17,6 @@
 //!   decoder gets negative fractions wrong.
 //! - CHAR: the server strips trailing spaces both in the image and when reading, so nothing is needed.
 
-use super::decode::TableShape;
-use mysql_async::consts::ColumnType;
 use mysql_async::Value;
 use mysql_common::collations::{Collation, CollationId};
 
@@ -141,7 +139,7 @@ pub fn timestamp(secs: i64, micros: u32) -> Value {
 }
 
 /// A TIMESTAMP as the shared decoder gives it (`Int` seconds, or text `secs[.micros]`).
-fn timestamp_of(v: &Value) -> Option<Value> {
+pub(super) fn timestamp_of(v: &Value) -> Option<Value> {
     match v {
         Value::Int(s) => Some(timestamp(*s, 0)),
         Value::Bytes(b) => {
@@ -189,91 +187,6 @@ pub fn time2(b: &[u8], dec: u8) -> Option<Value> {
         (hms % 64) as u8,
         (abs % (1 << 24)) as u32,
     ))
-}
-
-impl TableShape {
-    /// Normalises a value of column `i` as the shared decoder (`mysql_common`) gave it (see the module
-    /// doc).
-    pub fn fix(&self, i: usize, v: Value) -> Value {
-        use ColumnType::*;
-        let Some(t) = self.types.get(i).copied().flatten() else { return v };
-        // Most values need nothing: say so before looking at them.
-        match t {
-            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_BLOB
-                if matches!(self.charset(i), Charset::Utf8 | Charset::Binary) =>
-            {
-                return v
-            }
-            MYSQL_TYPE_INT24
-            | MYSQL_TYPE_TIMESTAMP
-            | MYSQL_TYPE_TIMESTAMP2
-            | MYSQL_TYPE_YEAR
-            | MYSQL_TYPE_ENUM
-            | MYSQL_TYPE_SET
-            | MYSQL_TYPE_STRING
-            | MYSQL_TYPE_VARCHAR
-            | MYSQL_TYPE_VAR_STRING
-            | MYSQL_TYPE_BLOB => {}
-            _ => return v,
-        }
-        match (t, v) {
-            (ColumnType::MYSQL_TYPE_INT24, Value::Int(x)) if !self.unsigned[i] && x > 0x7F_FFFF => {
-                Value::Int(x - 0x100_0000)
-            }
-            (ColumnType::MYSQL_TYPE_TIMESTAMP | ColumnType::MYSQL_TYPE_TIMESTAMP2, v) => timestamp_of(&v).unwrap_or(v),
-            (ColumnType::MYSQL_TYPE_YEAR, Value::Bytes(b)) => {
-                match std::str::from_utf8(&b).ok().and_then(|s| s.parse::<i64>().ok()) {
-                    // The shared decoder adds 1900 to every byte, the year 0000's 0 included.
-                    Some(1900) => Value::Int(0),
-                    Some(y) => Value::Int(y),
-                    None => Value::Bytes(b),
-                }
-            }
-            (ColumnType::MYSQL_TYPE_ENUM, Value::Int(x)) => match usize::try_from(x) {
-                // Index 0 is the empty string a non-strict server stores for an invalid member.
-                Ok(0) => Value::Bytes(Vec::new()),
-                Ok(x) => match self.members(i).and_then(|m| m.get(x - 1)) {
-                    Some(s) => Value::Bytes(s.clone()),
-                    None => Value::Int(x as i64),
-                },
-                Err(_) => Value::Int(x),
-            },
-            (ColumnType::MYSQL_TYPE_SET, Value::Bytes(bits)) => match self.members(i) {
-                Some(members) => {
-                    let mut out = Vec::new();
-                    for (n, m) in members.iter().enumerate() {
-                        if bits.get(n / 8).is_some_and(|byte| byte & (1 << (n % 8)) != 0) {
-                            if !out.is_empty() {
-                                out.push(b',');
-                            }
-                            out.extend_from_slice(m);
-                        }
-                    }
-                    Value::Bytes(out)
-                }
-                None => Value::Bytes(bits),
-            },
-            (ColumnType::MYSQL_TYPE_STRING, Value::Bytes(mut b)) if self.charset(i) == Charset::Binary => {
-                if let Some(len) = self.fixed_len(i) {
-                    if b.len() < len {
-                        b.resize(len, 0);
-                    }
-                }
-                Value::Bytes(b)
-            }
-            (
-                ColumnType::MYSQL_TYPE_STRING
-                | ColumnType::MYSQL_TYPE_VARCHAR
-                | ColumnType::MYSQL_TYPE_VAR_STRING
-                | ColumnType::MYSQL_TYPE_BLOB,
-                Value::Bytes(b),
-            ) => match self.charset(i).to_utf8(&b) {
-                Some(u) => Value::Bytes(u),
-                None => Value::Bytes(b),
-            },
-            (_, v) => v,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! the last boundary it handed over, so no change is lost or skipped across a dropped connection.
 
 use super::assemble::{Assembler, Boundary, Step, Tracked};
+use super::batch::Batch;
 use super::decode::Ddl;
 use super::start::{binary_logs, Start};
-use super::Batch;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::mysql::position::{BinlogPos, GtidSet};
@@ -52,6 +52,8 @@ impl Reader {
             database: engine.base.database.clone(),
             // By the base side's names: the binlog is the base's.
             tables: engine.plans.all().iter().map(|p| (p.name.clone(), p.key.clone())).collect(),
+            // The row images stand for the base side: each key's versions come with it.
+            plans: Some(engine.plans.clone()),
         };
         let mut assembler = Assembler::new(tracked, start.pos.file.clone(), held, start.skip_before);
         // The GTID state at the start; from then on the assembler keeps it, across reconnects too (a
@@ -156,10 +158,17 @@ impl Reader {
             let ts = header.timestamp();
             if header.event_type_raw() == EventType::HEARTBEAT_EVENT as u8 {
                 self.engine.stats.binlog_lag_ms.store(0, Relaxed);
+                // Idle and caught up: every commit so far has been read. The mark travels behind the
+                // batches before it, so the settle stage learns it once their verdicts are in.
+                if !self.assembler.in_transaction() {
+                    self.batch.horizon_ms = self.batch.horizon_ms.max(crate::clock::now_ms());
+                    self.hand_over().await?;
+                }
             } else if ts > 0 {
-                let lag = crate::deliver::event::now_ms() as i64 - i64::from(ts) * 1000;
+                let lag = crate::clock::now_ms() as i64 - i64::from(ts) * 1000;
                 self.engine.stats.binlog_lag_ms.store(lag.max(0), Relaxed);
             }
+            self.assembler.read_ms = crate::clock::now_ms();
             let step =
                 self.assembler.feed(&event, |id| stream.get_tme(id)).map_err(|e| Error::Binlog(e.to_string()))?;
             let Step::Boundary(b) = step else {
@@ -245,20 +254,6 @@ impl Reader {
     }
 }
 
-/// The file name of a rotate event. The first (fake) rotate of a stream arrives with the 4 checksum bytes
-/// still attached to the name; they are cut when the name without them is a file the server lists, or
-/// when the name is not text.
-pub fn rotate_name(raw: &[u8], known: &[String]) -> String {
-    if raw.len() > 4 {
-        let cut = &raw[..raw.len() - 4];
-        let cut_str = String::from_utf8_lossy(cut);
-        if known.iter().any(|k| *k == cut_str) || std::str::from_utf8(raw).is_err() {
-            return cut_str.into_owned();
-        }
-    }
-    String::from_utf8_lossy(raw).into_owned()
-}
-
 /// Classifies a stream error: error 1236 (the binlog is not available) is definite, with its own message.
 /// A MySQL GTID set in the form COM_BINLOG_DUMP_GTID takes.
 fn sids(set: &GtidSet) -> Vec<mysql_common::packets::Sid<'static>> {
@@ -282,17 +277,4 @@ fn stream_error(side: crate::error::Side, pos: &BinlogPos, e: mysql_async::Error
         }
     }
     Error::db(side, "reading the binlog", e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fake_rotate_checksum_bytes_are_cut() {
-        let known = vec!["mysql-bin.000001".to_string()];
-        assert_eq!(rotate_name(b"mysql-bin.000001\x01\x02\x03\x04", &known), "mysql-bin.000001");
-        assert_eq!(rotate_name(b"mysql-bin.000001\xff\x02\x03\x04", &[]), "mysql-bin.000001");
-        assert_eq!(rotate_name(b"mysql-bin.000002", &known), "mysql-bin.000002");
-    }
 }

@@ -39,7 +39,7 @@ pub async fn record(engine: &Engine, table: &str, reason: &str, from: Option<&Ch
         table: table.to_string(),
         reason: reason.to_string(),
         from: from.cloned(),
-        recorded_ms: crate::deliver::event::now_ms(),
+        recorded_ms: crate::clock::now_ms(),
     };
     engine.store.put(&format!("{PREFIX}{table}"), &RecheckRecord::V1(r)).await?;
     tracing::info!(table, reason, "re-check of every row recorded");
@@ -80,6 +80,11 @@ pub async fn run(engine: Engine, mut shutdown: watch::Receiver<bool>) {
                 retry_later = true;
                 tracing::warn!(error = %e, "cannot read the recorded re-checks");
             }
+        }
+        // What is still recorded after the passes (not what was before them): the gauge must reach 0
+        // when the last re-check finished, not at the next wake.
+        if let Ok(left) = pending(&engine) {
+            engine.stats.rechecks_pending.store(left.len() as i64, std::sync::atomic::Ordering::Relaxed);
         }
         let nap = if retry_later { Duration::from_secs(10) } else { Duration::from_secs(3600) };
         tokio::select! {

@@ -4,7 +4,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::mysql::db::Db;
-use crate::mysql::position::{BinlogPos, Checkpoint, GtidSet, MariaGtids};
+use crate::mysql::position::{BinlogPos, Checkpoint, CheckpointRecord, GtidSet, MariaGtids};
 use mysql_async::Value;
 
 /// A resolved start: the position to request, the GTID state there (MariaDB), and the time before which
@@ -140,7 +140,7 @@ pub async fn resolve_start(engine: &Engine, override_start: Option<StartPoint>) 
         skip_before: None,
         mariadb,
     };
-    if let Some(Checkpoint { pos, gtid }) = super::saved_checkpoint(engine)? {
+    if let Some(Checkpoint { pos, gtid }) = saved_checkpoint(engine)? {
         ensure_present(&logs, &pos)?;
         start.gtids = gtid.as_deref().and_then(MariaGtids::parse);
         start.mysql_gtids = gtid.as_deref().and_then(GtidSet::parse);
@@ -209,6 +209,14 @@ fn ensure_present(logs: &[String], pos: &BinlogPos) -> Result<()> {
             logs.join(", ")
         )))
     }
+}
+
+/// State-store name of the binlog checkpoint.
+pub const CHECKPOINT: &str = "binlog/checkpoint";
+
+/// The saved checkpoint, if any.
+pub fn saved_checkpoint(engine: &Engine) -> Result<Option<Checkpoint>> {
+    Ok(engine.store.get::<CheckpointRecord>(CHECKPOINT)?.map(|CheckpointRecord::V1(c)| c))
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@
 //! after every chunk so that a chunk takes about `full.chunk_time`.
 
 use super::{Step, Walker};
+use crate::deliver::event::Mismatch;
 use crate::error::Result;
 use crate::feed::full::summary::{int_of, max_buckets, max_key, summarise, walk_keys};
 use crate::feed::full::Strategy;
 use crate::key::{Key, KeyVal};
-use crate::verdict::check::Mismatch;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

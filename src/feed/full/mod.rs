@@ -28,13 +28,15 @@
 //! in the state store (only after their mismatches are durable as pending re-checks), so an interrupted
 //! pass resumes each segment where it stopped and skips the finished ones.
 
+use crate::deliver::event::Mismatch;
 use crate::deliver::event::{EventType, Mode};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::mysql::db::{Db, Row};
 use crate::mysql::schema::TablePlan;
-use crate::verdict::check::{row_identity, row_key, verdict, Mismatch};
+use crate::retry::{retry, Policy};
+use crate::verdict::check::{row_identity, row_key, verdict};
 use indicatif::ProgressBar;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
@@ -459,10 +461,14 @@ impl Walker {
             let started = Instant::now();
             // Base rows read ahead for a rows chunk are dropped when this chunk goes by summary.
             let read_ahead = ahead.take();
+            // A transient failure (a dropped connection, a lock wait) retries the chunk with the one
+            // policy; nothing of a failed attempt was submitted, so the retry repeats it whole.
             let step = if by_summary {
-                self.summary_step(lo.as_ref()).await?
+                retry(Policy::QUERY, &self.shutdown, "a full-mode chunk", || self.summary_step(lo.as_ref())).await?
             } else {
-                self.rows_step(lo.as_ref(), read_ahead).await?
+                let mut read_ahead = Some(read_ahead);
+                let attempt = || self.rows_step(lo.as_ref(), read_ahead.take().flatten());
+                retry(Policy::QUERY, &self.shutdown, "a full-mode chunk", attempt).await?
             };
             self.chooser.measured(by_summary, started.elapsed(), step.rows);
             let counter = if by_summary { &self.counters.summary_chunks } else { &self.counters.rows_chunks };

@@ -13,8 +13,8 @@
 use crate::error::{Result, Side};
 use crate::key::Key;
 use crate::mysql::db::{push_tuple_values, quote_ident, tuple_predicate, Db};
+use crate::mysql::kind::Kind;
 use crate::mysql::schema::TablePlan;
-use crate::verdict::compare::Kind;
 use mysql_async::Value;
 
 /// One range's summary on one side.

@@ -3,8 +3,8 @@
 //! second per side). What holds the pass back is published in `Stats::full_held`, which the progress line
 //! and `/status` show.
 
+use crate::deliver::metrics::Stats;
 use crate::error::{Error, Result};
-use crate::metrics::Stats;
 use crate::mysql::db::Db;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};

@@ -20,6 +20,11 @@ pub const XA_HELD: &str = "bv_xa_prepared_held";
 pub const RECHECKS_PENDING: &str = "bv_table_rechecks_pending";
 pub const LEDGER_OPEN: &str = "bv_ledger_open_rows";
 pub const VALIDATED_LAG: &str = "bv_validated_through_lag_seconds";
+pub const BASE_QUERIES: &str = "bv_base_queries_total";
+pub const BASE_ROWS_READ: &str = "bv_base_rows_read_total";
+pub const BASE_READS_FALLBACK: &str = "bv_base_reads_fallback_total";
+pub const CONFIRM_OVERTURNED: &str = "bv_confirm_overturned_total";
+pub const REPORTS_ALREADY_OPEN: &str = "bv_reports_already_open_total";
 
 /// Why a row change of a tracked table was seen and not checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,6 +95,13 @@ pub struct Stats {
     /// poll mode: how far the cursor is behind the newest utime, in ms (valid while `polling`)
     pub poll_lag_ms: AtomicI64,
     pub polling: std::sync::atomic::AtomicBool,
+    /// binlog mode: keys checked by reading both sides because their row images could not stand for the
+    /// base, by (table, reason)
+    base_reads_fallback: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+    /// binlog mode: rows the images judged different that the confirming read of both sides found equal
+    pub confirm_overturned: AtomicU64,
+    /// binlog mode: reports left out because the ledger holds the row open with the same difference
+    pub reports_already_open: AtomicU64,
 }
 
 impl Stats {
@@ -126,6 +138,26 @@ impl Stats {
             tracing::warn!(table, reason = why.as_str(), "row changes of a tracked table are not checked");
         }
         *slot += n;
+    }
+
+    /// Counts keys checked on both sides because their row images could not stand for the base; the log
+    /// says so once per table and reason, with the fix.
+    pub fn base_read_fallback(&self, table: &str, reason: &'static str, fix: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut m = self.base_reads_fallback.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = m.entry((table.to_string(), reason)).or_default();
+        if *slot == 0 {
+            tracing::warn!(table, reason, fix, "binlog mode reads this table's changed rows on the base too: its row images cannot stand for the base side");
+        }
+        *slot += n;
+    }
+
+    /// Base-read fallback counts by (table, reason).
+    pub fn base_read_fallback_counts(&self) -> Vec<(String, &'static str, u64)> {
+        let m = self.base_reads_fallback.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|((t, w), n)| (t.clone(), *w, *n)).collect()
     }
 
     /// Not-checked counts by (table, reason).
@@ -173,8 +205,15 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// All metrics in the Prometheus text exposition format.
-pub fn render(s: &Stats, outbox: usize) -> String {
+/// Load one side's pool put on its server: statements run and rows read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Load {
+    pub queries: u64,
+    pub rows: u64,
+}
+
+/// All metrics in the Prometheus text exposition format; `base` is the load on the base.
+pub fn render(s: &Stats, outbox: usize, base: Load) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
@@ -261,8 +300,34 @@ pub fn render(s: &Stats, outbox: usize) -> String {
         "Seconds binlog mode's validated-through position trails the base (-1: not known yet).",
         one(if vl < 0 { -1.0 } else { vl as f64 / 1000.0 }),
     );
+    metric(BASE_QUERIES, "counter", "Statements run on the base.", one(base.queries as f64));
+    metric(BASE_ROWS_READ, "counter", "Rows read from the base.", one(base.rows as f64));
+    let fallback: Vec<(String, f64)> = s
+        .base_read_fallback_counts()
+        .iter()
+        .map(|(t, w, n)| (format!("{{table=\"{}\",reason=\"{w}\"}}", label(t)), *n as f64))
+        .collect();
+    let fallback = if fallback.is_empty() { one(0.0) } else { fallback };
+    metric(
+        BASE_READS_FALLBACK,
+        "counter",
+        "Binlog mode: changed rows read on the base because their row images could not stand for it, by table and reason.",
+        fallback,
+    );
+    metric(
+        CONFIRM_OVERTURNED,
+        "counter",
+        "Binlog mode: rows the row images judged different and the confirming read of both sides found equal.",
+        one(s.confirm_overturned.load(Relaxed) as f64),
+    );
+    metric(
+        REPORTS_ALREADY_OPEN,
+        "counter",
+        "Binlog mode: reports left out because the ledger holds the row open with the same difference.",
+        one(s.reports_already_open.load(Relaxed) as f64),
+    );
     let at = s.checkpoint_ms.load(Relaxed);
-    let age = if at == 0 { -1.0 } else { crate::deliver::event::now_ms().saturating_sub(at) as f64 / 1000.0 };
+    let age = if at == 0 { -1.0 } else { crate::clock::now_ms().saturating_sub(at) as f64 / 1000.0 };
     metric(CHECKPOINT_AGE, "gauge", "Seconds since the checkpoint last moved (-1: never).", one(age));
     out
 }
@@ -277,7 +342,13 @@ mod tests {
         s.reported("users", Mode::Binlog, EventType::Neq);
         s.reported("a\"b", Mode::Full, EventType::TargetMissing);
         s.not_checked("users", NotChecked::BeforeStart, 4);
-        let text = render(&s, 3);
+        s.base_read_fallback("users", "row_image_partial", "set binlog_row_image=FULL", 2);
+        let text = render(&s, 3, Load { queries: 5, rows: 7 });
+        assert!(text.contains("bv_base_rows_read_total 7"), "{text}");
+        assert!(
+            text.contains("bv_base_reads_fallback_total{table=\"users\",reason=\"row_image_partial\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("bv_events_total{table=\"users\",type=\"neq\"} 1"), "{text}");
         assert!(text.contains("bv_events_total{table=\"a\\\"b\",type=\"target_missing\"} 1"), "{text}");
         assert!(text.contains("bv_outbox_size 3"));

@@ -6,8 +6,10 @@
 //! or the environment, are errors: a typo must not silently fall back to a default. Passwords never
 //! appear in `Debug` output or logs.
 
+mod endpoint;
+
 use crate::error::{Error, Result, Side};
-use crate::mysql::tls::{SslMode, Tls};
+pub use endpoint::{redact_url, Endpoint, SslMode, Tls};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,53 +49,6 @@ pub struct Config {
 
 fn default_base() -> String {
     "source".into()
-}
-
-/// A database connection and its TLS settings ([`crate::mysql::tls`]); `Debug` hides the password.
-#[derive(Deserialize, Clone, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Endpoint {
-    #[serde(default)]
-    pub url: String,
-    /// The MySQL client's `--ssl-mode`; unset: `verify_ca` with `ssl_ca`, else `preferred`.
-    #[serde(default)]
-    pub ssl_mode: Option<SslMode>,
-    /// PEM file (or bundle) of the CA that issued the server's certificate.
-    #[serde(default)]
-    pub ssl_ca: Option<PathBuf>,
-    /// PEM client certificate (chain), for accounts that require X509.
-    #[serde(default)]
-    pub ssl_cert: Option<PathBuf>,
-    /// PEM private key of `ssl_cert`.
-    #[serde(default)]
-    pub ssl_key: Option<PathBuf>,
-}
-
-impl fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("url", &redact_url(&self.url))
-            .field("ssl_mode", &self.ssl_mode)
-            .field("ssl_ca", &self.ssl_ca)
-            .field("ssl_cert", &self.ssl_cert)
-            .field("ssl_key", &self.ssl_key)
-            .finish()
-    }
-}
-
-/// `mysql://user:secret@host/db` → `mysql://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let Some(at) = rest.rfind('@') else {
-        return url.to_string();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
-        None => url.to_string(),
-    }
 }
 
 #[derive(Deserialize, Debug, Clone)]

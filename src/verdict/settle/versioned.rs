@@ -1,0 +1,357 @@
+//! Binlog entries of the settle stage: their base side is the versions the row images gave
+//! ([`crate::verdict::versions`] holds the rule), so their re-checks read the other side only; one read of
+//! both sides confirms a row just before it is reported.
+
+use super::{Concluded, Pending, Settle};
+use crate::clock::now_ms;
+use crate::deliver::event::Mismatch;
+use crate::deliver::event::Mode;
+use crate::error::Result;
+use crate::key::Key;
+use crate::key::KeyVal;
+use crate::mysql::db::Row;
+use crate::mysql::schema::TablePlan;
+use crate::verdict::check::row_identity;
+use crate::verdict::compare::digest::{digest, Side};
+use crate::verdict::compare::{compare_rows, Outcome};
+use crate::verdict::versions::{Judgement, Sighting, Version, Versions};
+use mysql_async::Value;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// One key of a binlog batch as its check found it: the difference from its latest image (`None`: the
+/// other side showed that very version), and the versions the batch saw: the latest (compared columns in
+/// plan order; `None`: absent) and the older ones, oldest first.
+pub struct Seen {
+    pub key: Key,
+    pub mismatch: Option<Mismatch>,
+    pub current: Option<Vec<Value>>,
+    pub older: Vec<Version>,
+}
+
+impl Seen {
+    fn versions(self) -> Versions {
+        let current = self.current.map(|v| v.into_iter().map(owned).collect());
+        Versions::new(current, self.older)
+    }
+}
+
+/// A value as stored, moved rather than copied.
+fn owned(v: Value) -> KeyVal {
+    match v {
+        Value::Bytes(b) => KeyVal::Bytes(b),
+        other => KeyVal::from(&other),
+    }
+}
+
+impl Settle {
+    /// Binlog mode: every base commit up to `ms` has been read and its verdicts handed over (called in
+    /// batch order; a heartbeat of an idle stream moves it too). Sightings of unknown versions after it
+    /// wait for it ([`crate::verdict::versions`]).
+    pub fn binlog_read_through(&self, ms: u64) {
+        self.binlog_horizon.fetch_max(ms, Relaxed);
+    }
+
+    /// Whether any re-check is pending (cheap): a key found equal needs no bookkeeping unless its entry
+    /// may exist.
+    pub fn any_pending(&self) -> bool {
+        !self.store.pending_is_empty()
+    }
+
+    /// Binlog mode's verdicts of one batch, in batch order. A differing key becomes pending with its
+    /// versions; a key pending already gets the new versions added (its window never restarts, its entry
+    /// is never lost); a pending key the check found equal to its newest version is resolved. Returns once
+    /// the entries are durable.
+    pub async fn submit_versions(&self, table: &str, seen: Vec<Seen>) -> Result<()> {
+        self.store.sink_refused()?;
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let window = self.window.as_millis() as u64;
+        if window == 0 {
+            let found = seen.into_iter().filter_map(|s| Some((s.key, s.mismatch?))).collect();
+            return self.submit(table, Mode::Binlog, found).await;
+        }
+        let now = now_ms();
+        let interval = (self.interval.as_millis() as u64).min(window);
+        // The entries are read and written under the lock a pass's mark update takes, so two batches'
+        // merges cannot interleave; a pass that re-checked an entry meanwhile finds it changed (its
+        // compare-and-swap fails) and leaves the merged one.
+        let _mark = self.mark.lock().await;
+        // No entry pending: the keys found equal need nothing (binlog entries are only made here, under
+        // this lock, so none can appear for them meanwhile).
+        let any = self.any_pending();
+        let seen = seen.into_iter().filter(|s| any || s.mismatch.is_some());
+        let (mut put, mut gone, mut added) = (Vec::new(), Vec::new(), 0i64);
+        for mut s in seen {
+            let old = self.store.pending_get::<Pending>(table, &s.key)?;
+            match (old, s.mismatch.take()) {
+                (None, None) => {}
+                (None, Some(last)) => {
+                    added += 1;
+                    put.push(Pending {
+                        table: table.to_string(),
+                        key: s.key.clone(),
+                        mode: Mode::Binlog,
+                        first_seen_ms: now,
+                        deadline_ms: now + window,
+                        next_check_ms: now + interval,
+                        last,
+                        versions: Some(s.versions()),
+                        observed: None,
+                    });
+                }
+                (Some(old), m) => match old.versions.clone() {
+                    Some(mut v) => {
+                        let new = s.versions();
+                        let newest = new.since_ms >= v.since_ms;
+                        v.merge(new);
+                        match m {
+                            // The other side showed the newest version the base has had: resolved.
+                            None if newest => gone.push(old),
+                            m => put.push(Pending {
+                                last: m.unwrap_or_else(|| old.last.clone()),
+                                next_check_ms: old.next_check_ms.min(now + interval),
+                                versions: Some(v),
+                                ..old
+                            }),
+                        }
+                    }
+                    // An entry re-checked on both sides (an earlier release's, or one whose images could not
+                    // serve) becomes a versioned one and keeps when it was first seen.
+                    None => {
+                        if let Some(last) = m {
+                            put.push(Pending { last, versions: Some(s.versions()), ..old });
+                        }
+                    }
+                },
+            }
+        }
+        let resolved = self.store.pending_remove_if_unchanged(&gone)?;
+        self.stats.resolved.fetch_add(resolved as u64, Relaxed);
+        if put.is_empty() {
+            return Ok(());
+        }
+        self.oldest[Mode::Binlog.index()].fetch_min(now, Relaxed);
+        self.store.pending_put(&put).await?;
+        if added > 0 {
+            tracing::info!(table, count = added, mode = "binlog", "mismatches wait out the settle window");
+        }
+        self.stats.pending.fetch_add(added - resolved as i64, Relaxed);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Re-checks binlog entries by reading the other side only and judging what it shows against the
+    /// entries' versions. Returns when the earliest entry kept falls due.
+    pub(super) async fn recheck_versions(&self, plan: &TablePlan, items: &[Pending]) -> Result<Option<u64>> {
+        let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
+        let rows = self.recheck.other_rows(plan, &keys).await?;
+        let index: HashMap<Vec<u8>, Row> = rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
+        let k = plan.key.len();
+        let now = now_ms();
+        let horizon = self.binlog_horizon.load(Relaxed);
+        let window = self.window.as_millis() as u64;
+        let interval = self.interval.as_millis() as u64;
+        let mut c = Concluded::default();
+        let mut confirm = Vec::new();
+        for p in items {
+            let Some(v) = &p.versions else { continue };
+            let other = index.get(&p.key.canonical()).map(|r| &r[k.min(r.len())..]);
+            let current: Option<Vec<Value>> = v.current.as_ref().map(|c| c.iter().map(Value::from).collect());
+            let outcome = compare_rows(&plan.kinds, current.as_deref(), other);
+            let sighting = Sighting {
+                is_current: outcome == Outcome::Equal,
+                other: other.map(|o| digest(&plan.kinds, Side::Other, o)),
+                current: current.as_ref().map(|c| digest(&plan.kinds, Side::Base, c)),
+                now,
+                horizon,
+            };
+            let mut v = v.clone();
+            match v.judge(sighting, p.first_seen_ms, window) {
+                Judgement::Resolved => c.resolved.push(p.clone()),
+                Judgement::Keep { due_ms } => {
+                    v.prune(now, window);
+                    let last = Mismatch::from_outcome(plan, outcome).unwrap_or_else(|| p.last.clone());
+                    let next_check_ms = (now + interval).min(due_ms);
+                    c.keep.push((p.clone(), Pending { last, next_check_ms, versions: Some(v), ..p.clone() }));
+                }
+                Judgement::Report => confirm.push(p.clone()),
+            }
+        }
+        if !confirm.is_empty() {
+            self.confirm(plan, confirm, &mut c).await?;
+        }
+        self.conclude(plan, now, c).await
+    }
+
+    /// The one read of both sides just before binlog entries are reported: a row equal now has resolved
+    /// and is not reported (counted, and its key logged: a steady count points at a decoding bug); a row
+    /// the ledger holds open with the same difference is not reported again (the sink knows; see the
+    /// README's "hot rows"); the others are reported with the difference read now.
+    async fn confirm(&self, plan: &TablePlan, items: Vec<Pending>, c: &mut Concluded) -> Result<()> {
+        let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
+        let still: HashMap<Vec<u8>, Mismatch> =
+            self.recheck.check(plan, &keys).await?.into_iter().map(|(k, m)| (k.canonical(), m)).collect();
+        for p in items {
+            match still.get(&p.key.canonical()) {
+                None => {
+                    self.stats.confirm_overturned.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        table = %plan.name,
+                        key = %p.key,
+                        "the row images judged this row different and both sides read equal just before the report; not reported"
+                    );
+                    c.resolved.push(p);
+                }
+                Some(m) if self.ledger.open_as(&plan.name, &p.key, m)? => {
+                    self.ledger.still_open(&plan.name, &[(p.key.clone(), m.clone())])?;
+                    self.stats.reports_already_open.fetch_add(1, Relaxed);
+                    c.reported.push(p);
+                }
+                Some(m) => {
+                    c.report.push(Pending { last: m.clone(), ..p.clone() });
+                    c.reported.push(p);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{key, plan};
+    use super::super::{Recheck, SettleConfig};
+    use super::*;
+    use crate::deliver::event::EventType;
+    use crate::deliver::ledger::{Ledger, LedgerConfig};
+    use crate::deliver::metrics::Stats;
+    use crate::deliver::state::Store;
+    use crate::mysql::schema::PlanSet;
+    use futures_util::future::BoxFuture;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// The other side as a script: its rows, and what a read of both sides finds.
+    #[derive(Default)]
+    struct Scripted {
+        other: Mutex<Vec<Row>>,
+        both: Mutex<Vec<(Key, Mismatch)>>,
+    }
+
+    impl Recheck for Scripted {
+        fn check<'a>(&'a self, _: &'a TablePlan, _: &'a [Key]) -> BoxFuture<'a, Result<Vec<(Key, Mismatch)>>> {
+            Box::pin(async move { Ok(self.both.lock().unwrap().clone()) })
+        }
+
+        fn other_rows<'a>(&'a self, _: &'a TablePlan, _: &'a [Key]) -> BoxFuture<'a, Result<Vec<Row>>> {
+            Box::pin(async move { Ok(self.other.lock().unwrap().clone()) })
+        }
+    }
+
+    fn settle(dir: &std::path::Path, window: Duration) -> (Arc<Settle>, Arc<Scripted>, Arc<Store>, Arc<Stats>) {
+        let store = Arc::new(Store::open(dir).unwrap());
+        let stats = Arc::new(Stats::default());
+        let lc = LedgerConfig { max: 100, resolved_events: false, outbox_max: 100, direction: "SRC" };
+        let ledger = Arc::new(Ledger::new(store.clone(), stats.clone(), lc));
+        let cfg = SettleConfig { window, batch_size: 100, outbox_max: 100, direction: "SRC" };
+        let script = Arc::new(Scripted::default());
+        let plans = Arc::new(PlanSet::new(vec![plan()]));
+        let s = Settle::with_recheck(store.clone(), script.clone(), plans, cfg, ledger, stats.clone());
+        (Arc::new(s), script, store, stats)
+    }
+
+    fn d(v: i64) -> Option<u64> {
+        Some(digest(&plan().kinds, Side::Base, &[Value::Int(v)]))
+    }
+
+    /// A history of `v` values `from..to` superseded at `at + i`, the last one current.
+    fn seen(k: i64, m: Option<Mismatch>, from: i64, to: i64, at: u64) -> Seen {
+        let older = (from..to).map(|v| Version { digest: d(v), superseded_ms: at + (v - from) as u64 }).collect();
+        Seen { key: key(k), mismatch: m, current: Some(vec![Value::Int(to)]), older }
+    }
+
+    fn neq() -> Option<Mismatch> {
+        Some(Mismatch { kind: EventType::Neq, columns: vec!["v".into()] })
+    }
+
+    #[tokio::test]
+    async fn a_later_change_adds_versions_to_the_pending_entry_and_never_restarts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, script, store, stats) = settle(dir.path(), Duration::from_secs(3600));
+        let now = now_ms();
+        s.submit_versions("t", vec![seen(1, neq(), 0, 3, now - 100)]).await.unwrap();
+        let first = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
+        s.submit_versions("t", vec![seen(1, neq(), 3, 6, now - 50)]).await.unwrap();
+        let merged = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
+        assert_eq!(merged.first_seen_ms, first.first_seen_ms, "the entry keeps when it was first seen");
+        let v = merged.versions.clone().unwrap();
+        assert_eq!(v.older.len(), 6, "every version of both batches: {v:?}");
+        assert_eq!(v.floor_ms, now - 100, "the window is not restarted");
+        assert_eq!(format!("{:?}", v.current), format!("{:?}", Some(vec![KeyVal::Int(6)])));
+        // The other side shows version 2: lag within the window, kept without reading the base.
+        *script.other.lock().unwrap() = vec![vec![Value::Int(1), Value::Int(2)]];
+        let kept = Pending { next_check_ms: 0, ..merged };
+        store.pending_put(&[kept]).await.unwrap();
+        s.pass().await.unwrap();
+        assert_eq!(store.pending_all::<Pending>().unwrap().len(), 1);
+        assert_eq!(store.outbox_len(), 0);
+        // A newer check finds the other side equal to the newest version: resolved.
+        s.submit_versions("t", vec![seen(1, None, 6, 7, now - 10)]).await.unwrap();
+        assert!(store.pending_is_empty());
+        assert_eq!(stats.resolved.load(Relaxed), 1);
+        // An older batch's equal verdict (judged out of order) does not resolve a newer entry.
+        s.submit_versions("t", vec![seen(2, neq(), 0, 3, now - 20)]).await.unwrap();
+        s.submit_versions("t", vec![seen(2, None, 0, 1, now - 90)]).await.unwrap();
+        assert_eq!(store.pending_all::<Pending>().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_report_is_confirmed_on_both_sides_and_not_repeated_while_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, script, store, stats) = settle(dir.path(), Duration::from_secs(1));
+        // Three rows whose versions were superseded long ago; the other side shows a value never held.
+        let entry = |k: i64| Pending {
+            table: "t".into(),
+            key: key(k),
+            mode: Mode::Binlog,
+            first_seen_ms: 1,
+            deadline_ms: 1,
+            next_check_ms: 0,
+            last: neq().unwrap(),
+            versions: Some(seen(k, neq(), 0, 3, 1).versions()),
+            observed: None,
+        };
+        store.pending_put(&[entry(1), entry(2), entry(3)]).await.unwrap();
+        *script.other.lock().unwrap() = (1..=3).map(|k| vec![Value::Int(k), Value::Int(99)]).collect();
+        // Both sides read equal for key 1 now; keys 2 and 3 still differ, and key 3 is open already.
+        *script.both.lock().unwrap() = vec![(key(2), neq().unwrap()), (key(3), neq().unwrap())];
+        let open = crate::deliver::event::Event {
+            kind: EventType::Neq,
+            direction: "SRC".into(),
+            table: "t".into(),
+            key_columns: vec!["id".into()],
+            key: key(3),
+            mode: Mode::Binlog,
+            columns: vec!["v".into()],
+            detected_at_ms: 1,
+        };
+        s.ledger().open(&[open]).unwrap();
+        // The stream has not been read up to the re-check yet: the sightings wait as suspects.
+        s.pass().await.unwrap();
+        assert_eq!(store.outbox_len(), 0);
+        let waiting = store.pending_all::<Pending>().unwrap();
+        assert!(waiting.iter().all(|p| p.versions.as_ref().is_some_and(|v| v.suspects.len() == 1)), "{waiting:?}");
+        // Read through now: judged, confirmed on both sides, reported.
+        s.binlog_read_through(now_ms());
+        let due: Vec<Pending> = waiting.into_iter().map(|p| Pending { next_check_ms: 0, ..p }).collect();
+        store.pending_put(&due).await.unwrap();
+        s.pass().await.unwrap();
+        let sent: Vec<Key> = store.outbox_peek(10).unwrap().into_iter().map(|(_, e)| e.key).collect();
+        assert_eq!(sent, vec![key(2)], "key 1 resolved at the confirming read, key 3 is open already");
+        assert_eq!(stats.confirm_overturned.load(Relaxed), 1);
+        assert_eq!(stats.reports_already_open.load(Relaxed), 1);
+        assert!(store.pending_is_empty());
+    }
+}
