@@ -2,8 +2,9 @@
 # Full-mode benchmark: a ROWS-row (default 1M), 10-column table pair with 300 injected differences (100 of
 # each type), checked by `binlog-validator full` (default strategy, and each strategy), by
 # `pt-table-sync --print` and (remote mode) by `reladiff` on the same data, runs alternating. Reports the
-# median wall time of each, its ratio to pt-table-sync, and peak RSS; checks that every tool found exactly
-# the 300 differences. Two tables: `t` (ids 1..ROWS) and `s`, the same rows plus 100 stray ids near
+# median wall time of each, its ratio to pt-table-sync, the CPU time it cost each MariaDB server (median,
+# from /proc: what a tool costs production, and on a machine running both servers what bounds it), its
+# own CPU time, and peak RSS; checks that every tool found exactly the 300 differences. Two tables: `t` (ids 1..ROWS) and `s`, the same rows plus 100 stray ids near
 # 2*ROWS (keys not spread evenly).
 #
 #   scripts/bench-full.sh                      # local: both servers on loopback, ROWS=1000000 RUNS=5
@@ -13,7 +14,8 @@
 # Remote mode needs root (or CAP_NET_ADMIN), iproute2 (`ip netns`, veth) and `tc` with the tbf qdisc: it
 # makes the network namespace $NS with a veth pair 10.200.0.1/30 (here) - 10.200.0.2/30 (inside), shapes
 # each direction with `tc qdisc ... tbf rate $RATE`, runs the target's MariaDB inside the namespace, and
-# removes all of it at exit. It installs reladiff from PyPI (pip) when missing.
+# removes all of it at exit. It installs reladiff from PyPI (pip) when missing. NS, VETH (name prefix of the
+# pair, default bvb) and NET (the /30's first three octets, default 10.200.0) move it out of another's way.
 #
 # Ports and the server directory can be moved off the test servers' (23061/23062, .testenv):
 #   BENCH_SRC_PORT=23121 BENCH_DST_PORT=23122 BV_TESTENV_DIR=/tmp/bench-env scripts/bench-full.sh
@@ -26,7 +28,11 @@ RATE=${RATE:-100mbit}
 NS=${NS:-bvbench}
 SRC=${BENCH_SRC_PORT:-23061}
 DST=${BENCH_DST_PORT:-23062}
-OUT=${BV_TESTENV_DIR:-.testenv}/bench
+DIR=${BV_TESTENV_DIR:-.testenv}
+OUT=$DIR/bench
+# The veth pair's names and addresses (remote mode), movable so that two benchmarks can run at once.
+VETH=${VETH:-bvb}
+NET=${NET:-10.200.0}
 SRC_HOST=127.0.0.1
 DST_HOST=127.0.0.1
 DST_NAME=target
@@ -39,31 +45,31 @@ command -v pt-table-sync >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=n
 if [ "$REMOTE" = 1 ]; then
   [ "$(id -u)" = 0 ] || { echo "REMOTE=1 needs root (ip netns, veth, tc)" >&2; exit 2; }
   command -v reladiff >/dev/null || pip install -q 'reladiff[mysql]'
-  DST_HOST=10.200.0.2
+  DST_HOST=$NET.2
   DST_NAME=target-net
   cleanup() {
     scripts/testenv.sh stop-mariadb $DST_NAME || true
     ip netns del "$NS" 2>/dev/null || true
-    ip link del bvb0 2>/dev/null || true
+    ip link del ${VETH}0 2>/dev/null || true
   }
   trap cleanup EXIT
   cleanup
   ip netns add "$NS"
-  ip link add bvb0 type veth peer name bvb1
-  ip link set bvb1 netns "$NS"
-  ip addr add 10.200.0.1/30 dev bvb0
-  ip link set bvb0 up
-  ip netns exec "$NS" ip addr add 10.200.0.2/30 dev bvb1
-  ip netns exec "$NS" ip link set bvb1 up
+  ip link add ${VETH}0 type veth peer name ${VETH}1
+  ip link set ${VETH}1 netns "$NS"
+  ip addr add $NET.1/30 dev ${VETH}0
+  ip link set ${VETH}0 up
+  ip netns exec "$NS" ip addr add $NET.2/30 dev ${VETH}1
+  ip netns exec "$NS" ip link set ${VETH}1 up
   ip netns exec "$NS" ip link set lo up
-  tc qdisc add dev bvb0 root tbf rate "$RATE" burst 256kb latency 50ms
-  ip netns exec "$NS" tc qdisc add dev bvb1 root tbf rate "$RATE" burst 256kb latency 50ms
-  echo "link: 10.200.0.1 <-> 10.200.0.2 ($NS), $RATE each way" >&2
+  tc qdisc add dev ${VETH}0 root tbf rate "$RATE" burst 256kb latency 50ms
+  ip netns exec "$NS" tc qdisc add dev ${VETH}1 root tbf rate "$RATE" burst 256kb latency 50ms
+  echo "link: $NET.1 <-> $NET.2 ($NS), $RATE each way" >&2
 fi
 
 scripts/testenv.sh start-mariadb source "$SRC" base
 if [ "$REMOTE" = 1 ]; then
-  BV_MARIADB_NETNS=$NS BV_MARIADB_BIND=$DST_HOST BV_MARIADB_CLIENT=10.200.0.1 \
+  BV_MARIADB_NETNS=$NS BV_MARIADB_BIND=$DST_HOST BV_MARIADB_CLIENT=$NET.1 \
     scripts/testenv.sh start-mariadb $DST_NAME "$DST" plain
 else
   scripts/testenv.sh start-mariadb $DST_NAME "$DST" plain
@@ -129,38 +135,58 @@ EOF
 }
 config
 
-# run_bv TABLE [ARGS...]: prints "seconds peak-KB"
+# Both servers' CPU seconds so far (user + system), "source target": what a tool costs the servers.
+server_cpu() {
+  local out=""
+  for name in source $DST_NAME; do
+    out+=" $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$(cat "$DIR/$name/pid")/stat")"
+  done
+  echo "$out"
+}
+
+# timed CMD...: runs it under /usr/bin/time; writes "seconds peak-KB source-CPU-s target-CPU-s client-CPU-s"
+# to $OUT/timed
+timed() {
+  local before after
+  before=$(server_cpu)
+  /usr/bin/time -f "%e %M %U %S" -o "$OUT/time" "$@" || true
+  after=$(server_cpu)
+  tail -1 "$OUT/time" | awk -v b="$before" -v a="$after" \
+    '{split(b, x); split(a, y); printf "%s %s %.2f %.2f %.2f\n", $1, $2, y[1] - x[1], y[2] - x[2], $3 + $4}' >"$OUT/timed"
+}
+
+# run_bv TABLE [ARGS...]: prints what `timed` measured
 run_bv() {
   local table=$1
   shift
   rm -rf "$OUT/state" "$OUT/events.jsonl"
   # The binary refuses unknown BV_* variables; BV_TESTENV_DIR is this script's.
-  /usr/bin/time -f "%e %M" -o "$OUT/time" env -u BV_TESTENV_DIR target/release/binlog-validator --config "$OUT/bv.toml" full \
-    --tables "$table" "$@" 2>"$OUT/bv.log" || true
+  timed env -u BV_TESTENV_DIR target/release/binlog-validator --config "$OUT/bv.toml" full \
+    --tables "$table" "$@" 2>"$OUT/bv.log"
   local n
   n=$(wc -l <"$OUT/events.jsonl")
   [ "$n" = 300 ] || { echo "binlog-validator $* found $n differences in $table, expected 300 (see $OUT/bv.log)" >&2; exit 1; }
   grep -o 'strategy: [a-z0-9 ,]*' "$OUT/bv.log" >"$OUT/strategy.$table.${1:-auto}.${2:-}" || true
-  tail -1 "$OUT/time"
+  cat "$OUT/timed"
 }
 
 run_pt() {
-  /usr/bin/time -f "%e %M" -o "$OUT/time" pt-table-sync --print --no-check-triggers \
-    h=$SRC_HOST,P=$SRC,u=bv,p=bv,D=bench,t="$1" h=$DST_HOST,P=$DST,u=bv,p=bv >"$OUT/pt.sql" 2>"$OUT/pt.log" || true
+  timed pt-table-sync --print --no-check-triggers \
+    h=$SRC_HOST,P=$SRC,u=bv,p=bv,D=bench,t="$1" h=$DST_HOST,P=$DST,u=bv,p=bv >"$OUT/pt.sql" 2>"$OUT/pt.log"
   local n
   n=$(grep -cE '^(DELETE|REPLACE|INSERT|UPDATE)' "$OUT/pt.sql" || true)
   [ "$n" = 300 ] || { echo "pt-table-sync printed $n statements for $1, expected 300 (see $OUT/pt.log)" >&2; exit 1; }
-  tail -1 "$OUT/time"
+  cat "$OUT/timed"
 }
 
 run_reladiff() {
-  /usr/bin/time -f "%e %M" -o "$OUT/time" reladiff "mysql://bv:bv@$SRC_HOST:$SRC/bench" "$1" \
+  timed reladiff "mysql://bv:bv@$SRC_HOST:$SRC/bench" "$1" \
     "mysql://bv:bv@$DST_HOST:$DST/bench" "$1" -k id -c a -c b -c c -c d -c e -c f -c g -c h -c i \
-    >"$OUT/reladiff.out" 2>"$OUT/reladiff.log" || true
+    >"$OUT/reladiff.out" 2>"$OUT/reladiff.log"
   local n
   n=$(awk '$1 == "+" || $1 == "-" {sub(",", "", $2); print $2}' "$OUT/reladiff.out" | sort -u | wc -l)
   [ "$n" = 300 ] || { echo "reladiff found $n differing keys in $1, expected 300 (see $OUT/reladiff.log)" >&2; exit 1; }
-  tail -1 "$OUT/time"
+  cat "$OUT/timed"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -183,7 +209,7 @@ bench() {
     done
     local line="run $r ($table):"
     for tool in "${tools[@]}"; do line+="  $tool $(tail -1 "$OUT/$tool.times")"; done
-    echo "$line  (seconds, peak KB)" >&2
+    echo "$line  (seconds, peak KB, source, target and client CPU seconds)" >&2
   done
   local pt
   pt=$(cut -d' ' -f1 "$OUT/pt.times" | median)
@@ -191,6 +217,10 @@ bench() {
     local t rss name
     t=$(cut -d' ' -f1 "$OUT/$tool.times" | median)
     rss=$(cut -d' ' -f2 "$OUT/$tool.times" | sort -n | tail -1)
+    local cpu_src cpu_dst cpu_client
+    cpu_src=$(cut -d' ' -f3 "$OUT/$tool.times" | median)
+    cpu_dst=$(cut -d' ' -f4 "$OUT/$tool.times" | median)
+    cpu_client=$(cut -d' ' -f5 "$OUT/$tool.times" | median)
     case $tool in
       bv) name="binlog-validator full ($(cat "$OUT/strategy.$table.auto." 2>/dev/null | head -1))" ;;
       rows) name="binlog-validator full --strategy rows" ;;
@@ -198,13 +228,13 @@ bench() {
       pt) name="pt-table-sync --print" ;;
       reladiff) name="reladiff (bisection factor 32, threshold 16384)" ;;
     esac
-    echo "| $table | $name | ${t} s | $(awk "BEGIN {printf \"%.2f\", $t/$pt}")x | $((rss / 1024)) MB |"
+    echo "| $table | $name | ${t} s | $(awk "BEGIN {printf \"%.2f\", $t/$pt}")x | $cpu_src + $cpu_dst s | $cpu_client s | $((rss / 1024)) MB |"
   done
 }
 
 where="one machine"
 [ "$REMOTE" = 1 ] && where="target behind a $RATE link"
-echo "| table ($ROWS rows x 10 columns, 300 differences, $where, median of $RUNS) | tool | wall time | vs pt-table-sync | peak RSS |"
-echo "|---|---|---|---|---|"
+echo "| table ($ROWS rows x 10 columns, 300 differences, $where, median of $RUNS) | tool | wall time | vs pt-table-sync | server CPU (source + target) | client CPU | peak RSS |"
+echo "|---|---|---|---|---|---|---|"
 bench t
 bench s

@@ -26,8 +26,9 @@ async fn by_id(p: &Pair, side: Side, sql: &str) -> BTreeMap<i64, Option<String>>
     rows.into_iter().collect()
 }
 
-/// The digest expression for a table's columns as the server describes them.
-async fn digest_sql(p: &Pair, table: &str) -> String {
+/// The digest expression for a table's columns as the server describes them (with the user variable,
+/// and built twice without it).
+async fn digest_sql(p: &Pair, table: &str) -> (String, String) {
     let mut c = conn(p, Side::Source).await;
     let cols: Vec<(String, String)> = c
         .exec(
@@ -39,7 +40,8 @@ async fn digest_sql(p: &Pair, table: &str) -> String {
         .unwrap();
     let _ = c.disconnect().await;
     let cols: Vec<(&str, Kind)> = cols.iter().map(|(n, t)| (n.as_str(), Kind::from_data_type(t))).collect();
-    binlog_validator::feed::full::summary::row_digest_sql(&cols)
+    use binlog_validator::feed::full::summary::{row_digest_sql, row_digest_twice_sql};
+    (row_digest_sql(&cols), row_digest_twice_sql(&cols))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -52,7 +54,7 @@ async fn summary_finds_exactly_the_injected_differences_even_those_a_linear_chec
     .await;
     p.both("INSERT INTO s SELECT seq, CONCAT('name', seq), 'x1', seq FROM seq_1000_to_6999").await;
     // Two rows whose changes flip the same bits at the same offset ('1' ^ '2' = '5' ^ '6' = 0x03): an XOR
-    // of CRC32s over the rows cannot see them (checked below), a sum of MD5 digests does.
+    // of CRC32s over the rows cannot see them (checked below), a sum of products of two CRC32s does.
     p.both("UPDATE s SET code = 'y5' WHERE id = 2000").await;
     p.exec(Side::Target, "UPDATE s SET code = 'x2' WHERE id = 1500").await;
     p.exec(Side::Target, "UPDATE s SET code = 'y6' WHERE id = 2000").await;
@@ -134,9 +136,12 @@ async fn digest_sql_tells_apart_every_difference_of_every_column_type() {
         p.exec(Side::Target, &format!("UPDATE types SET {set} WHERE id = {id}")).await;
         differ.push(id as i64);
     }
-    let digest = digest_sql(&p, "types").await;
+    let (digest, twice) = digest_sql(&p, "types").await;
     let sql = format!("SELECT id, CAST({digest} AS CHAR) FROM types ORDER BY id");
     let (src, tgt) = (by_id(&p, Side::Source, &sql).await, by_id(&p, Side::Target, &sql).await);
+    // Without the user variable (the serialisation built twice), the same values.
+    let sql = format!("SELECT id, CAST({twice} AS CHAR) FROM types ORDER BY id");
+    assert_eq!(by_id(&p, Side::Source, &sql).await, src, "the digest with and without the user variable");
     assert_eq!(src.len(), 2 + TYPES.len() + tricky.len());
     for (id, d) in &src {
         assert!(d.as_deref().is_some_and(|d| d.parse::<u64>().is_ok()), "row {id}: digest {d:?} is not a u64");
@@ -154,6 +159,71 @@ async fn digest_sql_tells_apart_every_difference_of_every_column_type() {
     let expected: Vec<(&str, serde_json::Value)> = differ.iter().map(|id| ("neq", json!({ "id": id }))).collect();
     assert_eq!(kinds_and_keys(&p.events()), expect(&expected), "{}", text(&out));
     assert!(text(&out).contains("(strategy: summary)"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn digest_serialisation_is_unambiguous() {
+    // Rows whose values run together in a plain comma-joined text: a separator inside a string, a NULL in
+    // one column or the next, NULL against empty, a string that looks like a length field.
+    let p = Pair::new("digser").await;
+    p.both("CREATE TABLE u (id INT PRIMARY KEY, s1 VARCHAR(10), s2 VARCHAR(10), n1 INT, n2 INT)").await;
+    let pairs = [
+        ("'a,b', 'c', 1, 1", "'a', 'b,c', 1, 1"),
+        ("'a', 'b', 1, NULL", "'a', 'b', NULL, 1"),
+        ("'a', '', 1, 1", "'a', NULL, 1, 1"),
+        ("'1,x', NULL, 1, 1", "'1', 'x', 1, 1"),
+        ("'', 'x', 1, 1", "NULL, 'x', 1, 1"),
+        ("'a', 'b', 12, 3", "'a', 'b', 1, 23"),
+    ];
+    for (i, (src, tgt)) in pairs.iter().enumerate() {
+        p.exec(Side::Source, &format!("INSERT INTO u VALUES ({i}, {src})")).await;
+        p.exec(Side::Target, &format!("INSERT INTO u VALUES ({i}, {tgt})")).await;
+    }
+    let (digest, _) = digest_sql(&p, "u").await;
+    let sql = format!("SELECT id, CAST({digest} AS CHAR) FROM u ORDER BY id");
+    let (src, tgt) = (by_id(&p, Side::Source, &sql).await, by_id(&p, Side::Target, &sql).await);
+    assert_eq!(src.len(), pairs.len());
+    for (id, d) in &src {
+        assert_ne!(
+            tgt.get(id),
+            Some(d),
+            "row {id}: {:?} and {:?} digest alike",
+            pairs[*id as usize].0,
+            pairs[*id as usize].1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn summary_chunks_cut_by_key_value_reach_both_ends_of_unsigned_64_bit_keys() {
+    // Dense runs around 2^63 and at the top of BIGINT UNSIGNED with a wide gap between: chunks and
+    // buckets cut by key value must neither overflow nor leave a key out.
+    let p = Pair::new("sumu64").await;
+    p.both("CREATE TABLE big (id BIGINT UNSIGNED PRIMARY KEY, v INT)").await;
+    p.both("INSERT INTO big SELECT 9223372036854775807 - 1500 + seq, seq FROM seq_1_to_3000").await;
+    p.both("INSERT INTO big SELECT 18446744073709551615 - 1000 + seq, seq FROM seq_1_to_1000").await;
+    p.both("INSERT INTO big SELECT seq, seq FROM seq_1_to_1000").await;
+    p.exec(Side::Target, "UPDATE big SET v = 0 WHERE id IN (500, 9223372036854775807, 9223372036854775808)").await;
+    p.exec(Side::Target, "DELETE FROM big WHERE id IN (18446744073709551615, 18446744073709551000)").await;
+    p.exec(Side::Target, "INSERT INTO big VALUES (9223372036854777407, 1), (1001, 1)").await;
+    p.config("", &format!("{FAST}[full]\nparallel = 2\nsplit_rows = 1\nchunk_rows = 40\n[[table]]\nname = \"big\"\n"));
+    let out = p.command(&["full", "--strategy", "summary"]).env("BV_LOG", "binlog_validator=debug").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        kinds_and_keys(&p.events()),
+        expect(&[
+            ("neq", json!({"id": 500})),
+            ("neq", json!({"id": 9223372036854775807u64})),
+            ("neq", json!({"id": 9223372036854775808u64})),
+            ("target_missing", json!({"id": 18446744073709551615u64})),
+            ("target_missing", json!({"id": 18446744073709551000u64})),
+            ("base_missing", json!({"id": 9223372036854777407u64})),
+            ("base_missing", json!({"id": 1001})),
+        ]),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("summary chunk by key value"), "{}", text(&out));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -220,6 +290,10 @@ async fn skewed_string_and_composite_keys_split_into_balanced_segments() {
             }
         }
         assert!(per_segment.len() >= 10, "{strategy}: segments {per_segment:?}");
+        if strategy == "summary" {
+            // After the first walks, integer-key chunks are cut by key value (no walk of the index).
+            assert!(log.lines().any(|l| l.contains("summary chunk by key value") && l.contains("table=k ")), "{log}");
+        }
         let most = per_segment.values().max().copied().unwrap_or(0);
         assert!(most <= 3005 / 12 + 60, "{strategy}: an unbalanced segment: {per_segment:?}");
     }

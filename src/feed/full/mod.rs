@@ -216,7 +216,13 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     let full = &engine.cfg.full;
     let choosers: HashMap<String, bisect::Chooser> = names
         .iter()
-        .map(|n| (n.clone(), bisect::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)))
+        .map(|n| {
+            (
+                n.clone(),
+                bisect::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)
+                    .with_workers(full.parallel),
+            )
+        })
         .collect();
     // The segments form one work queue: `parallel` permits, handed out in order (the semaphore is
     // fair), so every worker takes the next unfinished segment as soon as it is free.
@@ -373,6 +379,45 @@ async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
     Ok(segs)
 }
 
+/// Matches the other side's rows of a range against the base's rows of the same range by exact key:
+/// other-side rows without a base row are `base_missing`, base rows left unmatched `target_missing`,
+/// pairs go through the compare core.
+struct Matcher {
+    base: HashMap<Vec<u8>, Row>,
+    found: Vec<(Key, Mismatch)>,
+    rows: u64,
+}
+
+impl Matcher {
+    fn new(plan: &TablePlan, base_rows: Vec<Row>) -> Matcher {
+        let rows = base_rows.len() as u64;
+        let base = base_rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
+        Matcher { base, found: Vec::new(), rows }
+    }
+
+    fn other_rows(&mut self, plan: &TablePlan, page: &[Row]) {
+        for r in page {
+            let b = self.base.remove(&row_identity(plan, r));
+            if b.is_none() {
+                self.rows += 1;
+            }
+            if let Some(m) = verdict(plan, b.as_ref(), Some(r)) {
+                self.found.push((row_key(plan, r), m));
+            }
+        }
+    }
+
+    /// The mismatches found, and the rows compared (each key once).
+    fn finish(mut self, plan: &TablePlan) -> (Vec<(Key, Mismatch)>, u64) {
+        for (_, r) in self.base {
+            if let Some(m) = verdict(plan, Some(&r), None) {
+                self.found.push((row_key(plan, &r), m));
+            }
+        }
+        (self.found, self.rows)
+    }
+}
+
 /// What one chunk did.
 struct Step {
     /// the chunk's upper bound (the segment's when it is the last)
@@ -516,33 +561,18 @@ impl Walker {
         if !plan.ordered_alike {
             return self.compare_by_key(other, base_rows).await;
         }
-        let mut rows = base_rows.len() as u64;
-        let mut base: HashMap<Vec<u8>, Row> = base_rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
-        let mut found = Vec::new();
+        let mut matcher = Matcher::new(plan, base_rows);
         let mut olo = lo.cloned();
         loop {
             let page = other.read_range(plan, olo.as_ref(), hi, self.chunk).await?;
             let full = page.len() == self.chunk;
-            for r in &page {
-                let b = base.remove(&row_identity(plan, r));
-                if b.is_none() {
-                    rows += 1;
-                }
-                if let Some(m) = verdict(plan, b.as_ref(), Some(r)) {
-                    found.push((row_key(plan, r), m));
-                }
-            }
+            matcher.other_rows(plan, &page);
             if !full {
                 break;
             }
             olo = page.last().map(|r| row_key(plan, r));
         }
-        for (_, r) in base {
-            if let Some(m) = verdict(plan, Some(&r), None) {
-                found.push((row_key(plan, &r), m));
-            }
-        }
-        Ok((found, rows))
+        Ok(matcher.finish(plan))
     }
 
     /// Looks this chunk's base rows up on the other side by exact key (the walk by lookup).
