@@ -13,12 +13,14 @@
 //!     ([`feed::full::summary`]), the `max_load` pause and `rate` limit ([`feed::full::throttle`])
 //! - [`engine`]: the connected pieces every mode shares, and their background tasks
 //! - [`verdict`]: the pure compare core ([`verdict::compare`]), key batches → verdicts ([`verdict::check`]),
-//!   the settle stage for mismatches ([`verdict::settle`])
+//!   the settle stage for mismatches ([`verdict::settle`]) with binlog mode's rule by row versions
+//!   ([`verdict::versions`]) and poll mode's by observed versions ([`verdict::observed`])
 //! - [`deliver`]: the inconsistency event and mismatch ([`deliver::event`]), the ledger of open rows
 //!   ([`deliver::ledger`]), the sled store with its outbox ([`deliver::state`]), sinks and the drain
 //!   ([`deliver::sink`]), counters and Prometheus text ([`deliver::metrics`])
 //! - [`mysql`]: pools and raw queries ([`mysql::db`]), reads by plan ([`mysql::read`]), table metadata and the
-//!   column plan ([`mysql::schema`]) with each column's comparison kind ([`mysql::kind`]), binlog positions
+//!   column plan ([`mysql::schema`]) with each column's comparison kind ([`mysql::kind`]), the summary
+//!   strategy's row digest SQL ([`mysql::digest`]), binlog positions
 //!   and GTIDs ([`mysql::position`]), TLS for every connection ([`mysql::tls`])
 //! - [`control`]: the HTTP API, its scheduler, the cutover gate and its client ([`control::api`]); preflight
 //!   checks ([`control::doctor`])

@@ -2,6 +2,7 @@
 //! ([`schema`]) with each column's comparison [`kind`], binlog positions and GTIDs ([`position`]), and TLS for every connection ([`tls`]).
 
 pub mod db;
+pub mod digest;
 pub mod kind;
 pub mod position;
 pub mod read;

@@ -391,11 +391,11 @@ pub fn plan(
         }
     }
     let summarisable = ordered_alike && digest_cols.len() == key_names.len() + compared.len();
-    let digest = summarisable.then(|| crate::feed::full::summary::row_digest_sql(&digest_cols));
+    let digest = summarisable.then(|| crate::mysql::digest::row_digest_sql(&digest_cols));
     let other_cols: Vec<(String, Kind)> =
         digest_cols.iter().map(|(c, k)| (other_names.get(*c).cloned().unwrap_or_else(|| c.to_string()), *k)).collect();
     let other_refs: Vec<(&str, Kind)> = other_cols.iter().map(|(c, k)| (c.as_str(), *k)).collect();
-    let other_digest = summarisable.then(|| crate::feed::full::summary::row_digest_sql(&other_refs));
+    let other_digest = summarisable.then(|| crate::mysql::digest::row_digest_sql(&other_refs));
     let integer_key = key_names.len() == 1 && base.column(&key_names[0]).is_some_and(|c| c.kind == Kind::Int);
     let utime = match &utime_cfg {
         None => None,

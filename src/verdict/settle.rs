@@ -39,8 +39,7 @@ use tokio::sync::{watch, Notify};
 
 // Binlog entries: judged by the base's versions, re-checked on the other side only.
 mod record;
-mod versioned;
-pub use versioned::Seen;
+pub mod versioned;
 
 /// A mismatching key with what its rows looked like, when the reader can tell (poll mode's rule).
 pub type Observation = (Key, Mismatch, Option<Reading>);

@@ -12,6 +12,7 @@ mod harness;
 mod images;
 mod kafka;
 mod lagging;
+mod layout;
 mod mapping;
 mod poll;
 mod restart;

@@ -40,7 +40,7 @@ async fn digest_sql(p: &Pair, table: &str) -> (String, String) {
         .unwrap();
     let _ = c.disconnect().await;
     let cols: Vec<(&str, Kind)> = cols.iter().map(|(n, t)| (n.as_str(), Kind::from_data_type(t))).collect();
-    use binlog_validator::feed::full::summary::{row_digest_sql, row_digest_twice_sql};
+    use binlog_validator::mysql::digest::{row_digest_sql, row_digest_twice_sql};
     (row_digest_sql(&cols), row_digest_twice_sql(&cols))
 }
 

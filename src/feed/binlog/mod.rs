@@ -39,7 +39,7 @@ use crate::mysql::position::{Checkpoint, CheckpointRecord};
 use crate::mysql::schema::TablePlan;
 use crate::verdict::check::{check_keys, row_identity};
 use crate::verdict::compare::compare_rows;
-use crate::verdict::settle::Seen;
+use crate::verdict::settle::versioned::Seen;
 use assemble::Txn;
 use futures_util::StreamExt;
 use history::{History, NoImage};

@@ -48,33 +48,11 @@ use throttle::Throttle;
 use tokio::sync::{watch, Semaphore};
 
 mod bisect;
+mod choose;
 pub mod summary;
 pub mod throttle;
 
-/// How ranges are compared (`full --strategy`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Strategy {
-    /// Stream every row of both sides and compare in the client (exact; fastest when both sides are near).
-    Rows,
-    /// Compare per-chunk summaries computed by each server and bisect the chunks that differ down to ranges
-    /// small enough to stream (little traffic: for a remote side or a slow link).
-    Summary,
-    /// Start each range with summaries when the other side is remote and with rows when it is local, then
-    /// keep whichever is measured faster per row (difference density included).
-    #[default]
-    Auto,
-}
-
-impl Strategy {
-    pub fn parse(s: &str) -> Option<Strategy> {
-        match s {
-            "rows" => Some(Strategy::Rows),
-            "summary" => Some(Strategy::Summary),
-            "auto" => Some(Strategy::Auto),
-            _ => None,
-        }
-    }
-}
+pub use choose::Strategy;
 
 #[derive(Clone, Debug, Default)]
 pub struct FullOptions {
@@ -214,12 +192,12 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     let throttle = Arc::new(Throttle::new(engine.cfg.full.max_load(), engine.cfg.full.rate, engine.stats.clone()));
     let remote = is_remote(&engine.other.addr) || is_remote(&engine.base.addr);
     let full = &engine.cfg.full;
-    let choosers: HashMap<String, bisect::Chooser> = names
+    let choosers: HashMap<String, choose::Chooser> = names
         .iter()
         .map(|n| {
             (
                 n.clone(),
-                bisect::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)
+                choose::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)
                     .with_workers(full.parallel),
             )
         })
@@ -444,7 +422,7 @@ struct Walker {
     done_rows: u64,
     bar: Option<ProgressBar>,
     shutdown: watch::Receiver<bool>,
-    chooser: bisect::Chooser,
+    chooser: choose::Chooser,
     throttle: Arc<Throttle>,
 }
 
