@@ -107,6 +107,33 @@ pub fn ticks(v: &crate::key::KeyVal) -> Option<i64> {
     }
 }
 
+#[cfg(test)]
+impl TablePlan {
+    /// A plan for unit tests: table `t`, integer key `id`, integer columns `compared`, the same names on
+    /// both sides.
+    pub fn for_test(compared: &[&str]) -> TablePlan {
+        TablePlan {
+            name: "t".into(),
+            config_name: "t".into(),
+            base_side: crate::error::Side::Source,
+            other_table: "t".into(),
+            other_names: Default::default(),
+            key: vec!["id".into()],
+            compared: compared.iter().map(|c| c.to_string()).collect(),
+            kinds: compared.iter().map(|_| (Kind::Int, Kind::Int)).collect(),
+            integer_key: true,
+            ordered_alike: true,
+            utime: None,
+            key_bit: vec![false],
+            one_sided: vec![],
+            loaded_at: std::time::Instant::now(),
+            ddl_at: None,
+            digest: None,
+            other_digest: None,
+        }
+    }
+}
+
 impl TablePlan {
     /// A column (named as the base side names it) as `side` names it.
     pub fn column_on(&self, side: Side, base_name: &str) -> String {

@@ -535,29 +535,10 @@ mod tests {
     use super::*;
     use crate::deliver::event::EventType;
     use crate::key::KeyVal;
-    use crate::mysql::kind::Kind;
     use std::sync::{Mutex, OnceLock, Weak};
 
     pub(super) fn plan() -> TablePlan {
-        TablePlan {
-            name: "t".into(),
-            config_name: "t".into(),
-            base_side: crate::error::Side::Source,
-            other_table: "t".into(),
-            other_names: Default::default(),
-            key: vec!["id".into()],
-            compared: vec!["v".into()],
-            kinds: vec![(Kind::Int, Kind::Int)],
-            integer_key: true,
-            ordered_alike: true,
-            utime: None,
-            key_bit: vec![false],
-            one_sided: vec![],
-            loaded_at: std::time::Instant::now(),
-            ddl_at: None,
-            digest: None,
-            other_digest: None,
-        }
+        TablePlan::for_test(&["v"])
     }
 
     pub(super) fn key(i: i64) -> Key {

@@ -292,6 +292,38 @@ fn is_remote(addr: &str) -> bool {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::event::EventType;
+    use crate::key::KeyVal;
+
+    fn row(id: i64, v: i64) -> Row {
+        vec![Value::Int(id), Value::Int(v)]
+    }
+
+    fn found(m: Matcher, plan: &TablePlan) -> (Vec<(i64, EventType)>, u64) {
+        let (found, rows) = m.finish(plan);
+        let mut f: Vec<(i64, EventType)> =
+            found.into_iter().map(|(k, m)| (if let KeyVal::Int(i) = k.0[0] { i } else { -1 }, m.kind)).collect();
+        f.sort_by_key(|(i, _)| *i);
+        (f, rows)
+    }
+
+    /// A range's two sides matched by exact key, the other side arriving in pages in any order: every
+    /// type found once, equal rows silent, each key counted once.
+    #[test]
+    fn the_matcher_finds_every_type_once_across_pages() {
+        let plan = TablePlan::for_test(&["v"]);
+        let mut m = Matcher::new(&plan, vec![row(1, 1), row(2, 2), row(3, 3), row(4, 4)]);
+        m.other_rows(&plan, &[row(4, 4), row(5, 5)]);
+        m.other_rows(&plan, &[row(2, 0), row(1, 1)]);
+        let (f, rows) = found(m, &plan);
+        assert_eq!(f, vec![(2, EventType::Neq), (3, EventType::TargetMissing), (5, EventType::BaseMissing)]);
+        assert_eq!(rows, 5, "four base rows and one other-side row without a base row");
+    }
+}
+
+#[cfg(test)]
 #[test]
 fn remote_means_not_this_host() {
     assert!(!is_remote("127.0.0.1:3306"));
