@@ -288,6 +288,20 @@ mod tests {
         Seen { key: key(k), mismatch: m, current: Some(vec![Value::Int(to)]), older }
     }
 
+    /// The event of a row reported as differing in `v` (to open it in the ledger).
+    fn reported(k: i64) -> crate::deliver::event::Event {
+        crate::deliver::event::Event {
+            kind: EventType::Neq,
+            direction: "SRC".into(),
+            table: "t".into(),
+            key_columns: vec!["id".into()],
+            key: key(k),
+            mode: Mode::Binlog,
+            columns: vec!["v".into()],
+            detected_at_ms: 1,
+        }
+    }
+
     fn neq() -> Option<Mismatch> {
         Some(Mismatch { kind: EventType::Neq, columns: vec!["v".into()] })
     }
@@ -344,17 +358,7 @@ mod tests {
         *script.other.lock().unwrap() = (1..=3).map(|k| vec![Value::Int(k), Value::Int(99)]).collect();
         // Both sides read equal for key 1 now; keys 2 and 3 still differ, and key 3 is open already.
         *script.both.lock().unwrap() = vec![(key(2), neq().unwrap()), (key(3), neq().unwrap())];
-        let open = crate::deliver::event::Event {
-            kind: EventType::Neq,
-            direction: "SRC".into(),
-            table: "t".into(),
-            key_columns: vec!["id".into()],
-            key: key(3),
-            mode: Mode::Binlog,
-            columns: vec!["v".into()],
-            detected_at_ms: 1,
-        };
-        s.ledger().open(&[open]).unwrap();
+        s.ledger().open(&[reported(3)]).unwrap();
         // The stream has not been read up to the re-check yet: the sightings wait as suspects.
         s.pass().await.unwrap();
         assert_eq!(store.outbox_len(), 0);
@@ -379,17 +383,7 @@ mod tests {
     async fn a_lagging_sighting_closes_the_ledger_row_so_a_second_divergence_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let (s, script, store, _) = settle(dir.path(), Duration::from_secs(1));
-        let open = crate::deliver::event::Event {
-            kind: EventType::Neq,
-            direction: "SRC".into(),
-            table: "t".into(),
-            key_columns: vec!["id".into()],
-            key: key(1),
-            mode: Mode::Binlog,
-            columns: vec!["v".into()],
-            detected_at_ms: 1,
-        };
-        s.ledger().open(&[open]).unwrap();
+        s.ledger().open(&[reported(1)]).unwrap();
         let now = now_ms();
         s.submit_versions("t", vec![seen(1, neq(), 0, 5, now - 200)]).await.unwrap();
         s.binlog_read_through(now);
