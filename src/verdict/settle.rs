@@ -387,8 +387,13 @@ impl Settle {
     /// Re-checks entries; reports those whose window ended, drops those that resolved. Returns when the
     /// earliest entry kept falls due.
     async fn recheck(&self, plan: &TablePlan, items: &[Pending], horizon: u64) -> Result<Option<u64>> {
-        let (versioned, items): (Vec<Pending>, Vec<Pending>) =
-            items.iter().cloned().partition(|p| p.versions.is_some());
+        // Versions made under other compared columns (DDL since) cannot judge the other side's rows:
+        // such entries are judged on both sides, as entries without images are.
+        let columns = crate::verdict::versions::columns_of(plan);
+        let (versioned, items): (Vec<Pending>, Vec<Pending>) = items
+            .iter()
+            .cloned()
+            .partition(|p| p.versions.as_ref().is_some_and(|v| matches!(v.columns, 0) || v.columns == columns));
         let mut next = None;
         if !versioned.is_empty() {
             next = self.recheck_versions(plan, &versioned, horizon).await?;

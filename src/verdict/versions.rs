@@ -45,6 +45,9 @@ pub struct Versions {
     /// Sightings of the other side showing a version unknown when it was read, while the binlog was not
     /// read up to that time yet: judged once it is (at most [`SUSPECTS`], the newest).
     pub suspects: Vec<Suspect>,
+    /// Which compared columns (and kinds) the versions follow (a fingerprint; 0: not known). After DDL
+    /// changed them, the versions say nothing about the other side's rows and are not judged by.
+    pub columns: u64,
 }
 
 /// The other side seen showing version `digest` at `at_ms`, before the binlog was read up to then.
@@ -95,7 +98,7 @@ impl Versions {
     pub fn new(current: Option<Vec<KeyVal>>, older: Vec<Version>) -> Versions {
         let since_ms = older.iter().map(|v| v.superseded_ms).max().unwrap_or(0);
         let floor_ms = older.iter().map(|v| v.superseded_ms).min().unwrap_or(since_ms);
-        Versions { current, since_ms, older, floor_ms, suspects: Vec::new() }
+        Versions { current, since_ms, older, floor_ms, suspects: Vec::new(), columns: 0 }
     }
 
     /// Adds the versions of a later batch (verdicts are handed over in batch order; the later batch's
@@ -103,6 +106,11 @@ impl Versions {
     /// version is the earlier one's current, superseded at the later batch's first change, so joining the
     /// two keeps every version and its time.
     pub fn merge(&mut self, later: Versions) {
+        if later.columns != self.columns && later.columns != 0 && self.columns != 0 {
+            // DDL changed the compared columns in between: the earlier versions follow other columns.
+            *self = later;
+            return;
+        }
         let (mut early, late) = (std::mem::replace(self, Versions::new(None, Vec::new())), later);
         early.older.extend(late.older);
         early.older.sort_by_key(|v| v.superseded_ms);
@@ -115,6 +123,7 @@ impl Versions {
             older: early.older,
             floor_ms: early.floor_ms.min(late.floor_ms),
             suspects,
+            columns: if late.columns != 0 { late.columns } else { early.columns },
         };
     }
 
@@ -186,6 +195,19 @@ impl Versions {
             Judgement::Keep { due_ms: due }
         }
     }
+}
+
+/// Which compared columns and kinds a table's plan has (see [`Versions::columns`]): stable across
+/// processes and releases (xxh3).
+pub fn columns_of(plan: &crate::mysql::schema::TablePlan) -> u64 {
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash3_64::default();
+    for (c, k) in plan.compared.iter().zip(&plan.kinds) {
+        h.write(c.as_bytes());
+        h.write(format!("{k:?}").as_bytes());
+        h.write_u8(0);
+    }
+    h.finish().max(1)
 }
 
 #[cfg(test)]
@@ -323,5 +345,15 @@ mod tests {
         assert_eq!(format!("{:?}", e.current), format!("{:?}", cur(10)));
         assert_eq!(e.older.len(), 20, "no version is lost");
         assert_eq!(e.floor_ms, 10);
+    }
+
+    #[test]
+    fn versions_of_other_columns_are_replaced_not_mixed() {
+        let mut e = Versions { columns: 7, ..hot(0, 10) };
+        e.merge(Versions { columns: 8, ..hot(20, 22) });
+        assert_eq!((e.columns, e.older.len(), e.floor_ms), (8, 2, 210), "only the new columns' versions");
+        let mut same = Versions { columns: 8, ..hot(0, 10) };
+        same.merge(Versions { columns: 8, ..hot(10, 12) });
+        assert_eq!(same.older.len(), 12);
     }
 }

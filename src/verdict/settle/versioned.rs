@@ -14,7 +14,7 @@ use crate::mysql::schema::TablePlan;
 use crate::verdict::check::row_identity;
 use crate::verdict::compare::digest::{digest, Side};
 use crate::verdict::compare::{compare_rows, Outcome};
-use crate::verdict::versions::{Judgement, Sighting, Version, Versions};
+use crate::verdict::versions::{columns_of, Judgement, Sighting, Version, Versions};
 use mysql_async::Value;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -74,6 +74,8 @@ impl Settle {
         }
         let now = now_ms();
         let interval = (self.interval.as_millis() as u64).min(window);
+        let columns = self.plans.get(table).map_or(0, |p| columns_of(&p));
+        let versions = |s: Seen| Versions { columns, ..s.versions() };
         // The entries are read and written under the lock a pass's mark update takes, so two batches'
         // merges cannot interleave; a pass that re-checked an entry meanwhile finds it changed (its
         // compare-and-swap fails) and leaves the merged one.
@@ -97,13 +99,13 @@ impl Settle {
                         deadline_ms: now + window,
                         next_check_ms: now + interval,
                         last,
-                        versions: Some(s.versions()),
+                        versions: Some(versions(s)),
                         observed: None,
                     });
                 }
                 (Some(old), m) => match old.versions.clone() {
                     Some(mut v) => {
-                        v.merge(s.versions());
+                        v.merge(versions(s));
                         match m {
                             // The other side showed the newest version the base has had: resolved.
                             None => gone.push(old),
@@ -119,7 +121,7 @@ impl Settle {
                     // serve) becomes a versioned one and keeps when it was first seen.
                     None => {
                         if let Some(last) = m {
-                            put.push(Pending { last, versions: Some(s.versions()), ..old });
+                            put.push(Pending { last, versions: Some(versions(s)), ..old });
                         }
                     }
                 },
@@ -409,5 +411,33 @@ mod tests {
         s.pass().await.unwrap();
         let sent: Vec<Key> = store.outbox_peek(10).unwrap().into_iter().map(|(_, e)| e.key).collect();
         assert_eq!(sent, vec![key(1)], "the second divergence is reported");
+    }
+
+    /// An entry whose versions follow other compared columns (DDL since) is judged on both sides: its
+    /// digests say nothing about the other side's rows now.
+    #[tokio::test]
+    async fn versions_made_before_ddl_are_not_judged_by() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, script, store, stats) = settle(dir.path(), Duration::from_secs(1));
+        let stale = Versions { columns: 42, ..seen(1, neq(), 0, 3, 1).versions() };
+        let entry = Pending {
+            table: "t".into(),
+            key: key(1),
+            mode: Mode::Binlog,
+            first_seen_ms: 1,
+            deadline_ms: 1,
+            next_check_ms: 0,
+            last: neq().unwrap(),
+            versions: Some(stale),
+            observed: None,
+        };
+        store.pending_put(&[entry]).await.unwrap();
+        // By the stale versions the other side's 99 would be reported; both sides read equal now.
+        *script.other.lock().unwrap() = vec![vec![Value::Int(1), Value::Int(99)]];
+        s.binlog_read_through(now_ms() + 60_000);
+        s.pass().await.unwrap();
+        assert_eq!(store.outbox_len(), 0);
+        assert!(store.pending_is_empty(), "resolved by the read of both sides");
+        assert_eq!(stats.confirm_overturned.load(Relaxed), 0, "not judged by the versions at all");
     }
 }
