@@ -18,6 +18,7 @@ pub mod assemble;
 pub mod compressed;
 pub mod decode;
 pub mod history;
+mod hold;
 pub mod image;
 pub mod normal;
 pub mod reader;
@@ -81,6 +82,8 @@ pub struct Batch {
     /// every base commit up to this time (ms) is in this batch or an earlier one (a heartbeat of an idle
     /// stream moves it with no change at all)
     pub horizon_ms: u64,
+    /// a transaction here changed a tracked table's schema (its batch is merged with no other, see [`hold`])
+    pub ddl: bool,
 }
 
 impl Batch {
@@ -97,10 +100,12 @@ impl Batch {
             && self.releases.is_empty()
             && self.unknown_xa.is_empty()
             && self.horizon_ms == 0
+            && !self.ddl
     }
 
     /// Adds one finished transaction.
     pub fn add(&mut self, b: Boundary) {
+        self.ddl |= !b.ddl.is_empty();
         self.txn.merge(b.txn);
         self.before_start.merge(b.before_start);
         for d in &b.ddl {
@@ -122,6 +127,22 @@ impl Batch {
             self.end_ts = b.ts;
         }
         self.horizon_ms = self.horizon_ms.max(b.horizon_ms);
+    }
+
+    /// Adds the batch that followed this one, as if the reader had made them one.
+    pub fn absorb(&mut self, later: Batch) {
+        self.txn.merge(later.txn);
+        self.before_start.merge(later.before_start);
+        self.rechecks.extend(later.rechecks);
+        self.holds.extend(later.holds);
+        self.releases.extend(later.releases);
+        self.unknown_xa.extend(later.unknown_xa);
+        if later.end.is_some() {
+            self.end = later.end;
+            self.end_ts = later.end_ts;
+        }
+        self.horizon_ms = self.horizon_ms.max(later.horizon_ms);
+        self.ddl |= later.ddl;
     }
 }
 
@@ -174,6 +195,15 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
     // Table re-checks recorded by an earlier run (a TRUNCATE seen just before a crash) resume now.
     let rechecks = tokio::spawn(recheck::run(engine.clone(), shutdown.clone()));
     let (tx, rx) = mpsc::channel(4);
+    // The first check of a change waits part of the settle window (see `hold`).
+    let delay = hold::first_check_delay(engine.cfg.check.settle);
+    let (rx, holding) = if delay.is_zero() {
+        (rx, None)
+    } else {
+        let (held_tx, held_rx) = mpsc::channel(4);
+        let max_keys = engine.cfg.check.batch_size;
+        (held_rx, Some(tokio::spawn(hold::run(rx, held_tx, delay, max_keys, shutdown.clone()))))
+    };
     // Checkpoints waiting to be validated-through: the saved one first (pending entries of an earlier
     // run, first seen before now, hold it back until they have a verdict).
     let behind: Behind = Default::default();
@@ -190,6 +220,9 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
         other => other,
     };
     let read = reading.await.unwrap_or_else(|e| Err(Error::Binlog(format!("the binlog reader failed: {e}"))));
+    if let Some(h) = holding {
+        let _ = h.await;
+    }
     engine.recheck_wake.notify_one();
     rechecks.abort();
     let _ = rechecks.await;
@@ -399,7 +432,14 @@ async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: B
             engine.settle.ledger().checked(&table, chunk, &differ).await?;
         }
         for chunk in both.chunks(engine.cfg.check.batch_size) {
-            let read = |p: Arc<TablePlan>| async move { check_keys(&engine.base, &engine.other, &p, chunk).await };
+            // Named, so its base queries can be told from the others (db.rs).
+            let span = tracing::debug_span!("no row image");
+            let read = |p: Arc<TablePlan>| {
+                let span = span.clone();
+                async move {
+                    tracing::Instrument::instrument(check_keys(&engine.base, &engine.other, &p, chunk), span).await
+                }
+            };
             let Some(found) = read_checked(engine, shutdown, &table, &mut plan, read).await? else {
                 covered = true;
                 continue;
