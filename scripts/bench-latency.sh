@@ -15,7 +15,7 @@
 # Ports and the server directory can be moved off the test servers' (23061/23062, .testenv), and another
 # build of the validator run on the same load (an older commit's, side by side):
 #   BENCH_SRC_PORT=23121 BENCH_DST_PORT=23122 BV_TESTENV_DIR=/tmp/bench-env scripts/bench-latency.sh
-#   BV_BIN=../old/target/release/binlog-validator ROWS=100 SECONDS_LOAD=15 scripts/bench-latency.sh
+#   BENCH_BIN=../old/target/release/binlog-validator ROWS=100 SECONDS_LOAD=15 scripts/bench-latency.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECONDS_LOAD:-20}
@@ -26,13 +26,13 @@ SRC=${BENCH_SRC_PORT:-23061}
 DST=${BENCH_DST_PORT:-23062}
 API=${BENCH_API_PORT:-$((SRC + 1000))}
 OUT=${BV_TESTENV_DIR:-.testenv}/bench-latency
-BIN=${BV_BIN:-target/release/binlog-validator}
+BIN=${BENCH_BIN:-target/release/binlog-validator}
 mysql_() { mariadb --no-defaults -h127.0.0.1 -ubv -pbv "$@"; }
 
 scripts/testenv.sh ensure-mariadb
 scripts/testenv.sh start-mariadb source $SRC base
 scripts/testenv.sh start-mariadb target $DST plain
-[ -n "${BV_BIN:-}" ] || cargo build --release --locked --quiet
+[ -n "${BENCH_BIN:-}" ] || cargo build --release --locked --quiet
 cargo build --release --locked --quiet --example latency_bench
 rm -rf $OUT && mkdir -p $OUT
 for port in $SRC $DST; do
@@ -58,7 +58,8 @@ dir = "$OUT/state"
 [http]
 listen = "127.0.0.1:$API"
 EOF
-"$BIN" --config $OUT/bv.toml incr 2>$OUT/incr.log &
+# BV_* variables are config overrides to the validator: the server directory's is not one.
+env -u BV_TESTENV_DIR "$BIN" --config $OUT/bv.toml incr 2>$OUT/incr.log &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "tailing the binlog" $OUT/incr.log && break; sleep 0.1; done
