@@ -327,7 +327,7 @@ impl Settle {
         // A page of the tree, not all of it: the ledger may hold up to `state.ledger_max` rows.
         let (rows, next) = self.ledger.open_page(after.as_deref(), LEDGER_ROWS)?;
         // Reads both sides: named, so the base queries it makes can be told from the others (db.rs).
-        let span = tracing::debug_span!("ledger re-check");
+        let span = tracing::info_span!("ledger re-check");
         tracing::Instrument::instrument(self.recheck_rows(rows.iter()), span).await?;
         Ok(next)
     }

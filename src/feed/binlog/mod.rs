@@ -433,7 +433,7 @@ async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: B
         }
         for chunk in both.chunks(engine.cfg.check.batch_size) {
             // Named, so its base queries can be told from the others (db.rs).
-            let span = tracing::debug_span!("no row image");
+            let span = tracing::info_span!("no row image");
             let read = |p: Arc<TablePlan>| {
                 let span = span.clone();
                 async move {

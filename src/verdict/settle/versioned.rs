@@ -196,7 +196,7 @@ impl Settle {
     async fn confirm(&self, plan: &TablePlan, items: Vec<Pending>, c: &mut Concluded) -> Result<()> {
         let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
         let still: HashMap<Vec<u8>, Mismatch> =
-            tracing::Instrument::instrument(self.recheck.check(plan, &keys), tracing::debug_span!("confirming read"))
+            tracing::Instrument::instrument(self.recheck.check(plan, &keys), tracing::info_span!("confirming read"))
                 .await?
                 .into_iter()
                 .map(|(k, m)| (k.canonical(), m))
