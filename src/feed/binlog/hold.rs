@@ -104,6 +104,16 @@ mod tests {
         b.txn.keys["t"].iter().map(|k| k.to_string()).collect()
     }
 
+    /// The stage running with `delay`: its input, its output, its shutdown switch and its task.
+    fn stage(
+        delay: Duration,
+    ) -> (mpsc::Sender<Batch>, mpsc::Receiver<Batch>, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let (out_tx, out_rx) = mpsc::channel(4);
+        let (stop, shutdown) = watch::channel(false);
+        (in_tx, out_rx, stop, tokio::spawn(run(in_rx, out_tx, delay, 1000, shutdown)))
+    }
+
     #[test]
     fn the_delay_is_a_fraction_of_the_window() {
         assert_eq!(first_check_delay(Duration::ZERO), Duration::ZERO);
@@ -113,11 +123,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn batches_wait_for_the_delay_and_leave_merged_in_order() {
-        let (in_tx, in_rx) = mpsc::channel(4);
-        let (out_tx, mut out_rx) = mpsc::channel(4);
-        let (_stop, shutdown) = watch::channel(false);
         let delay = Duration::from_millis(200);
-        tokio::spawn(run(in_rx, out_tx, delay, 1000, shutdown));
+        let (in_tx, mut out_rx, _stop, _stage) = stage(delay);
         let t0 = Instant::now();
         in_tx.send(batch(1, 100)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(60)).await;
@@ -152,11 +159,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn everything_held_leaves_at_once_on_shutdown_or_when_the_reader_ends() {
-        let (in_tx, in_rx) = mpsc::channel(4);
-        let (out_tx, mut out_rx) = mpsc::channel(4);
-        let (stop, shutdown) = watch::channel(false);
         let delay = Duration::from_secs(60);
-        let stage = tokio::spawn(run(in_rx, out_tx, delay, 1000, shutdown));
+        let (in_tx, mut out_rx, stop, stage) = stage(delay);
         let t0 = Instant::now();
         in_tx.send(batch(1, 100)).await.unwrap();
         in_tx.send(batch(2, 200)).await.unwrap();
