@@ -81,6 +81,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for line in std::fs::read_to_string(events).unwrap_or_default().lines() {
             let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else { continue };
             let (Some(id), Some(at)) = (e["id"].as_u64(), e["detected_at"].as_str()) else { continue };
+            // Only injected rows count: an event for another row (a check that raced its mirror write,
+            // with settle 0) must not end the wait early.
+            if !injected.contains_key(&id) {
+                continue;
+            }
             if let Ok(t) = humantime::parse_rfc3339(at) {
                 let ms = t.duration_since(UNIX_EPOCH)?.as_millis() as u64;
                 detected.entry(id).or_insert(ms);
@@ -88,6 +93,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let false_alarms = std::fs::read_to_string(events)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["id"].as_u64().is_some_and(|id| !injected.contains_key(&id)))
+        .count();
+    eprintln!("events for rows that were not injected: {false_alarms}");
     let mut lat: Vec<u64> =
         injected.iter().filter_map(|(id, commit)| detected.get(id).map(|d| d.saturating_sub(*commit))).collect();
     lat.sort_unstable();

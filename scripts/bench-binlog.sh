@@ -6,12 +6,13 @@
 #
 #   scripts/bench-binlog.sh
 #   ROWS=200000 RUNS=3 scripts/bench-binlog.sh
+#   BENCH_SRC_PORT=23121 BV_TESTENV_DIR=/tmp/bench-env scripts/bench-binlog.sh   # off the test servers' port and dir
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${ROWS:-1000000}
 RUNS=${RUNS:-3}
-SRC=23061
-OUT=.testenv/bench-binlog
+SRC=${BENCH_SRC_PORT:-23061}
+OUT=${BV_TESTENV_DIR:-.testenv}/bench-binlog
 mysql_() { mariadb --no-defaults -h127.0.0.1 -ubv -pbv -P$SRC "$@"; }
 
 scripts/testenv.sh ensure-mariadb

@@ -10,8 +10,10 @@
 //! later in order (the same statements and values); half-way through, one hot row's target copy stops
 //! receiving them: an inconsistency of a row still being written, which a mode finds either while the
 //! writes go on or only after they stop. The report gives, per mode, detection latency (injecting commit
-//! → event, minus the settle window), recall, false alarms, base queries and rows read per second, CPU
-//! time, and when the hot row was reported.
+//! → event, minus the settle window), recall, false alarms, base queries and rows read per second and per
+//! row change written (from the workload's start, so the validators' own start-up is not counted), CPU
+//! time, and when the hot row was reported. Each child's log is kept beside its events (`incr.log`;
+//! `BV_LOG` is passed on, e.g. `binlog_validator::mysql::db=debug` names every query's purpose).
 
 use binlog_validator::clock::now_ms;
 use binlog_validator::config::Config;
@@ -50,6 +52,9 @@ pub struct ModeResult {
     pub false_alarms: usize,
     pub queries_per_s: f64,
     pub rows_per_s: f64,
+    /// base queries and rows read per row change the workload wrote to the source
+    pub queries_per_change: f64,
+    pub rows_per_change: f64,
     pub cpu_s: f64,
     /// the stopped hot row: reported how long after its divergence (ms), and whether the writes still went on
     pub hot: Option<(u64, bool)>,
@@ -109,6 +114,7 @@ fn spawn(mode: &'static str, cfg: &Config, out: &Path, server_id: u32) -> Result
         .args(["incr", "--mode", mode])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(std::env::var("BV_LOG").ok().map(|l| ("BV_LOG", l)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -171,12 +177,15 @@ impl Runner {
         out
     }
 
-    /// SIGTERM; its CPU time until then, and its log.
+    /// SIGTERM; its CPU time until then, and its log (also written beside its events).
     fn stop(mut self) -> (f64, String) {
         let cpu = self.cpu_s();
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+        if let Some(dir) = self.events.parent() {
+            let _ = std::fs::write(dir.join("incr.log"), &log);
+        }
         (cpu, log)
     }
 }
@@ -187,8 +196,9 @@ async fn exec(db: &Db, sql: &str, params: Vec<mysql_async::Value>) -> Result<()>
 
 /// The hot rows for `duration`: each write on the source, then on the target once its commit is `lag`
 /// old (the replayer waits for the head of its queue). From half-way the target copy of `HOT[0]` gets
-/// no more writes. Returns when it diverged (the first write it missed) and when the writes ended (ms).
-async fn hot_rows(source: Arc<Db>, target: Arc<Db>, duration: Duration, lag: Duration) -> Result<(u64, u64)> {
+/// no more writes. Returns when it diverged (the first write it missed), when the writes ended (ms), and
+/// how many row changes it wrote to the source.
+async fn hot_rows(source: Arc<Db>, target: Arc<Db>, duration: Duration, lag: Duration) -> Result<(u64, u64, u64)> {
     let t = quote_ident(TABLE);
     let update = move |ids: &[i64]| {
         let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
@@ -225,7 +235,7 @@ async fn hot_rows(source: Arc<Db>, target: Arc<Db>, duration: Duration, lag: Dur
     }
     drop(tx);
     replay.await.map_err(|e| Error::Internal(format!("the hot-row replayer failed: {e}")))??;
-    Ok((diverged.unwrap_or(ended), ended))
+    Ok((diverged.unwrap_or(ended), ended, v as u64 * HOT.len() as u64))
 }
 
 /// Runs the comparison and writes the report. Returns both modes' results.
@@ -261,6 +271,11 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::info!(duration = ?opts.duration, rate = opts.rate, lag = ?opts.lag, "workload running");
+    // The base load from here on is the workload's (start-up reads schemas and positions).
+    let mut load_before = Vec::new();
+    for r in &runners {
+        load_before.push(r.base_load().await);
+    }
     // id → commit time (ms) of the write that made it permanently inconsistent
     let injected: Arc<Mutex<HashMap<i64, u64>>> = Arc::default();
     let started = Instant::now();
@@ -298,8 +313,10 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
     while let Some(r) = mirrors.join_next().await {
         r.map_err(|e| Error::Internal(format!("a compare workload task failed: {e}")))??;
     }
-    let (hot_diverged, hot_ended) =
+    let (hot_diverged, hot_ended, hot_changes) =
         hot.await.map_err(|e| Error::Internal(format!("the hot-row workload failed: {e}")))??;
+    // Row changes written to the source: the inserts, the `neq` updates, the hot rows' updates.
+    let changes = (id + (id + 17) / 50) as u64 + hot_changes;
     let load_secs = started.elapsed().as_secs_f64();
     injected.lock().unwrap_or_else(|e| e.into_inner()).insert(HOT[0], hot_diverged);
     let injected = injected.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -315,10 +332,11 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
     }
     let settle_ms = cfg.check.settle.as_millis() as u64;
     let mut results = Vec::new();
-    for r in runners {
+    for (r, (q0, r0)) in runners.into_iter().zip(load_before) {
         let events = r.events();
         let mode = r.mode;
         let (queries, rows) = r.base_load().await;
+        let (queries, rows) = (queries.saturating_sub(q0), rows.saturating_sub(r0));
         let (cpu_s, _) = r.stop();
         let mut latencies: Vec<u64> = injected
             .iter()
@@ -335,6 +353,8 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
             false_alarms: events.keys().filter(|k| !injected.contains_key(k)).count(),
             queries_per_s: queries as f64 / load_secs,
             rows_per_s: rows as f64 / load_secs,
+            queries_per_change: queries as f64 / changes.max(1) as f64,
+            rows_per_change: rows as f64 / changes.max(1) as f64,
             cpu_s,
             hot: events.get(&HOT[0]).map(|(_, at)| (at.saturating_sub(hot_diverged), *at < hot_ended)),
         });
@@ -346,11 +366,11 @@ pub async fn run(cfg: &Config, opts: &Options) -> Result<Vec<ModeResult>> {
 /// The terminal table (also the report's table).
 pub fn table(results: &[ModeResult]) -> String {
     let mut s = String::from(
-        "| mode | latency p50 / p95 / p99 / max (ms) | recall | false alarms | base queries/s | base rows read/s | CPU (s) | hot row stopped on the target: reported after (ms) |\n|---|---|---|---|---|---|---|---|\n",
+        "| mode | latency p50 / p95 / p99 / max (ms) | recall | false alarms | base queries/s | base rows read/s | base queries / rows read per row change | CPU (s) | hot row stopped on the target: reported after (ms) |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         s.push_str(&format!(
-            "| {} | {} / {} / {} / {} | {}/{} ({:.0}%) | {} | {:.1} | {:.1} | {:.2} | {} |\n",
+            "| {} | {} / {} / {} / {} | {}/{} ({:.0}%) | {} | {:.1} | {:.1} | {:.4} / {:.4} | {:.2} | {} |\n",
             r.mode,
             r.pct(0.5),
             r.pct(0.95),
@@ -362,6 +382,8 @@ pub fn table(results: &[ModeResult]) -> String {
             r.false_alarms,
             r.queries_per_s,
             r.rows_per_s,
+            r.queries_per_change,
+            r.rows_per_change,
             r.cpu_s,
             match r.hot {
                 Some((ms, true)) => format!("{ms} (while written)"),
@@ -452,6 +474,8 @@ mod tests {
             false_alarms: 0,
             queries_per_s: 1.0,
             rows_per_s: 2.0,
+            queries_per_change: 0.0,
+            rows_per_change: 0.5,
             cpu_s: 0.5,
             hot: Some((1200, mode == "poll")),
         }
@@ -463,6 +487,7 @@ mod tests {
         let t = table(&res);
         assert!(t.contains("| binlog | 7 / 40 / 40 / 40 | 4/4 (100%) | 0 |"), "{t}");
         assert!(t.contains("| poll | 400 / 900 / 900 / 900 | 3/4 (75%) |"), "{t}");
+        assert!(t.contains("| 0.0000 / 0.5000 | 0.50 |"), "{t}");
         assert!(t.contains("| 1200 (while written) |\n") && t.contains("| 1200 (after the writes stopped) |\n"), "{t}");
         let s = svg(&res).unwrap();
         assert!(s.starts_with("<svg"), "{s}");

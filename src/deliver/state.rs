@@ -318,9 +318,10 @@ impl Store {
         Ok(removed)
     }
 
-    /// Replaces each `(old, new)` re-check durably, only where the stored entry is still `old`; where a
-    /// newer entry was submitted for the key in between, that one stays.
-    pub async fn pending_replace_if_unchanged<P: PendingEntry>(&self, items: &[(P, P)]) -> Result<()> {
+    /// Replaces each `(old, new)` re-check, only where the stored entry is still `old`; where a newer
+    /// entry was submitted for the key in between, that one stays. Durably when `durable`; else sled
+    /// writes it within its flush interval, and a crash before that leaves `old`, durable already.
+    pub async fn pending_replace_if_unchanged<P: PendingEntry>(&self, items: &[(P, P)], durable: bool) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
@@ -330,7 +331,10 @@ impl Store {
                 .map_err(|e| Error::state("updating a re-check", e))?
                 .ok();
         }
-        self.flush().await
+        if durable {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
     // ---- ledger rows (their record type belongs to `crate::deliver::ledger`) ----------------------------------

@@ -326,7 +326,9 @@ impl Settle {
         }
         // A page of the tree, not all of it: the ledger may hold up to `state.ledger_max` rows.
         let (rows, next) = self.ledger.open_page(after.as_deref(), LEDGER_ROWS)?;
-        self.recheck_rows(rows.iter()).await?;
+        // Reads both sides: named, so the base queries it makes can be told from the others (db.rs).
+        let span = tracing::info_span!("ledger re-check");
+        tracing::Instrument::instrument(self.recheck_rows(rows.iter()), span).await?;
         Ok(next)
     }
 
@@ -465,7 +467,11 @@ impl Settle {
         // A row reported earlier that is equal now closes in the ledger.
         let equal: Vec<Key> = c.resolved.iter().map(|p| p.key.clone()).collect();
         self.ledger.close_equal(&plan.name, &equal, &[]).await?;
-        self.store.pending_replace_if_unchanged(&c.keep).await?;
+        // A binlog entry kept changes only when it is looked at next and what it keeps of its versions
+        // (pruned, suspects): losing that in a crash re-checks the durable entry as it was, sooner and
+        // with more versions, so it is not flushed here. The others' observations are kept durably.
+        let durable = c.keep.iter().any(|(_, p)| p.versions.is_none());
+        self.store.pending_replace_if_unchanged(&c.keep, durable).await?;
         Ok(c.keep.iter().map(|(_, p)| p.next_check_ms).min())
     }
 

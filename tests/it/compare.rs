@@ -17,16 +17,18 @@ async fn compare_reports_latency_recall_false_alarms_load_and_cpu_for_both_modes
     for mode in ["binlog", "poll"] {
         let row = report.lines().find(|l| l.starts_with(&format!("| {mode} |"))).unwrap_or_else(|| panic!("{report}"));
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        // | mode | latency | recall | false alarms | queries/s | rows/s | cpu | hot row |
+        // | mode | latency | recall | false alarms | queries/s | rows/s | queries / rows per change | cpu | hot row |
         let lat: Vec<u64> = cells[2].split(" / ").map(|x| x.parse().unwrap()).collect();
         assert_eq!(lat.len(), 4, "{row}");
         assert!(lat[0] <= lat[1] && lat[1] <= lat[2] && lat[2] <= lat[3], "percentiles in order: {row}");
         assert!(cells[3].ends_with("(100%)"), "every injected inconsistency found: {row}");
         assert_eq!(cells[4], "0", "no false alarms from lag: {row}");
         assert!(cells[5].parse::<f64>().unwrap() > 0.0, "queries on the base counted: {row}");
-        assert!(cells[7].parse::<f64>().unwrap() >= 0.0, "{row}");
+        let per_change: Vec<f64> = cells[7].split(" / ").map(|x| x.parse().unwrap()).collect();
+        assert_eq!(per_change.len(), 2, "{row}");
+        assert!(cells[8].parse::<f64>().unwrap() >= 0.0, "{row}");
         // The hot row whose target copy stopped half-way (2 s in, while it is written every 10 ms).
-        let hot = cells[8];
+        let hot = cells[9];
         assert!(hot.ends_with("(while written)") || hot.ends_with("(after the writes stopped)"), "{row}");
         if mode == "poll" {
             // Poll mode's settle rule (observed.rs) sees the copy's utime fall behind while the row is written.

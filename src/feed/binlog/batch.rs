@@ -25,6 +25,9 @@ pub struct Batch {
     /// every base commit up to this time (ms) is in this batch or an earlier one (a heartbeat of an idle
     /// stream moves it with no change at all)
     pub horizon_ms: u64,
+    /// a transaction here changed a tracked table's schema (its batch is merged with no other, see
+    /// [`super::hold`])
+    pub ddl: bool,
 }
 
 impl Batch {
@@ -41,10 +44,12 @@ impl Batch {
             && self.releases.is_empty()
             && self.unknown_xa.is_empty()
             && self.horizon_ms == 0
+            && !self.ddl
     }
 
     /// Adds one finished transaction.
     pub fn add(&mut self, b: Boundary) {
+        self.ddl |= !b.ddl.is_empty();
         self.txn.merge(b.txn);
         self.before_start.merge(b.before_start);
         for d in &b.ddl {
@@ -66,5 +71,21 @@ impl Batch {
             self.end_ts = b.ts;
         }
         self.horizon_ms = self.horizon_ms.max(b.horizon_ms);
+    }
+
+    /// Adds the batch that followed this one, as if the reader had made them one.
+    pub fn absorb(&mut self, later: Batch) {
+        self.txn.merge(later.txn);
+        self.before_start.merge(later.before_start);
+        self.rechecks.extend(later.rechecks);
+        self.holds.extend(later.holds);
+        self.releases.extend(later.releases);
+        self.unknown_xa.extend(later.unknown_xa);
+        if later.end.is_some() {
+            self.end = later.end;
+            self.end_ts = later.end_ts;
+        }
+        self.horizon_ms = self.horizon_ms.max(later.horizon_ms);
+        self.ddl |= later.ddl;
     }
 }

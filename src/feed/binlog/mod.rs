@@ -19,6 +19,7 @@ pub mod batch;
 pub mod compressed;
 pub mod decode;
 pub mod history;
+mod hold;
 pub mod image;
 pub mod normal;
 pub mod reader;
@@ -105,6 +106,15 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
     // Table re-checks recorded by an earlier run (a TRUNCATE seen just before a crash) resume now.
     let rechecks = tokio::spawn(recheck::run(engine.clone(), shutdown.clone()));
     let (tx, rx) = mpsc::channel(4);
+    // The first check of a change waits part of the settle window (see `hold`).
+    let delay = hold::first_check_delay(engine.cfg.check.settle);
+    let (rx, holding) = if delay.is_zero() {
+        (rx, None)
+    } else {
+        let (held_tx, held_rx) = mpsc::channel(4);
+        let max_keys = engine.cfg.check.batch_size;
+        (held_rx, Some(tokio::spawn(hold::run(rx, held_tx, delay, max_keys, shutdown.clone()))))
+    };
     // Checkpoints waiting to be validated-through: the saved one first (pending entries of an earlier
     // run, first seen before now, hold it back until they have a verdict).
     let behind: Behind = Default::default();
@@ -121,6 +131,9 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
         other => other,
     };
     let read = reading.await.unwrap_or_else(|e| Err(Error::Binlog(format!("the binlog reader failed: {e}"))));
+    if let Some(h) = holding {
+        let _ = h.await;
+    }
     engine.recheck_wake.notify_one();
     rechecks.abort();
     let _ = rechecks.await;
@@ -330,7 +343,14 @@ async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: B
             engine.settle.ledger().checked(&table, chunk, &differ).await?;
         }
         for chunk in both.chunks(engine.cfg.check.batch_size) {
-            let read = |p: Arc<TablePlan>| async move { check_keys(&engine.base, &engine.other, &p, chunk).await };
+            // Named, so its base queries can be told from the others (db.rs).
+            let span = tracing::info_span!("no row image");
+            let read = |p: Arc<TablePlan>| {
+                let span = span.clone();
+                async move {
+                    tracing::Instrument::instrument(check_keys(&engine.base, &engine.other, &p, chunk), span).await
+                }
+            };
             let Some(found) = read_checked(engine, shutdown, &table, &mut plan, read).await? else {
                 covered = true;
                 continue;

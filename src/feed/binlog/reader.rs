@@ -21,7 +21,9 @@ use tokio::sync::{mpsc, watch};
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// …so this much silence means the stream is stalled.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// A batch is handed over at most this long after its first key.
+/// A batch is handed over at most this long after its first key; when first checks wait part of the
+/// settle window ([`super::hold`]), at most an eighth of that wait instead: those batches are merged
+/// there anyway, and fewer hand-overs wake fewer tasks.
 const FLUSH_AFTER: Duration = Duration::from_millis(5);
 
 pub struct Reader {
@@ -33,6 +35,7 @@ pub struct Reader {
     /// whole transactions not yet handed to the checker, and since when
     batch: Batch,
     batch_since: Option<Instant>,
+    flush_after: Duration,
 }
 
 enum Ended {
@@ -64,7 +67,8 @@ impl Reader {
         if let Some(g) = &start.mysql_gtids {
             assembler.mysql = g.clone();
         }
-        Reader { engine, start, tx, shutdown, assembler, batch: Batch::default(), batch_since: None }
+        let flush_after = FLUSH_AFTER.max(super::hold::first_check_delay(engine.cfg.check.settle) / 8);
+        Reader { engine, start, tx, shutdown, assembler, batch: Batch::default(), batch_since: None, flush_after }
     }
 
     /// Reads until shutdown or a definite error, reconnecting after transient failures.
@@ -129,7 +133,7 @@ impl Reader {
         self.assembler.reconnected(known_files, self.start.pos.file.clone());
         loop {
             let wait = match self.batch_since {
-                Some(t) => FLUSH_AFTER.saturating_sub(t.elapsed()),
+                Some(t) => self.flush_after.saturating_sub(t.elapsed()),
                 None => READ_TIMEOUT,
             };
             let next = tokio::select! {
@@ -177,7 +181,7 @@ impl Reader {
                         self.start.pos = BinlogPos::new(self.assembler.file.clone(), re.position());
                     }
                 }
-                if self.batch_since.is_some_and(|t| t.elapsed() >= FLUSH_AFTER) {
+                if self.batch_since.is_some_and(|t| t.elapsed() >= self.flush_after) {
                     self.hand_over().await?;
                 }
                 continue;
@@ -191,7 +195,7 @@ impl Reader {
                 self.hand_over().await?;
             }
             // Under a sustained stream the read never times out: hand over on age here too.
-            if self.batch_since.is_some_and(|t| t.elapsed() >= FLUSH_AFTER) {
+            if self.batch_since.is_some_and(|t| t.elapsed() >= self.flush_after) {
                 self.hand_over().await?;
             }
         }

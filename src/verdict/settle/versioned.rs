@@ -138,7 +138,11 @@ impl Settle {
             tracing::info!(table, count = added, mode = "binlog", "mismatches wait out the settle window");
         }
         self.stats.pending.fetch_add(added - resolved as i64, Relaxed);
-        self.wake.notify_one();
+        // A merged entry is looked at no later than it already was, which the pass knows: only a new
+        // one needs it awake (a hot row's entry is merged into by every batch).
+        if added > 0 {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -210,7 +214,11 @@ impl Settle {
     async fn confirm(&self, plan: &TablePlan, items: Vec<Pending>, c: &mut Concluded) -> Result<()> {
         let keys: Vec<Key> = items.iter().map(|p| p.key.clone()).collect();
         let still: HashMap<Vec<u8>, Mismatch> =
-            self.recheck.check(plan, &keys).await?.into_iter().map(|(k, m)| (k.canonical(), m)).collect();
+            tracing::Instrument::instrument(self.recheck.check(plan, &keys), tracing::info_span!("confirming read"))
+                .await?
+                .into_iter()
+                .map(|(k, m)| (k.canonical(), m))
+                .collect();
         for p in items {
             match still.get(&p.key.canonical()) {
                 None => {
