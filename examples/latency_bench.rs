@@ -7,14 +7,11 @@
 //!   cargo run --release --example latency_bench -- SOURCE_URL TARGET_URL EVENTS_FILE SECONDS WRITERS ROWS
 //! (scripts/bench-latency.sh starts the validator and runs this.)
 
+use binlog_validator::clock::now_ms;
 use mysql_async::prelude::Queryable;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {

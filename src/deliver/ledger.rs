@@ -9,8 +9,7 @@
 //! is counted as untracked, with a warning, and the cutover gate never answers "clean" while any is.
 
 use crate::clock::now_ms;
-use crate::deliver::event::Mismatch;
-use crate::deliver::event::{Event, EventType, Mode};
+use crate::deliver::event::{Event, EventType, Mismatch, Mode};
 use crate::deliver::metrics::Stats;
 use crate::deliver::state::Store;
 use crate::error::Result;

@@ -17,8 +17,7 @@
 //! its window and its observations, and only marks the entry changed for the compare-and-swap.
 
 use crate::clock::now_ms;
-use crate::deliver::event::Mismatch;
-use crate::deliver::event::{Event, Mode};
+use crate::deliver::event::{Event, Mismatch, Mode};
 use crate::deliver::ledger::Ledger;
 use crate::deliver::metrics::Stats;
 use crate::deliver::state::Store;
@@ -37,7 +36,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
-// Binlog entries: judged by the base's versions, re-checked on the other side only.
+// How entries are stored (a versioned record), and binlog entries (judged by the base's versions,
+// re-checked on the other side only).
 mod record;
 pub mod versioned;
 

@@ -5,7 +5,7 @@
 //! so a stop racing a start could cancel nothing or the wrong run; here a request sees either the state
 //! before another request or the state after it, never one in between.
 
-use crate::clock::now_ms;
+use crate::clock::{now_ms, rfc3339_ms as rfc3339};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::feed::binlog::StartPoint;
@@ -76,10 +76,6 @@ pub struct IncrRequest {
     pub mode: String,
     pub utime_ms: Option<u64>,
     pub interval_ms: Option<u64>,
-}
-
-fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
 impl Scheduler {

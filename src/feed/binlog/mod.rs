@@ -30,8 +30,7 @@ mod start;
 #[cfg(test)]
 mod fixtures;
 
-use crate::deliver::event::Mismatch;
-use crate::deliver::event::Mode;
+use crate::deliver::event::{Mismatch, Mode};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::key::Key;

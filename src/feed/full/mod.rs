@@ -28,8 +28,7 @@
 //! in the state store (only after their mismatches are durable as pending re-checks), so an interrupted
 //! pass resumes each segment where it stopped and skips the finished ones.
 
-use crate::deliver::event::Mismatch;
-use crate::deliver::event::{EventType, Mode};
+use crate::deliver::event::{EventType, Mismatch, Mode};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::key::Key;

@@ -4,11 +4,9 @@
 
 use super::{Concluded, Pending, Settle};
 use crate::clock::now_ms;
-use crate::deliver::event::Mismatch;
-use crate::deliver::event::Mode;
+use crate::deliver::event::{Mismatch, Mode};
 use crate::error::Result;
-use crate::key::Key;
-use crate::key::KeyVal;
+use crate::key::{Key, KeyVal};
 use crate::mysql::db::Row;
 use crate::mysql::schema::TablePlan;
 use crate::verdict::check::row_identity;
@@ -77,8 +75,10 @@ impl Settle {
         let columns = self.plans.get(table).map_or(0, |p| columns_of(&p));
         let versions = |s: Seen| Versions { columns, ..s.versions() };
         // The entries are read and written under the lock a pass's mark update takes, so two batches'
-        // merges cannot interleave; a pass that re-checked an entry meanwhile finds it changed (its
-        // compare-and-swap fails) and leaves the merged one.
+        // merges cannot interleave. A pass's conclusion (a compare-and-swap on the entry it read) does not
+        // take it: one landing between the read and the write below is overwritten by the merged entry, so
+        // a reported entry may come back and be reported again (the ledger suppresses the repeat); a
+        // resolved one is judged again. Nothing is lost either way.
         let _mark = self.mark.lock().await;
         // No entry pending: the keys found equal need nothing (binlog entries are only made here, under
         // this lock, so none can appear for them meanwhile).
