@@ -2,8 +2,10 @@
 //! records (full-pass ranges, checkpoints).
 //!
 //! Every stored value is a versioned enum (`V1`) encoded with postcard, so the format can evolve: a later
-//! version adds `V2` and still reads `V1`. Writes that others rely on (an event entering the outbox, a
-//! mismatch becoming pending, a checkpoint) are flushed to disk before the call returns.
+//! version adds `V2` and still reads `V1`. An event entering the outbox is flushed to disk before the call
+//! returns (it is sent next). Other writes rely on sled recovering a prefix of its writes: a binlog
+//! checkpoint is written after the pending entries of the changes before it, so it never reaches the disk
+//! without them, and a write lost in a crash only makes work be done again.
 
 use crate::deliver::event::Event;
 use crate::error::{Error, Result};
@@ -157,18 +159,21 @@ impl Store {
             tracing::warn!(outbox = self.outbox_len(), "outbox full; validation waits for the sink");
             removed.await;
         }
-        let mut batch = sled::Batch::default();
-        for e in events {
-            let id = self.db.generate_id().map_err(|e| Error::state("numbering an event", e))?;
-            batch.insert(&id.to_be_bytes(), encode(&OutboxRecord::V1(e.clone())));
-        }
         // Count the events before the drain can see them: counted after, a fast drain could subtract
         // them first and the count would wrap around, which other pushes read as a full outbox forever.
         self.outbox_len.fetch_add(events.len(), Ordering::Relaxed);
-        let stored = self.outbox.apply_batch(batch).map_err(|e| Error::state("storing events", e));
-        if let Err(e) = stored {
-            self.outbox_len.fetch_sub(events.len(), Ordering::Relaxed);
-            return Err(e);
+        // One insert each, not a sled batch (which writes a log buffer to disk twice on its own): the
+        // flush below makes them all durable before any is announced to the drain.
+        for (i, e) in events.iter().enumerate() {
+            let stored = self
+                .db
+                .generate_id()
+                .and_then(|id| self.outbox.insert(id.to_be_bytes(), encode(&OutboxRecord::V1(e.clone()))))
+                .map_err(|e| Error::state("storing events", e));
+            if let Err(e) = stored {
+                self.outbox_len.fetch_sub(events.len() - i, Ordering::Relaxed);
+                return Err(e);
+            }
         }
         self.flush().await?;
         self.outbox_added.notify_one();
@@ -256,12 +261,25 @@ impl Store {
         if items.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
-        for p in items {
-            batch.insert(Self::pending_key(p.table(), p.key()), p.to_bytes());
-        }
-        self.pending.apply_batch(batch).map_err(|e| Error::state("storing pending re-checks", e))?;
+        self.pending_put_lazy(items)?;
         self.flush().await
+    }
+
+    /// Stores (or replaces) pending re-checks without waiting for the disk: for a caller whose next
+    /// durable write (a checkpoint, an event) must not outlive them. sled recovers a prefix of its
+    /// writes, so whenever that later write is on disk, these are too.
+    pub fn pending_put_lazy<P: PendingEntry>(&self, items: &[P]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        // One insert each, not a sled batch: entries stand alone (none needs another to be stored with it),
+        // and sled writes a log buffer to disk for every batch (twice), waking its I/O threads each time.
+        for p in items {
+            self.pending
+                .insert(Self::pending_key(p.table(), p.key()), p.to_bytes())
+                .map_err(|e| Error::state("storing pending re-checks", e))?;
+        }
+        Ok(())
     }
 
     /// The pending re-check of one key, if any.

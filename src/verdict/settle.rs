@@ -119,6 +119,10 @@ pub struct Settle {
     mark: tokio::sync::Mutex<()>,
     stats: Arc<Stats>,
     wake: Notify,
+    /// When the pass wakes by itself (ms; u64::MAX while a pass runs): a new entry due before then wakes
+    /// it, one due later does not (a batch of new entries every few milliseconds would otherwise run a
+    /// pass for each).
+    nap_until: AtomicU64,
     /// Signalled after each pass, so waiters can see the pending set shrink.
     passed: Notify,
     /// Binlog mode: every base commit up to this time (ms) has been read and handed to this stage.
@@ -182,6 +186,7 @@ impl Settle {
             mark: tokio::sync::Mutex::new(()),
             stats,
             wake: Notify::new(),
+            nap_until: AtomicU64::new(u64::MAX),
             passed: Notify::new(),
             binlog_horizon: AtomicU64::new(0),
         }
@@ -252,8 +257,16 @@ impl Settle {
         tracing::info!(table, count, mode = mode.as_str(), "mismatches wait out the settle window");
         // The gauge is refreshed by the pass this wakes (counting a sled tree walks all of it).
         self.stats.pending.fetch_add(count as i64, Relaxed);
-        self.wake.notify_one();
+        self.wake_by(items.iter().map(|p| p.next_check_ms).min().unwrap_or(now));
         Ok(())
+    }
+
+    /// Wakes the pass if it would sleep past `due_ms` (a notification while a pass runs is kept, so the
+    /// next pass starts right after it and sees the new entries).
+    fn wake_by(&self, due_ms: u64) {
+        if due_ms < self.nap_until.load(Relaxed) {
+            self.wake.notify_one();
+        }
     }
 
     /// Number of pending re-checks of a mode.
@@ -310,11 +323,13 @@ impl Settle {
                 }
             };
             self.passed.notify_waiters();
+            self.nap_until.store(now_ms().saturating_add(nap.as_millis() as u64), Relaxed);
             tokio::select! {
                 _ = tokio::time::sleep(nap) => {}
                 _ = self.wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
+            self.nap_until.store(u64::MAX, Relaxed);
         }
     }
 

@@ -105,8 +105,10 @@ pub enum Step {
 
 pub struct Assembler {
     tracked: Tracked,
-    /// table id → the table's shape, or None for an untracked table
-    shapes: HashMap<u64, Option<Arc<TableShape>>>,
+    /// table id → the table map event's bytes and the table's shape (None for an untracked table). A
+    /// transaction's table map repeats the last one's bytes as long as the table is unchanged, so its
+    /// shape is built once, not per transaction.
+    shapes: HashMap<u64, (Vec<u8>, Option<Arc<TableShape>>)>,
     /// binlog files the server lists (to cut the fake rotate's checksum bytes)
     known_files: Vec<String>,
     pub file: String,
@@ -211,11 +213,14 @@ impl Assembler {
             }
             t if t == EventType::TABLE_MAP_EVENT as u8 => {
                 let m: TableMapEvent<'_> = event.read_event().map_err(io("a table map"))?;
+                self.in_txn = true;
+                if self.shapes.get(&m.table_id()).is_some_and(|(raw, _)| raw.as_slice() == event.data()) {
+                    return Ok(Step::Nothing);
+                }
                 let name = m.table_name();
                 let tracked = m.database_name() == self.tracked.database && self.tracked.tables.contains_key(&*name);
                 let shape = if tracked { Some(Arc::new(TableShape::new(&m)?)) } else { None };
-                self.shapes.insert(m.table_id(), shape);
-                self.in_txn = true;
+                self.shapes.insert(m.table_id(), (event.data().to_vec(), shape));
                 return Ok(Step::Nothing);
             }
             t if t == EventType::TRANSACTION_PAYLOAD_EVENT as u8 => {
@@ -234,7 +239,7 @@ impl Assembler {
             t if compressed::is_compressed_rows(t) => {
                 // Only tracked tables' rows are inflated (the table id leads the event's data).
                 let id = event.data().get(..6).map(|b| b.iter().rev().fold(0u64, |a, x| (a << 8) | u64::from(*x)));
-                if !id.is_some_and(|id| matches!(self.shapes.get(&id), Some(Some(_)))) {
+                if !id.is_some_and(|id| matches!(self.shapes.get(&id), Some((_, Some(_))))) {
                     return Ok(Step::Nothing);
                 }
                 let plain = compressed::rows_event(event)?;
@@ -408,7 +413,7 @@ impl Assembler {
         let Some(EventData::RowsEvent(data)) = event.read_data().map_err(io("a rows event"))? else {
             return Ok(());
         };
-        let Some(Some(shape)) = self.shapes.get(&data.table_id()) else { return Ok(()) };
+        let Some((_, Some(shape))) = self.shapes.get(&data.table_id()) else { return Ok(()) };
         let Some(key_cols) = self.tracked.tables.get(&shape.table) else { return Ok(()) };
         let plan = self.tracked.plans.as_ref().and_then(|p| p.get(&shape.table));
         let mut no_image = None;

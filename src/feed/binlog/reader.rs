@@ -132,6 +132,25 @@ impl Reader {
         let known_files = binary_logs(&self.engine.base).await.unwrap_or_default();
         self.assembler.reconnected(known_files, self.start.pos.file.clone());
         loop {
+            // Caught up (nothing buffered): read again a moment later rather than as each event arrives.
+            // A quiet stream's events come one commit at a time, each waking this task (and a worker
+            // thread) on its own; paced, they are read together. Nothing waits longer than its batch
+            // would (the pace is the batch's hand-over age), and a version's time is when it was read, so
+            // a later read can only make the other side's lag look smaller: a report may come that much
+            // later, never a false one. Under sustained load the stream always has data and is not paced.
+            let ready = match futures_util::FutureExt::now_or_never(stream.next()) {
+                Some(ready) => Some(ready),
+                None => {
+                    tokio::select! {
+                        _ = self.shutdown.changed() => {
+                            self.hand_over().await?;
+                            return Ok(Ended::Shutdown);
+                        }
+                        _ = tokio::time::sleep(self.flush_after) => {}
+                    }
+                    None
+                }
+            };
             let wait = match self.batch_since {
                 Some(t) => self.flush_after.saturating_sub(t.elapsed()),
                 None => READ_TIMEOUT,
@@ -141,7 +160,12 @@ impl Reader {
                     self.hand_over().await?;
                     return Ok(Ended::Shutdown);
                 }
-                r = tokio::time::timeout(wait, stream.next()) => r,
+                r = async {
+                    match ready {
+                        Some(r) => Ok(r),
+                        None => tokio::time::timeout(wait, stream.next()).await,
+                    }
+                } => r,
             };
             let event = match next {
                 Err(_) if self.batch_since.is_some() => {
