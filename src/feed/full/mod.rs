@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn the_matcher_finds_every_type_once_across_pages() {
         let plan = TablePlan::for_test(&["v"]);
-        let mut m = Matcher::new(&plan, vec![row(1, 1), row(2, 2), row(3, 3), row(4, 4)]);
+        let mut m = Matcher::new(vec![row(1, 1), row(2, 2), row(3, 3), row(4, 4)]);
         m.other_rows(&plan, &[row(4, 4), row(5, 5)]);
         m.other_rows(&plan, &[row(2, 0), row(1, 1)]);
         let (f, rows) = found(m, &plan);
@@ -388,43 +388,96 @@ async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
     Ok(segs)
 }
 
+/// How many base rows past the next unmatched one an other-side row's key is looked for. A base row the
+/// other side lacks is passed over this way; an other-side row the base lacks costs this many key
+/// comparisons and waits for the end of the chunk.
+const LOOKAHEAD: usize = 8;
+
 /// Matches the other side's rows of a range against the base's rows of the same range by exact key:
 /// other-side rows without a base row are `base_missing`, base rows left unmatched `target_missing`,
 /// pairs go through the compare core.
+///
+/// Both sides arrive in key order, so nearly every other-side row pairs with the next base row, found by
+/// comparing the key values in place: no hashing, no key bytes built per row. Only rows out of step (a
+/// row one side lacks, or keys whose values differ in type but not in canonical form) go through a map by
+/// canonical key, so the matching stays exact whatever order the rows arrive in.
 struct Matcher {
-    base: HashMap<Vec<u8>, Row>,
+    /// this chunk's base rows in key order; those before `next` are matched or passed over (taken)
+    base: Vec<Row>,
+    next: usize,
+    /// base rows passed over, not matched yet, by canonical key
+    passed: HashMap<Vec<u8>, Row>,
+    /// other-side rows that matched no base row where they arrived
+    unplaced: Vec<Row>,
     found: Vec<(Key, Mismatch)>,
     rows: u64,
 }
 
 impl Matcher {
-    fn new(plan: &TablePlan, base_rows: Vec<Row>) -> Matcher {
+    fn new(base_rows: Vec<Row>) -> Matcher {
         let rows = base_rows.len() as u64;
-        let base = base_rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
-        Matcher { base, found: Vec::new(), rows }
+        Matcher { base: base_rows, next: 0, passed: HashMap::new(), unplaced: Vec::new(), found: Vec::new(), rows }
     }
 
     fn other_rows(&mut self, plan: &TablePlan, page: &[Row]) {
         for r in page {
-            let b = self.base.remove(&row_identity(plan, r));
-            if b.is_none() {
-                self.rows += 1;
+            self.other_row(plan, r);
+        }
+    }
+
+    fn other_row(&mut self, plan: &TablePlan, r: &Row) {
+        let k = plan.key.len();
+        let end = (self.next + LOOKAHEAD).min(self.base.len());
+        if let Some(j) = (self.next..end).find(|&j| same_key(&self.base[j][..k], &r[..k])) {
+            for i in self.next..j {
+                let b = std::mem::take(&mut self.base[i]);
+                self.passed.insert(row_identity(plan, &b), b);
             }
-            if let Some(m) = verdict(plan, b.as_ref(), Some(r)) {
-                self.found.push((row_key(plan, r), m));
-            }
+            self.next = j + 1;
+            let b = std::mem::take(&mut self.base[j]);
+            self.judge(plan, Some(&b), Some(r));
+            return;
+        }
+        match self.passed.remove(&row_identity(plan, r)) {
+            Some(b) => self.judge(plan, Some(&b), Some(r)),
+            None => self.unplaced.push(r.clone()),
+        }
+    }
+
+    fn judge(&mut self, plan: &TablePlan, b: Option<&Row>, o: Option<&Row>) {
+        if let Some(m) = verdict(plan, b, o) {
+            let row = o.or(b).unwrap_or_else(|| unreachable!("a pair has a row"));
+            self.found.push((row_key(plan, row), m));
         }
     }
 
     /// The mismatches found, and the rows compared (each key once).
     fn finish(mut self, plan: &TablePlan) -> (Vec<(Key, Mismatch)>, u64) {
-        for (_, r) in self.base {
-            if let Some(m) = verdict(plan, Some(&r), None) {
-                self.found.push((row_key(plan, &r), m));
+        for b in self.base.drain(self.next..) {
+            self.passed.insert(row_identity(plan, &b), b);
+        }
+        for r in std::mem::take(&mut self.unplaced) {
+            let b = self.passed.remove(&row_identity(plan, &r));
+            if b.is_none() {
+                self.rows += 1;
             }
+            self.judge(plan, b.as_ref(), Some(&r));
+        }
+        for (_, b) in std::mem::take(&mut self.passed) {
+            self.judge(plan, Some(&b), None);
         }
         (self.found, self.rows)
     }
+}
+
+/// The same key values, bit for bit (so that exactly the keys with the same canonical bytes pair here).
+fn same_key(a: &[Value], b: &[Value]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (Value::Float(p), Value::Float(q)) => p.to_bits() == q.to_bits(),
+            (Value::Double(p), Value::Double(q)) => p.to_bits() == q.to_bits(),
+            _ => x == y,
+        })
 }
 
 /// What one chunk did.
@@ -570,16 +623,23 @@ impl Walker {
         if !plan.ordered_alike {
             return self.compare_by_key(other, base_rows).await;
         }
-        let mut matcher = Matcher::new(plan, base_rows);
+        // A page a little larger than the base's chunk takes a range with as many rows as the base's (the
+        // usual case) in one query, with no second query to find it empty.
+        let page = self.chunk + self.chunk / 8 + 16;
+        let mut matcher = Matcher::new(base_rows);
         let mut olo = lo.cloned();
         loop {
-            let page = other.read_range(plan, olo.as_ref(), hi, self.chunk).await?;
-            let full = page.len() == self.chunk;
-            matcher.other_rows(plan, &page);
-            if !full {
-                break;
+            let mut last: Option<Row> = None;
+            let n = other
+                .each_in_range(plan, olo.as_ref(), hi, page, |r| {
+                    matcher.other_row(plan, &r);
+                    last = Some(r);
+                })
+                .await?;
+            match last {
+                Some(last) if n == page => olo = Some(row_key(plan, &last)),
+                _ => break,
             }
-            olo = page.last().map(|r| row_key(plan, r));
         }
         Ok(matcher.finish(plan))
     }
