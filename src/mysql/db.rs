@@ -21,6 +21,8 @@ pub struct Db {
     pub addr: String,
     /// How the connections are secured (what doctor reports).
     pub link: Link,
+    /// The server's `VERSION()` (which digest functions it has).
+    pub version: String,
     pool: Pool,
     /// Statements run and rows read through this pool (the load a mode puts on a server).
     pub queries: std::sync::atomic::AtomicU64,
@@ -66,15 +68,21 @@ impl Db {
                 }
             })
             .await?;
-        Ok(Db {
+        let mut db = Db {
             side,
             database: connector.database().to_string(),
             addr: connector.addr.clone(),
             link,
+            version: String::new(),
             pool,
             queries: Default::default(),
             rows_read: Default::default(),
-        })
+        };
+        let version = db.rows("SELECT VERSION()", vec![], "reading the server version").await?;
+        if let Some(Value::Bytes(v)) = version.first().and_then(|r| r.first()) {
+            db.version = String::from_utf8_lossy(v).into_owned();
+        }
+        Ok(db)
     }
 
     pub async fn conn(&self) -> Result<Conn> {
