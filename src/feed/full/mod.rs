@@ -320,6 +320,26 @@ mod tests {
         assert_eq!(f, vec![(2, EventType::Neq), (3, EventType::TargetMissing), (5, EventType::BaseMissing)]);
         assert_eq!(rows, 5, "four base rows and one other-side row without a base row");
     }
+
+    /// Rows out of step with the base's (runs of missing rows longer than the look-ahead on either side,
+    /// a key read as UInt on one side and Int on the other) are still paired by exact key.
+    #[test]
+    fn the_matcher_pairs_rows_out_of_step_by_exact_key() {
+        let plan = TablePlan::for_test(&["v"]);
+        let base: Vec<Row> = (1..=40).map(|i| row(i, i)).collect();
+        let mut m = Matcher::new(base);
+        // 2..=20 missing on the other side (longer than LOOKAHEAD), 21 as UInt, 100..=119 extra, 30 changed.
+        let mut other: Vec<Row> = vec![row(1, 1), vec![Value::UInt(21), Value::Int(21)]];
+        other.extend((22..=40).map(|i| row(i, if i == 30 { 0 } else { i })));
+        other.extend((100..120).map(|i| row(i, i)));
+        m.other_rows(&plan, &other);
+        let (f, rows) = found(m, &plan);
+        let mut expected: Vec<(i64, EventType)> = (2..=20).map(|i| (i, EventType::TargetMissing)).collect();
+        expected.push((30, EventType::Neq));
+        expected.extend((100..120).map(|i| (i, EventType::BaseMissing)));
+        assert_eq!(f, expected);
+        assert_eq!(rows, 60, "forty base rows and twenty other-side rows without a base row");
+    }
 }
 
 #[cfg(test)]
