@@ -146,7 +146,11 @@ async fn digest_sql_tells_apart_every_difference_of_every_column_type() {
         let (src, tgt) = (by_id(&p, Side::Source, &sql).await, by_id(&p, Side::Target, &sql).await);
         // Without the user variable (the serialisation built twice), the same values.
         let sql = format!("SELECT id, CAST({twice} AS CHAR) FROM types ORDER BY id");
-        assert_eq!(by_id(&p, Side::Source, &sql).await, src, "{dialect:?}: the digest with and without the user variable");
+        assert_eq!(
+            by_id(&p, Side::Source, &sql).await,
+            src,
+            "{dialect:?}: the digest with and without the user variable"
+        );
         assert_eq!(src.len(), 2 + TYPES.len() + tricky.len());
         for (id, d) in &src {
             assert!(d.as_deref().is_some_and(|d| d.parse::<u64>().is_ok()), "row {id}: digest {d:?} is not a u64");

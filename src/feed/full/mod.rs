@@ -508,8 +508,9 @@ struct Step {
     more: bool,
     found: Vec<(Key, Mismatch)>,
     rows: u64,
-    /// the next chunk's base rows, read ahead while this one was compared (rows strategy)
-    next: Option<Vec<Row>>,
+    /// the next chunk's base rows, read ahead while this one was compared (rows strategy), and the limit
+    /// they were read with
+    next: Option<(Vec<Row>, usize)>,
     /// the last base key of this chunk (for a walk by lookup's record)
     last_base: Option<Key>,
 }
@@ -533,7 +534,7 @@ struct Walker {
 impl Walker {
     async fn walk(mut self, mut lo: Option<Key>) -> Result<()> {
         let summaries = self.plan.digest.is_some() && self.plan.ordered_alike;
-        let mut ahead: Option<Vec<Row>> = None;
+        let mut ahead: Option<(Vec<Row>, usize)> = None;
         loop {
             self.throttle.wait(&self.engine.base, &self.engine.other, &self.shutdown).await?;
             if let Some(b) = &self.bar {
@@ -591,19 +592,24 @@ impl Walker {
 
     /// One chunk by streaming: the base's next `chunk` rows define `(lo, hi]`, the other side's rows in it
     /// are streamed and matched. The next base chunk is read meanwhile.
-    async fn rows_step(&self, lo: Option<&Key>, ahead: Option<Vec<Row>>) -> Result<Step> {
+    async fn rows_step(&self, lo: Option<&Key>, ahead: Option<(Vec<Row>, usize)>) -> Result<Step> {
         let (base, other) = (&self.engine.base, &self.engine.other);
-        let base_rows = match ahead {
-            Some(rows) => rows,
-            None => base.read_range(&self.plan, lo, self.hi.as_ref(), self.chunk).await?,
+        let (base_rows, limit) = match ahead {
+            Some(read) => read,
+            None => {
+                let limit = self.chooser.rows_limit(self.chunk);
+                (base.read_range(&self.plan, lo, self.hi.as_ref(), limit).await?, limit)
+            }
         };
-        let more = base_rows.len() == self.chunk;
+        let more = base_rows.len() == limit;
         let last_base = base_rows.last().map(|r| row_key(&self.plan, r));
         let hi = if more { last_base.clone() } else { self.hi.clone() };
         let base_count = base_rows.len() as u64;
         let next = async {
             if more {
-                base.read_range(&self.plan, hi.as_ref(), self.hi.as_ref(), self.chunk).await.map(Some)
+                let limit = self.chooser.rows_limit(self.chunk);
+                let rows = base.read_range(&self.plan, hi.as_ref(), self.hi.as_ref(), limit).await?;
+                Ok(Some((rows, limit)))
             } else {
                 Ok(None)
             }
