@@ -155,13 +155,17 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     let (run_name, events_name) = (format!("{prefix}run"), format!("{prefix}events"));
     let seg_name = |i: usize| format!("{prefix}seg/{i:06}");
     let existing = if opts.restart { None } else { store.get::<RunRecord>(&run_name)? };
+    // Rows per key value of each table whose split measured it (a single integer key).
+    let mut densities: HashMap<String, (u64, i128)> = HashMap::new();
     let (segments, resumed) = match existing {
         Some(RunRecord::V1 { tables, segments }) if tables == names => (segments, true),
         _ => {
             store.clear(&prefix).await?;
             let mut segments = Vec::new();
             for p in &plans {
-                segments.extend(split(engine, p).await?);
+                let (segs, density) = split(engine, p).await?;
+                segments.extend(segs);
+                densities.extend(density.map(|d| (p.name.clone(), d)));
             }
             store.put(&run_name, &RunRecord::V1 { tables: names.clone(), segments: segments.clone() }).await?;
             (segments, false)
@@ -194,11 +198,13 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     let choosers: HashMap<String, choose::Chooser> = names
         .iter()
         .map(|n| {
-            (
-                n.clone(),
-                choose::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)
-                    .with_workers(full.parallel),
-            )
+            let chooser = choose::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)
+                .with_workers(full.parallel);
+            // Summary chunks are cut by key value from the start (no walk of the key index per segment).
+            if let Some((rows, span)) = densities.get(n) {
+                chooser.found_density(*rows, *span);
+            }
+            (n.clone(), chooser)
         })
         .collect();
     // The segments form one work queue: `parallel` permits, handed out in order (the semaphore is
@@ -387,15 +393,17 @@ const SEGMENTS_PER_WORKER: u64 = 4;
 /// Splits a large table into segments holding about equal numbers of rows, whatever the key's type or
 /// distribution: the boundaries are every `n`-th key of the base, found by walks of its key index alone.
 /// Small tables, and keys the two servers order differently (walked by lookup), are one segment.
-async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
+/// On a single integer key, also the rows per key value between the first and the last boundary (rows,
+/// span), which the summary strategy cuts chunks by.
+async fn split(engine: &Engine, plan: &TablePlan) -> Result<(Vec<Segment>, Option<(u64, i128)>)> {
     let whole = vec![Segment { table: plan.name.clone(), lo: None, hi: None }];
     let workers = engine.cfg.full.parallel as u64;
     if !plan.ordered_alike || workers < 2 {
-        return Ok(whole);
+        return Ok((whole, None));
     }
     let estimate = estimate_rows(&engine.base, &plan.name).await?;
     if estimate < engine.cfg.full.split_rows {
-        return Ok(whole);
+        return Ok((whole, None));
     }
     let step = estimate.div_ceil(workers * SEGMENTS_PER_WORKER).max(1);
     let mut segs = Vec::new();
@@ -405,7 +413,12 @@ async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
         prev = Some(b);
     }
     segs.push(Segment { table: plan.name.clone(), lo: prev, hi: None });
-    Ok(segs)
+    let int = |k: Option<&Option<Key>>| k.and_then(|k| k.as_ref()).and_then(crate::feed::full::summary::int_of);
+    let density = match (plan.integer_key, int(segs.first().map(|s| &s.hi)), int(segs.last().map(|s| &s.lo))) {
+        (true, Some(first), Some(last)) if last > first => Some((step * (segs.len() as u64 - 2), last - first)),
+        _ => None,
+    };
+    Ok((segs, density))
 }
 
 /// How many base rows past the next unmatched one an other-side row's key is looked for. A base row the
