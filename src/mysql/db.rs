@@ -21,6 +21,8 @@ pub struct Db {
     pub addr: String,
     /// How the connections are secured (what doctor reports).
     pub link: Link,
+    /// The server's `VERSION()` (which digest functions it has).
+    pub version: String,
     pool: Pool,
     /// Statements run and rows read through this pool (the load a mode puts on a server).
     pub queries: std::sync::atomic::AtomicU64,
@@ -66,15 +68,21 @@ impl Db {
                 }
             })
             .await?;
-        Ok(Db {
+        let mut db = Db {
             side,
             database: connector.database().to_string(),
             addr: connector.addr.clone(),
             link,
+            version: String::new(),
             pool,
             queries: Default::default(),
             rows_read: Default::default(),
-        })
+        };
+        let version = db.rows("SELECT VERSION()", vec![], "reading the server version").await?;
+        if let Some(Value::Bytes(v)) = version.first().and_then(|r| r.first()) {
+            db.version = String::from_utf8_lossy(v).into_owned();
+        }
+        Ok(db)
     }
 
     pub async fn conn(&self) -> Result<Conn> {
@@ -83,16 +91,34 @@ impl Db {
 
     /// Runs a prepared statement and returns its rows as value vectors.
     pub async fn rows(&self, sql: &str, params: Vec<Value>, context: &str) -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        self.each(sql, params, context, |r| rows.push(r)).await?;
+        Ok(rows)
+    }
+
+    /// Runs a prepared statement and hands each row to `f` as it arrives, without collecting them: full
+    /// mode matches a streamed page row by row, so a page never sits in memory twice. Returns the number
+    /// of rows.
+    pub async fn each(&self, sql: &str, params: Vec<Value>, context: &str, mut f: impl FnMut(Row)) -> Result<usize> {
         let mut conn = self.conn().await?;
         let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
-        let rows: Vec<mysql_async::Row> =
-            conn.exec(sql, params).await.map_err(|e| Error::db(self.side, context.to_string(), e))?;
+        let err = |e| Error::db(self.side, context.to_string(), e);
+        let mut n = 0;
+        conn.exec_iter(sql, params)
+            .await
+            .map_err(err)?
+            .for_each_and_drop(|r| {
+                n += 1;
+                f(r.unwrap())
+            })
+            .await
+            .map_err(err)?;
         self.queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.rows_read.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.rows_read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         // What each query on a side was for (`BV_LOG=binlog_validator::mysql::db=debug`): how the load a
         // mode puts on the base is traced to its purpose.
-        tracing::debug!(side = %self.side, context, rows = rows.len(), "query");
-        Ok(rows.into_iter().map(mysql_async::Row::unwrap).collect())
+        tracing::debug!(side = %self.side, context, rows = n, "query");
+        Ok(n)
     }
 
     pub async fn disconnect(self) {

@@ -18,6 +18,20 @@ impl Db {
         hi: Option<&Key>,
         limit: usize,
     ) -> Result<Vec<Row>> {
+        let mut rows = Vec::with_capacity(limit.min(1 << 16));
+        self.each_in_range(plan, lo, hi, limit, |r| rows.push(r)).await?;
+        Ok(rows)
+    }
+
+    /// [`Db::read_range`] handing each row to `f` as it arrives; returns the number of rows.
+    pub async fn each_in_range(
+        &self,
+        plan: &TablePlan,
+        lo: Option<&Key>,
+        hi: Option<&Key>,
+        limit: usize,
+        f: impl FnMut(Row),
+    ) -> Result<usize> {
         let side = self.side;
         let mut sql = format!("SELECT {} FROM {}", plan.select_list(side), quote_ident(plan.table_on(side)));
         let mut params = Vec::new();
@@ -36,7 +50,7 @@ impl Db {
             sql.push_str(&clauses.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" AND "));
         }
         sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", plan.key_list(side)));
-        self.rows(&sql, params, &format!("reading a range of `{}`", plan.name)).await
+        self.each(&sql, params, &format!("reading a range of `{}`", plan.name), f).await
     }
 
     /// The rows with these keys (those that exist), in no particular order.

@@ -4,6 +4,7 @@
 use crate::config::TableConfig;
 use crate::error::{Error, Result, Side};
 use crate::mysql::db::{quote_ident, Db};
+use crate::mysql::digest::{row_digest_sql, Dialect, DigestColumn};
 use crate::mysql::kind::Kind;
 use mysql_async::Value;
 
@@ -285,12 +286,24 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// Builds the plan for one table from both sides' schemas. Fails with the fix when the key is unusable.
+/// Builds the plan for one table from both sides' schemas, with the summary digest in the dialect both
+/// servers share. Fails with the fix when the key is unusable.
 pub fn plan(
     cfg: &TableConfig,
     base_side: Side,
     base: &TableSchema,
     other: &TableSchema,
+) -> Result<(TablePlan, Vec<String>)> {
+    plan_with(cfg, base_side, base, other, Dialect::Common)
+}
+
+/// [`plan`] with the summary digest in `dialect` (what both servers run: [`Dialect::of`] their versions).
+pub fn plan_with(
+    cfg: &TableConfig,
+    base_side: Side,
+    base: &TableSchema,
+    other: &TableSchema,
+    dialect: Dialect,
 ) -> Result<(TablePlan, Vec<String>)> {
     let t = &cfg.name;
     let other_side = base_side.other();
@@ -412,17 +425,18 @@ pub fn plan(
     for name in key_names.iter().chain(&compared) {
         match (base.column(name), other.column(name)) {
             (Some(b), Some(o)) if b.column_type == o.column_type && b.collation == o.collation && b.kind == o.kind => {
-                digest_cols.push((name.as_str(), b.kind))
+                digest_cols.push(DigestColumn { name: name.as_str(), kind: b.kind, nullable: b.nullable || o.nullable })
             }
             _ => break,
         }
     }
     let summarisable = ordered_alike && digest_cols.len() == key_names.len() + compared.len();
-    let digest = summarisable.then(|| crate::mysql::digest::row_digest_sql(&digest_cols));
-    let other_cols: Vec<(String, Kind)> =
-        digest_cols.iter().map(|(c, k)| (other_names.get(*c).cloned().unwrap_or_else(|| c.to_string()), *k)).collect();
-    let other_refs: Vec<(&str, Kind)> = other_cols.iter().map(|(c, k)| (c.as_str(), *k)).collect();
-    let other_digest = summarisable.then(|| crate::mysql::digest::row_digest_sql(&other_refs));
+    let digest = summarisable.then(|| row_digest_sql(dialect, &digest_cols));
+    let other_names_of: Vec<String> =
+        digest_cols.iter().map(|c| other_names.get(c.name).cloned().unwrap_or_else(|| c.name.to_string())).collect();
+    let other_cols: Vec<DigestColumn> =
+        digest_cols.iter().zip(&other_names_of).map(|(c, name)| DigestColumn { name, ..*c }).collect();
+    let other_digest = summarisable.then(|| row_digest_sql(dialect, &other_cols));
     let integer_key = key_names.len() == 1 && base.column(&key_names[0]).is_some_and(|c| c.kind == Kind::Int);
     let utime = match &utime_cfg {
         None => None,
@@ -518,6 +532,11 @@ fn same_names(a: &[String], b: &[String]) -> bool {
 }
 
 /// Loads both sides' schemas and plans every configured table.
+/// The digest dialect both servers run.
+fn dialect(base: &Db, other: &Db) -> Dialect {
+    Dialect::of(&[&base.version, &other.version])
+}
+
 pub async fn plan_all(cfg: &crate::config::Config, base: &Db, other: &Db) -> Result<Vec<TablePlan>> {
     let mut plans = Vec::with_capacity(cfg.tables.len());
     for t in &cfg.tables {
@@ -537,7 +556,7 @@ pub async fn plan_all(cfg: &crate::config::Config, base: &Db, other: &Db) -> Res
                 ));
             }
         };
-        let (plan, warnings) = plan(t, base.side, &bs, &os)?;
+        let (plan, warnings) = plan_with(t, base.side, &bs, &os, dialect(base, other))?;
         for w in warnings {
             tracing::warn!("{w}");
         }
@@ -733,7 +752,7 @@ pub async fn refresh_quietly(
     else {
         return Err(Error::schema(table, "disappeared from a side after DDL; recreate it or remove its [[table]]"));
     };
-    let (mut plan, warnings) = plan(tc, base.side, &bs, &os)?;
+    let (mut plan, warnings) = plan_with(tc, base.side, &bs, &os, dialect(base, other))?;
     plan.ddl_at = ddl_at.or_else(|| plans.get(table).and_then(|p| p.ddl_at));
     plans.replace(plan);
     Ok(warnings)

@@ -5,6 +5,7 @@
 
 use crate::full::TYPES;
 use crate::harness::*;
+use binlog_validator::mysql::digest::{row_digest_sql, row_digest_twice_sql, Dialect, DigestColumn};
 use binlog_validator::mysql::kind::Kind;
 use mysql_async::prelude::Queryable;
 use serde_json::json;
@@ -26,22 +27,24 @@ async fn by_id(p: &Pair, side: Side, sql: &str) -> BTreeMap<i64, Option<String>>
     rows.into_iter().collect()
 }
 
-/// The digest expression for a table's columns as the server describes them (with the user variable,
-/// and built twice without it).
-async fn digest_sql(p: &Pair, table: &str) -> (String, String) {
+/// The digest expression for a table's columns as the server describes them in `dialect` (with the user
+/// variable, and built twice without it).
+async fn digest_sql(p: &Pair, table: &str, dialect: Dialect) -> (String, String) {
     let mut c = conn(p, Side::Source).await;
-    let cols: Vec<(String, String)> = c
+    let cols: Vec<(String, String, String)> = c
         .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
-             ORDER BY ORDINAL_POSITION",
+            "SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             (p.db.clone(), table),
         )
         .await
         .unwrap();
     let _ = c.disconnect().await;
-    let cols: Vec<(&str, Kind)> = cols.iter().map(|(n, t)| (n.as_str(), Kind::from_data_type(t))).collect();
-    use binlog_validator::mysql::digest::{row_digest_sql, row_digest_twice_sql};
-    (row_digest_sql(&cols), row_digest_twice_sql(&cols))
+    let cols: Vec<DigestColumn> = cols
+        .iter()
+        .map(|(n, t, null)| DigestColumn { name: n, kind: Kind::from_data_type(t), nullable: null == "YES" })
+        .collect();
+    (row_digest_sql(dialect, &cols), row_digest_twice_sql(dialect, &cols))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -136,21 +139,28 @@ async fn digest_sql_tells_apart_every_difference_of_every_column_type() {
         p.exec(Side::Target, &format!("UPDATE types SET {set} WHERE id = {id}")).await;
         differ.push(id as i64);
     }
-    let (digest, twice) = digest_sql(&p, "types").await;
-    let sql = format!("SELECT id, CAST({digest} AS CHAR) FROM types ORDER BY id");
-    let (src, tgt) = (by_id(&p, Side::Source, &sql).await, by_id(&p, Side::Target, &sql).await);
-    // Without the user variable (the serialisation built twice), the same values.
-    let sql = format!("SELECT id, CAST({twice} AS CHAR) FROM types ORDER BY id");
-    assert_eq!(by_id(&p, Side::Source, &sql).await, src, "the digest with and without the user variable");
-    assert_eq!(src.len(), 2 + TYPES.len() + tricky.len());
-    for (id, d) in &src {
-        assert!(d.as_deref().is_some_and(|d| d.parse::<u64>().is_ok()), "row {id}: digest {d:?} is not a u64");
-        let same = tgt.get(id) == Some(d);
-        assert_eq!(same, !differ.contains(id), "row {id}: digests {d:?} vs {:?}", tgt.get(id));
+    // Both dialects: the common one (what MySQL 8 runs) and MariaDB's own.
+    for dialect in [Dialect::Common, Dialect::MariaDb] {
+        let (digest, twice) = digest_sql(&p, "types", dialect).await;
+        let sql = format!("SELECT id, CAST({digest} AS CHAR) FROM types ORDER BY id");
+        let (src, tgt) = (by_id(&p, Side::Source, &sql).await, by_id(&p, Side::Target, &sql).await);
+        // Without the user variable (the serialisation built twice), the same values.
+        let sql = format!("SELECT id, CAST({twice} AS CHAR) FROM types ORDER BY id");
+        assert_eq!(
+            by_id(&p, Side::Source, &sql).await,
+            src,
+            "{dialect:?}: the digest with and without the user variable"
+        );
+        assert_eq!(src.len(), 2 + TYPES.len() + tricky.len());
+        for (id, d) in &src {
+            assert!(d.as_deref().is_some_and(|d| d.parse::<u64>().is_ok()), "row {id}: digest {d:?} is not a u64");
+            let same = tgt.get(id) == Some(d);
+            assert_eq!(same, !differ.contains(id), "{dialect:?}, row {id}: digests {d:?} vs {:?}", tgt.get(id));
+        }
+        // Summed, as the strategy does: exact and order-independent.
+        let sum = format!("SELECT 0, CAST(SUM({digest}) AS CHAR) FROM types WHERE id < 3");
+        assert_eq!(by_id(&p, Side::Source, &sum).await, by_id(&p, Side::Target, &sum).await);
     }
-    // Summed, as the strategy does: exact and order-independent.
-    let sum = format!("SELECT 0, CAST(SUM({digest}) AS CHAR) FROM types WHERE id < 3");
-    assert_eq!(by_id(&p, Side::Source, &sum).await, by_id(&p, Side::Target, &sum).await);
 
     // And the whole strategy on this table finds exactly those rows.
     p.config("", &format!("{FAST}[full]\nchunk_rows = 4\n[[table]]\nname = \"types\"\n"));
@@ -166,31 +176,44 @@ async fn digest_serialisation_is_unambiguous() {
     // Rows whose values run together in a plain comma-joined text: a separator inside a string, a NULL in
     // one column or the next, NULL against empty, a string that looks like a length field.
     let p = Pair::new("digser").await;
-    p.both("CREATE TABLE u (id INT PRIMARY KEY, s1 VARCHAR(10), s2 VARCHAR(10), n1 INT, n2 INT)").await;
+    // A NOT NULL column (no bit in the NULL masks) and a DOUBLE (its 8 bytes in MariaDB's dialect, which
+    // may hold the separator: 0x2C in 1.0000000000000098's lowest byte).
+    p.both(
+        "CREATE TABLE u (id INT PRIMARY KEY, s1 VARCHAR(10), s2 VARCHAR(10), n1 INT, n2 INT, \
+         k INT NOT NULL, d DOUBLE)",
+    )
+    .await;
     let pairs = [
-        ("'a,b', 'c', 1, 1", "'a', 'b,c', 1, 1"),
-        ("'a', 'b', 1, NULL", "'a', 'b', NULL, 1"),
-        ("'a', '', 1, 1", "'a', NULL, 1, 1"),
-        ("'1,x', NULL, 1, 1", "'1', 'x', 1, 1"),
-        ("'', 'x', 1, 1", "NULL, 'x', 1, 1"),
-        ("'a', 'b', 12, 3", "'a', 'b', 1, 23"),
+        ("'a,b', 'c', 1, 1, 7, NULL", "'a', 'b,c', 1, 1, 7, NULL"),
+        ("'a', 'b', 1, NULL, 7, NULL", "'a', 'b', NULL, 1, 7, NULL"),
+        ("'a', '', 1, 1, 7, NULL", "'a', NULL, 1, 1, 7, NULL"),
+        ("'1,x', NULL, 1, 1, 7, NULL", "'1', 'x', 1, 1, 7, NULL"),
+        ("'', 'x', 1, 1, 7, NULL", "NULL, 'x', 1, 1, 7, NULL"),
+        ("'a', 'b', 12, 3, 7, NULL", "'a', 'b', 1, 23, 7, NULL"),
+        ("'a', 'b', 1, 1, 7, NULL", "'a', 'b', 1, 1, 7, 0"),
+        ("'a', 'b', 1, 1, 7, 1", "'a', 'b', 1, 1, 7, 1.0000000000000002"),
+        ("'a', 'b', 1, 1, 7, 1.0000000000000098", "'a', 'b', 1, 1, 7, 1.00000000000001"),
+        ("'a', 'b', 1, 1, 12, NULL", "'a', 'b', 1, 1, 1, NULL"),
+        ("'a', NULL, 1, 1, 7, 0.5", "'a', '', 1, 1, 7, 0.5"),
     ];
     for (i, (src, tgt)) in pairs.iter().enumerate() {
         p.exec(Side::Source, &format!("INSERT INTO u VALUES ({i}, {src})")).await;
         p.exec(Side::Target, &format!("INSERT INTO u VALUES ({i}, {tgt})")).await;
     }
-    let (digest, _) = digest_sql(&p, "u").await;
-    let sql = format!("SELECT id, CAST({digest} AS CHAR) FROM u ORDER BY id");
-    let (src, tgt) = (by_id(&p, Side::Source, &sql).await, by_id(&p, Side::Target, &sql).await);
-    assert_eq!(src.len(), pairs.len());
-    for (id, d) in &src {
-        assert_ne!(
-            tgt.get(id),
-            Some(d),
-            "row {id}: {:?} and {:?} digest alike",
-            pairs[*id as usize].0,
-            pairs[*id as usize].1
-        );
+    for dialect in [Dialect::Common, Dialect::MariaDb] {
+        let (digest, _) = digest_sql(&p, "u", dialect).await;
+        let sql = format!("SELECT id, CAST({digest} AS CHAR) FROM u ORDER BY id");
+        let (src, tgt) = (by_id(&p, Side::Source, &sql).await, by_id(&p, Side::Target, &sql).await);
+        assert_eq!(src.len(), pairs.len());
+        for (id, d) in &src {
+            assert_ne!(
+                tgt.get(id),
+                Some(d),
+                "{dialect:?}, row {id}: {:?} and {:?} digest alike",
+                pairs[*id as usize].0,
+                pairs[*id as usize].1
+            );
+        }
     }
 }
 

@@ -161,6 +161,17 @@ impl Chooser {
         self.state().density
     }
 
+    /// Base rows per chunk streamed as rows: `chunk_rows`, or a fifth of it for a probe while summaries
+    /// are the table's strategy (across a link, a full-size probe streams the other side's rows while
+    /// summaries would not; a fifth still measures its throughput, not its round trips).
+    pub(super) fn rows_limit(&self, chunk_rows: usize) -> usize {
+        if self.state().summary_best {
+            (chunk_rows / 5).max(MIN_SUMMARY_ROWS as usize).min(chunk_rows)
+        } else {
+            chunk_rows
+        }
+    }
+
     pub(super) fn summary_rows(&self) -> u64 {
         let s = self.state();
         if s.summary_best {
@@ -191,6 +202,8 @@ mod tests {
         near.pick();
         near.measured(false, 70 * MS, 1000);
         assert!(near.pick(), "rows only a little cheaper: the remote side keeps summaries");
+        assert_eq!(near.rows_limit(5000), 1000, "a rows probe among summaries streams a fifth of a chunk");
+        assert_eq!(remote.rows_limit(5000), 5000, "rows as the table's strategy stream whole chunks");
         let shared = Chooser::new(Strategy::Auto, true, 5000, Duration::from_millis(500)).with_workers(4);
         shared.pick();
         shared.measured(true, 100 * MS, 1000);

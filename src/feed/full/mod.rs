@@ -155,13 +155,17 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     let (run_name, events_name) = (format!("{prefix}run"), format!("{prefix}events"));
     let seg_name = |i: usize| format!("{prefix}seg/{i:06}");
     let existing = if opts.restart { None } else { store.get::<RunRecord>(&run_name)? };
+    // Rows per key value of each table whose split measured it (a single integer key).
+    let mut densities: HashMap<String, (u64, i128)> = HashMap::new();
     let (segments, resumed) = match existing {
         Some(RunRecord::V1 { tables, segments }) if tables == names => (segments, true),
         _ => {
             store.clear(&prefix).await?;
             let mut segments = Vec::new();
             for p in &plans {
-                segments.extend(split(engine, p).await?);
+                let (segs, density) = split(engine, p).await?;
+                segments.extend(segs);
+                densities.extend(density.map(|d| (p.name.clone(), d)));
             }
             store.put(&run_name, &RunRecord::V1 { tables: names.clone(), segments: segments.clone() }).await?;
             (segments, false)
@@ -194,11 +198,13 @@ pub async fn run_full(engine: &Engine, opts: &FullOptions, shutdown: watch::Rece
     let choosers: HashMap<String, choose::Chooser> = names
         .iter()
         .map(|n| {
-            (
-                n.clone(),
-                choose::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)
-                    .with_workers(full.parallel),
-            )
+            let chooser = choose::Chooser::new(opts.strategy, remote, full.chunk_rows, full.chunk_time)
+                .with_workers(full.parallel);
+            // Summary chunks are cut by key value from the start (no walk of the key index per segment).
+            if let Some((rows, span)) = densities.get(n) {
+                chooser.found_density(*rows, *span);
+            }
+            (n.clone(), chooser)
         })
         .collect();
     // The segments form one work queue: `parallel` permits, handed out in order (the semaphore is
@@ -313,12 +319,32 @@ mod tests {
     #[test]
     fn the_matcher_finds_every_type_once_across_pages() {
         let plan = TablePlan::for_test(&["v"]);
-        let mut m = Matcher::new(&plan, vec![row(1, 1), row(2, 2), row(3, 3), row(4, 4)]);
+        let mut m = Matcher::new(vec![row(1, 1), row(2, 2), row(3, 3), row(4, 4)]);
         m.other_rows(&plan, &[row(4, 4), row(5, 5)]);
         m.other_rows(&plan, &[row(2, 0), row(1, 1)]);
         let (f, rows) = found(m, &plan);
         assert_eq!(f, vec![(2, EventType::Neq), (3, EventType::TargetMissing), (5, EventType::BaseMissing)]);
         assert_eq!(rows, 5, "four base rows and one other-side row without a base row");
+    }
+
+    /// Rows out of step with the base's (runs of missing rows longer than the look-ahead on either side,
+    /// a key read as UInt on one side and Int on the other) are still paired by exact key.
+    #[test]
+    fn the_matcher_pairs_rows_out_of_step_by_exact_key() {
+        let plan = TablePlan::for_test(&["v"]);
+        let base: Vec<Row> = (1..=40).map(|i| row(i, i)).collect();
+        let mut m = Matcher::new(base);
+        // 2..=20 missing on the other side (longer than LOOKAHEAD), 21 as UInt, 100..=119 extra, 30 changed.
+        let mut other: Vec<Row> = vec![row(1, 1), vec![Value::UInt(21), Value::Int(21)]];
+        other.extend((22..=40).map(|i| row(i, if i == 30 { 0 } else { i })));
+        other.extend((100..120).map(|i| row(i, i)));
+        m.other_rows(&plan, &other);
+        let (f, rows) = found(m, &plan);
+        let mut expected: Vec<(i64, EventType)> = (2..=20).map(|i| (i, EventType::TargetMissing)).collect();
+        expected.push((30, EventType::Neq));
+        expected.extend((100..120).map(|i| (i, EventType::BaseMissing)));
+        assert_eq!(f, expected);
+        assert_eq!(rows, 60, "forty base rows and twenty other-side rows without a base row");
     }
 }
 
@@ -367,15 +393,17 @@ const SEGMENTS_PER_WORKER: u64 = 4;
 /// Splits a large table into segments holding about equal numbers of rows, whatever the key's type or
 /// distribution: the boundaries are every `n`-th key of the base, found by walks of its key index alone.
 /// Small tables, and keys the two servers order differently (walked by lookup), are one segment.
-async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
+/// On a single integer key, also the rows per key value between the first and the last boundary (rows,
+/// span), which the summary strategy cuts chunks by.
+async fn split(engine: &Engine, plan: &TablePlan) -> Result<(Vec<Segment>, Option<(u64, i128)>)> {
     let whole = vec![Segment { table: plan.name.clone(), lo: None, hi: None }];
     let workers = engine.cfg.full.parallel as u64;
     if !plan.ordered_alike || workers < 2 {
-        return Ok(whole);
+        return Ok((whole, None));
     }
     let estimate = estimate_rows(&engine.base, &plan.name).await?;
     if estimate < engine.cfg.full.split_rows {
-        return Ok(whole);
+        return Ok((whole, None));
     }
     let step = estimate.div_ceil(workers * SEGMENTS_PER_WORKER).max(1);
     let mut segs = Vec::new();
@@ -385,46 +413,104 @@ async fn split(engine: &Engine, plan: &TablePlan) -> Result<Vec<Segment>> {
         prev = Some(b);
     }
     segs.push(Segment { table: plan.name.clone(), lo: prev, hi: None });
-    Ok(segs)
+    let int = |k: Option<&Option<Key>>| k.and_then(|k| k.as_ref()).and_then(crate::feed::full::summary::int_of);
+    let density = match (plan.integer_key, int(segs.first().map(|s| &s.hi)), int(segs.last().map(|s| &s.lo))) {
+        (true, Some(first), Some(last)) if last > first => Some((step * (segs.len() as u64 - 2), last - first)),
+        _ => None,
+    };
+    Ok((segs, density))
 }
+
+/// How many base rows past the next unmatched one an other-side row's key is looked for. A base row the
+/// other side lacks is passed over this way; an other-side row the base lacks costs this many key
+/// comparisons and waits for the end of the chunk.
+const LOOKAHEAD: usize = 8;
 
 /// Matches the other side's rows of a range against the base's rows of the same range by exact key:
 /// other-side rows without a base row are `base_missing`, base rows left unmatched `target_missing`,
 /// pairs go through the compare core.
+///
+/// Both sides arrive in key order, so nearly every other-side row pairs with the next base row, found by
+/// comparing the key values in place: no hashing, no key bytes built per row. Only rows out of step (a
+/// row one side lacks, or keys whose values differ in type but not in canonical form) go through a map by
+/// canonical key, so the matching stays exact whatever order the rows arrive in.
 struct Matcher {
-    base: HashMap<Vec<u8>, Row>,
+    /// this chunk's base rows in key order; those before `next` are matched or passed over (taken)
+    base: Vec<Row>,
+    next: usize,
+    /// base rows passed over, not matched yet, by canonical key
+    passed: HashMap<Vec<u8>, Row>,
+    /// other-side rows that matched no base row where they arrived
+    unplaced: Vec<Row>,
     found: Vec<(Key, Mismatch)>,
     rows: u64,
 }
 
 impl Matcher {
-    fn new(plan: &TablePlan, base_rows: Vec<Row>) -> Matcher {
+    fn new(base_rows: Vec<Row>) -> Matcher {
         let rows = base_rows.len() as u64;
-        let base = base_rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
-        Matcher { base, found: Vec::new(), rows }
+        Matcher { base: base_rows, next: 0, passed: HashMap::new(), unplaced: Vec::new(), found: Vec::new(), rows }
     }
 
     fn other_rows(&mut self, plan: &TablePlan, page: &[Row]) {
         for r in page {
-            let b = self.base.remove(&row_identity(plan, r));
-            if b.is_none() {
-                self.rows += 1;
+            self.other_row(plan, r);
+        }
+    }
+
+    fn other_row(&mut self, plan: &TablePlan, r: &Row) {
+        let k = plan.key.len();
+        let end = (self.next + LOOKAHEAD).min(self.base.len());
+        if let Some(j) = (self.next..end).find(|&j| same_key(&self.base[j][..k], &r[..k])) {
+            for i in self.next..j {
+                let b = std::mem::take(&mut self.base[i]);
+                self.passed.insert(row_identity(plan, &b), b);
             }
-            if let Some(m) = verdict(plan, b.as_ref(), Some(r)) {
-                self.found.push((row_key(plan, r), m));
-            }
+            self.next = j + 1;
+            let b = std::mem::take(&mut self.base[j]);
+            self.judge(plan, Some(&b), Some(r));
+            return;
+        }
+        match self.passed.remove(&row_identity(plan, r)) {
+            Some(b) => self.judge(plan, Some(&b), Some(r)),
+            None => self.unplaced.push(r.clone()),
+        }
+    }
+
+    fn judge(&mut self, plan: &TablePlan, b: Option<&Row>, o: Option<&Row>) {
+        if let Some(m) = verdict(plan, b, o) {
+            let row = o.or(b).unwrap_or_else(|| unreachable!("a pair has a row"));
+            self.found.push((row_key(plan, row), m));
         }
     }
 
     /// The mismatches found, and the rows compared (each key once).
     fn finish(mut self, plan: &TablePlan) -> (Vec<(Key, Mismatch)>, u64) {
-        for (_, r) in self.base {
-            if let Some(m) = verdict(plan, Some(&r), None) {
-                self.found.push((row_key(plan, &r), m));
+        for b in self.base.drain(self.next..) {
+            self.passed.insert(row_identity(plan, &b), b);
+        }
+        for r in std::mem::take(&mut self.unplaced) {
+            let b = self.passed.remove(&row_identity(plan, &r));
+            if b.is_none() {
+                self.rows += 1;
             }
+            self.judge(plan, b.as_ref(), Some(&r));
+        }
+        for (_, b) in std::mem::take(&mut self.passed) {
+            self.judge(plan, Some(&b), None);
         }
         (self.found, self.rows)
     }
+}
+
+/// The same key values, bit for bit (so that exactly the keys with the same canonical bytes pair here).
+fn same_key(a: &[Value], b: &[Value]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (Value::Float(p), Value::Float(q)) => p.to_bits() == q.to_bits(),
+            (Value::Double(p), Value::Double(q)) => p.to_bits() == q.to_bits(),
+            _ => x == y,
+        })
 }
 
 /// What one chunk did.
@@ -435,8 +521,9 @@ struct Step {
     more: bool,
     found: Vec<(Key, Mismatch)>,
     rows: u64,
-    /// the next chunk's base rows, read ahead while this one was compared (rows strategy)
-    next: Option<Vec<Row>>,
+    /// the next chunk's base rows, read ahead while this one was compared (rows strategy), and the limit
+    /// they were read with
+    next: Option<(Vec<Row>, usize)>,
     /// the last base key of this chunk (for a walk by lookup's record)
     last_base: Option<Key>,
 }
@@ -460,7 +547,7 @@ struct Walker {
 impl Walker {
     async fn walk(mut self, mut lo: Option<Key>) -> Result<()> {
         let summaries = self.plan.digest.is_some() && self.plan.ordered_alike;
-        let mut ahead: Option<Vec<Row>> = None;
+        let mut ahead: Option<(Vec<Row>, usize)> = None;
         loop {
             self.throttle.wait(&self.engine.base, &self.engine.other, &self.shutdown).await?;
             if let Some(b) = &self.bar {
@@ -518,19 +605,24 @@ impl Walker {
 
     /// One chunk by streaming: the base's next `chunk` rows define `(lo, hi]`, the other side's rows in it
     /// are streamed and matched. The next base chunk is read meanwhile.
-    async fn rows_step(&self, lo: Option<&Key>, ahead: Option<Vec<Row>>) -> Result<Step> {
+    async fn rows_step(&self, lo: Option<&Key>, ahead: Option<(Vec<Row>, usize)>) -> Result<Step> {
         let (base, other) = (&self.engine.base, &self.engine.other);
-        let base_rows = match ahead {
-            Some(rows) => rows,
-            None => base.read_range(&self.plan, lo, self.hi.as_ref(), self.chunk).await?,
+        let (base_rows, limit) = match ahead {
+            Some(read) => read,
+            None => {
+                let limit = self.chooser.rows_limit(self.chunk);
+                (base.read_range(&self.plan, lo, self.hi.as_ref(), limit).await?, limit)
+            }
         };
-        let more = base_rows.len() == self.chunk;
+        let more = base_rows.len() == limit;
         let last_base = base_rows.last().map(|r| row_key(&self.plan, r));
         let hi = if more { last_base.clone() } else { self.hi.clone() };
         let base_count = base_rows.len() as u64;
         let next = async {
             if more {
-                base.read_range(&self.plan, hi.as_ref(), self.hi.as_ref(), self.chunk).await.map(Some)
+                let limit = self.chooser.rows_limit(self.chunk);
+                let rows = base.read_range(&self.plan, hi.as_ref(), self.hi.as_ref(), limit).await?;
+                Ok(Some((rows, limit)))
             } else {
                 Ok(None)
             }
@@ -570,16 +662,23 @@ impl Walker {
         if !plan.ordered_alike {
             return self.compare_by_key(other, base_rows).await;
         }
-        let mut matcher = Matcher::new(plan, base_rows);
+        // A page a little larger than the base's chunk takes a range with as many rows as the base's (the
+        // usual case) in one query, with no second query to find it empty.
+        let page = self.chunk + self.chunk / 8 + 16;
+        let mut matcher = Matcher::new(base_rows);
         let mut olo = lo.cloned();
         loop {
-            let page = other.read_range(plan, olo.as_ref(), hi, self.chunk).await?;
-            let full = page.len() == self.chunk;
-            matcher.other_rows(plan, &page);
-            if !full {
-                break;
+            let mut last: Option<Row> = None;
+            let n = other
+                .each_in_range(plan, olo.as_ref(), hi, page, |r| {
+                    matcher.other_row(plan, &r);
+                    last = Some(r);
+                })
+                .await?;
+            match last {
+                Some(last) if n == page => olo = Some(row_key(plan, &last)),
+                _ => break,
             }
-            olo = page.last().map(|r| row_key(plan, r));
         }
         Ok(matcher.finish(plan))
     }
