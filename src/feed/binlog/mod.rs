@@ -123,13 +123,13 @@ pub async fn run_from(engine: &Engine, start: start::Start, shutdown: watch::Rec
     let publishing = tokio::spawn(publish_validated(engine.clone(), behind.clone(), shutdown.clone()));
     // The reader stops when the checker does (its channel closes), whatever the reason.
     let reader = reader::Reader::new(engine.clone(), start, held, tx, shutdown.clone());
-    let reading = tokio::spawn(reader.run());
+    let reading = reader.spawn();
     let checked = match check_batches(engine, rx, shutdown, &behind).await {
         // Stopped while a check was being retried: that batch stays behind the checkpoint.
         Err(Error::Interrupted) => Ok(()),
         other => other,
     };
-    let read = reading.await.unwrap_or_else(|e| Err(Error::Binlog(format!("the binlog reader failed: {e}"))));
+    let read = reading.await;
     if let Some(h) = holding {
         let _ = h.await;
     }
@@ -168,26 +168,40 @@ async fn check_in_order(
     // checkpoint still only ever moves behind every batch before it.
     let batches = futures_util::stream::poll_fn(|cx| rx.poll_recv(cx));
     let mut checked = batches.map(|batch| check_batch(engine, shutdown, batch)).buffered(CHECKS_IN_FLIGHT);
+    // Pending entries are not waited for on disk: the checkpoint written after them carries them there.
+    // Until a checkpoint is on disk, a crash would restart from a new `binlog.start` (such as `now`) and
+    // skip the changes whose entries were lost, so the first one is written durably, entries first.
+    let mut durable = last.is_some();
     while let Some(done) = checked.next().await {
         let Checked { horizon_ms, end, end_ts, releases, verdicts } = done?;
-        // Before the checkpoint passes the batch: its verdicts are durable first.
+        // Before the checkpoint passes the batch: its verdicts are stored first.
         settle_in_order(engine, verdicts).await?;
+        if !durable {
+            engine.store.flush().await?;
+        }
         engine.settle.binlog_read_through(horizon_ms);
         if let Some(end) = end {
             if last.as_ref().is_none_or(|l| end.pos > l.pos) {
-                let mut q = lock(behind);
-                if q.len() >= BEHIND_MAX {
-                    // Bounded: a middle entry goes (validated-through then moves in larger steps, never
-                    // past a change without a verdict).
-                    let middle = q.len() / 2;
-                    q.remove(middle);
+                {
+                    let mut q = lock(behind);
+                    if q.len() >= BEHIND_MAX {
+                        // Bounded: a middle entry goes (validated-through then moves in larger steps,
+                        // never past a change without a verdict).
+                        let middle = q.len() / 2;
+                        q.remove(middle);
+                    }
+                    q.push_back((end.clone(), crate::clock::now_ms(), u64::from(end_ts) * 1000));
                 }
-                q.push_back((end.clone(), crate::clock::now_ms(), u64::from(end_ts) * 1000));
-                drop(q);
-                // Written after this batch's pending entries and events were flushed, so whenever it
-                // reaches the disk it is behind durable work; it need not wait for the disk itself
-                // (sled flushes it within its interval, and on shutdown).
-                engine.store.put_lazy(CHECKPOINT, &CheckpointRecord::V1(end.clone()))?;
+                // Written after this batch's pending entries and events, so whenever it reaches the disk
+                // they are there too (sled recovers a prefix of its writes; events were flushed already);
+                // it need not wait for the disk itself (sled flushes it within its interval, and on
+                // shutdown). Only the first one waits (above).
+                if durable {
+                    engine.store.put_lazy(CHECKPOINT, &CheckpointRecord::V1(end.clone()))?;
+                } else {
+                    engine.store.put(CHECKPOINT, &CheckpointRecord::V1(end.clone())).await?;
+                    durable = true;
+                }
                 engine.stats.checkpoint_ms.store(crate::clock::now_ms(), Relaxed);
                 engine.checkpoint.send_replace(Some(end.clone()));
                 *last = Some(end);

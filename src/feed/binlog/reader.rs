@@ -36,6 +36,9 @@ pub struct Reader {
     batch: Batch,
     batch_since: Option<Instant>,
     flush_after: Duration,
+    /// The runtime that owns the engine's connection pools: their queries run there, not on the reader's
+    /// own thread (a pooled connection opened here would be bound to this thread's runtime).
+    main: tokio::runtime::Handle,
 }
 
 enum Ended {
@@ -68,7 +71,30 @@ impl Reader {
             assembler.mysql = g.clone();
         }
         let flush_after = FLUSH_AFTER.max(super::hold::first_check_delay(engine.cfg.check.settle) / 8);
-        Reader { engine, start, tx, shutdown, assembler, batch: Batch::default(), batch_since: None, flush_after }
+        let main = tokio::runtime::Handle::current();
+        Reader { engine, start, tx, shutdown, assembler, batch: Batch::default(), batch_since: None, flush_after, main }
+    }
+
+    /// Runs the reader on a thread of its own, with a single-threaded runtime, until it ends.
+    ///
+    /// Why a thread: a quiet stream's events arrive one commit at a time, and a runtime waiting on the
+    /// socket wakes for each (a context switch apiece, most of binlog mode's CPU on a quiet stream). Here
+    /// a caught-up reader sleeps the thread itself between reads (see [`Reader::stream_once`]), so no
+    /// runtime watches the socket meanwhile: the events wait in the socket's buffer and are read together.
+    pub fn spawn(self) -> impl std::future::Future<Output = Result<()>> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new().name("binlog-reader".into()).spawn(move || {
+            let ended = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(self.run()),
+                Err(e) => Err(Error::Internal(format!("cannot start the binlog reader's runtime: {e}"))),
+            };
+            let _ = done.send(ended);
+        });
+        async move {
+            thread.map_err(|e| Error::Internal(format!("cannot start the binlog reader's thread: {e}")))?;
+            // A dropped sender without a result: the thread panicked.
+            result.await.unwrap_or_else(|_| Err(Error::Binlog("the binlog reader failed".into())))
+        }
     }
 
     /// Reads until shutdown or a definite error, reconnecting after transient failures.
@@ -129,28 +155,27 @@ impl Reader {
 
     async fn stream_once(&mut self) -> Result<Ended> {
         let mut stream = self.connect().await?;
-        let known_files = binary_logs(&self.engine.base).await.unwrap_or_default();
+        let base = self.engine.base.clone();
+        let known_files =
+            self.main.spawn(async move { binary_logs(&base).await }).await.ok().and_then(Result::ok).unwrap_or_default();
         self.assembler.reconnected(known_files, self.start.pos.file.clone());
         loop {
             // Caught up (nothing buffered): read again a moment later rather than as each event arrives.
-            // A quiet stream's events come one commit at a time, each waking this task (and a worker
-            // thread) on its own; paced, they are read together. Nothing waits longer than its batch
-            // would (the pace is the batch's hand-over age), and a version's time is when it was read, so
-            // a later read can only make the other side's lag look smaller: a report may come that much
-            // later, never a false one. Under sustained load the stream always has data and is not paced.
-            let ready = match futures_util::FutureExt::now_or_never(stream.next()) {
-                Some(ready) => Some(ready),
-                None => {
-                    tokio::select! {
-                        _ = self.shutdown.changed() => {
-                            self.hand_over().await?;
-                            return Ok(Ended::Shutdown);
-                        }
-                        _ = tokio::time::sleep(self.flush_after) => {}
-                    }
-                    None
+            // A quiet stream's events come one commit at a time, each waking the reader on its own;
+            // paced, they are read together. The thread itself sleeps (it runs nothing else, see
+            // [`Reader::spawn`]), so nothing watches the socket meanwhile. Nothing waits longer than its
+            // batch would (the pace is the batch's hand-over age), and a version's time is when it was
+            // read, so a later read can only make the other side's lag look smaller: a report may come
+            // that much later, never a false one. Under sustained load the stream always has data and is
+            // not paced.
+            let ready = futures_util::FutureExt::now_or_never(stream.next());
+            if ready.is_none() {
+                std::thread::sleep(self.flush_after);
+                if *self.shutdown.borrow() {
+                    self.hand_over().await?;
+                    return Ok(Ended::Shutdown);
                 }
-            };
+            }
             let wait = match self.batch_since {
                 Some(t) => self.flush_after.saturating_sub(t.elapsed()),
                 None => READ_TIMEOUT,
@@ -254,7 +279,13 @@ impl Reader {
         let t = d.table();
         tracing::info!(table = %t, "schema change seen in the binlog; re-reading the table's columns");
         let now = Some(Instant::now());
-        match crate::mysql::schema::refresh_quietly(&e.cfg, &e.plans, &e.base, &e.other, t, now).await {
+        let (engine, table) = (e.clone(), t.to_string());
+        let refresh = self.main.spawn(async move {
+            let e = &engine;
+            crate::mysql::schema::refresh_quietly(&e.cfg, &e.plans, &e.base, &e.other, &table, now).await
+        });
+        let refreshed = refresh.await.unwrap_or_else(|j| Err(Error::Internal(format!("the plan refresh failed: {j}"))));
+        match refreshed {
             Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
             Err(err) => {
                 tracing::warn!(table = %t, error = %err, "cannot refresh the table's plan; keeping the old one")
