@@ -121,7 +121,14 @@ fn load_config(cli: &Cli) -> Result<Config, Error> {
         Some(p) => (p.clone(), true),
         None => (PathBuf::from("./binlog-validator.toml"), false),
     };
-    Config::load(&path, explicit, std::env::vars().filter(|(k, _)| k.starts_with("BV_") && k != "BV_LOG"))
+    // BV_LOG and BV_DIGEST_DIALECT (a troubleshooting switch, read where the digest is planned) are not
+    // configuration keys.
+    let not_config = ["BV_LOG", "BV_DIGEST_DIALECT"];
+    Config::load(
+        &path,
+        explicit,
+        std::env::vars().filter(|(k, _)| k.starts_with("BV_") && !not_config.contains(&k.as_str())),
+    )
 }
 
 /// A watch that turns true on SIGINT or SIGTERM.

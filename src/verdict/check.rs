@@ -38,7 +38,9 @@ pub fn row_identity(plan: &TablePlan, row: &Row) -> Vec<u8> {
 /// Compares one row pair (either may be absent).
 pub fn verdict(plan: &TablePlan, base: Option<&Row>, other: Option<&Row>) -> Option<Mismatch> {
     let k = plan.key.len();
-    let o = compare_rows(&plan.kinds, base.map(|r| &r[k..]), other.map(|r| &r[k..]));
+    // A row shorter than its key (malformed) has no columns to compare rather than a panic.
+    let o =
+        compare_rows(&plan.kinds, base.map(|r| r.get(k..).unwrap_or(&[])), other.map(|r| r.get(k..).unwrap_or(&[])));
     Mismatch::from_outcome(plan, o)
 }
 

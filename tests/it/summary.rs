@@ -49,7 +49,22 @@ async fn digest_sql(p: &Pair, table: &str, dialect: Dialect) -> (String, String)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn summary_finds_exactly_the_injected_differences_even_those_a_linear_checksum_cancels() {
-    let p = Pair::new("sum").await;
+    exactly_the_injected_differences("sum", None, "MariaDb").await;
+}
+
+/// The same pass with the digest forced to the dialect MySQL 8 runs too (`BV_DIGEST_DIALECT=common`).
+#[tokio::test(flavor = "multi_thread")]
+async fn summary_in_the_common_dialect_finds_exactly_the_injected_differences() {
+    let p = exactly_the_injected_differences("sumc", Some("common"), "Common").await;
+    let out = p.command(&["full", "--strategy", "summary"]).env("BV_DIGEST_DIALECT", "mysql8").output().unwrap();
+    assert_clean_failure(&out, &["BV_DIGEST_DIALECT", "`common`"]);
+}
+
+/// Injects differences a linear checksum cancels or a collation hides, runs `full --strategy summary`
+/// with `BV_DIGEST_DIALECT` set to `forced` (unset when `None`), and checks exactly those are found, by
+/// summaries in the `dialect` the run logged. Returns the pair for further runs.
+async fn exactly_the_injected_differences(db: &str, forced: Option<&str>, dialect: &str) -> Pair {
+    let p = Pair::new(db).await;
     p.both(
         "CREATE TABLE s (id INT PRIMARY KEY, name VARCHAR(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, \
          code CHAR(2), n INT)",
@@ -76,8 +91,15 @@ async fn summary_finds_exactly_the_injected_differences_even_those_a_linear_chec
     assert_eq!(src, tgt, "the two changes must cancel in a CRC32/BIT_XOR checksum");
 
     p.config("", &format!("{FAST}[full]\nchunk_rows = 40\nparallel = 2\nsplit_rows = 1\n[[table]]\nname = \"s\"\n"));
-    let out = p.run(&["full", "--strategy", "summary"]);
+    let mut cmd = p.command(&["full", "--strategy", "summary"]);
+    cmd.env("BV_LOG", "binlog_validator::mysql::schema=debug");
+    if let Some(d) = forced {
+        cmd.env("BV_DIGEST_DIALECT", d);
+    }
+    let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let logged = format!("summary digest dialect dialect={dialect}");
+    assert!(text(&out).contains(&logged), "`{logged}` not logged: {}", text(&out));
     assert_eq!(
         kinds_and_keys(&p.events()),
         expect(&[
@@ -97,6 +119,7 @@ async fn summary_finds_exactly_the_injected_differences_even_those_a_linear_chec
     assert!(text(&out).contains("(strategy: summary)"), "{}", text(&out));
     let name = p.events().into_iter().find(|e| e["id"] == 4000).unwrap();
     assert_eq!(name["columns"], json!(["name"]));
+    p
 }
 
 #[tokio::test(flavor = "multi_thread")]

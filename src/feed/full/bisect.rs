@@ -161,7 +161,7 @@ impl Walker {
             return self.stream_range(lo, hi).await;
         }
         let base_count = b.len() as u64;
-        let mut matcher = super::Matcher::new(b);
+        let mut matcher = super::matcher::Matcher::new(b);
         matcher.other_rows(&self.plan, &o);
         let (found, rows) = matcher.finish(&self.plan);
         self.throttle.charge(base_count, o.len() as u64);

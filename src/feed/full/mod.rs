@@ -37,6 +37,7 @@ use crate::mysql::schema::TablePlan;
 use crate::retry::{retry, Policy};
 use crate::verdict::check::{row_identity, row_key, verdict};
 use indicatif::ProgressBar;
+use matcher::Matcher;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ use tokio::sync::{watch, Semaphore};
 
 mod bisect;
 mod choose;
+mod matcher;
 pub mod summary;
 pub mod throttle;
 
@@ -297,58 +299,6 @@ fn is_remote(addr: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::deliver::event::EventType;
-    use crate::key::KeyVal;
-
-    fn row(id: i64, v: i64) -> Row {
-        vec![Value::Int(id), Value::Int(v)]
-    }
-
-    fn found(m: Matcher, plan: &TablePlan) -> (Vec<(i64, EventType)>, u64) {
-        let (found, rows) = m.finish(plan);
-        let mut f: Vec<(i64, EventType)> =
-            found.into_iter().map(|(k, m)| (if let KeyVal::Int(i) = k.0[0] { i } else { -1 }, m.kind)).collect();
-        f.sort_by_key(|(i, _)| *i);
-        (f, rows)
-    }
-
-    /// A range's two sides matched by exact key, the other side arriving in pages in any order: every
-    /// type found once, equal rows silent, each key counted once.
-    #[test]
-    fn the_matcher_finds_every_type_once_across_pages() {
-        let plan = TablePlan::for_test(&["v"]);
-        let mut m = Matcher::new(vec![row(1, 1), row(2, 2), row(3, 3), row(4, 4)]);
-        m.other_rows(&plan, &[row(4, 4), row(5, 5)]);
-        m.other_rows(&plan, &[row(2, 0), row(1, 1)]);
-        let (f, rows) = found(m, &plan);
-        assert_eq!(f, vec![(2, EventType::Neq), (3, EventType::TargetMissing), (5, EventType::BaseMissing)]);
-        assert_eq!(rows, 5, "four base rows and one other-side row without a base row");
-    }
-
-    /// Rows out of step with the base's (runs of missing rows longer than the look-ahead on either side,
-    /// a key read as UInt on one side and Int on the other) are still paired by exact key.
-    #[test]
-    fn the_matcher_pairs_rows_out_of_step_by_exact_key() {
-        let plan = TablePlan::for_test(&["v"]);
-        let base: Vec<Row> = (1..=40).map(|i| row(i, i)).collect();
-        let mut m = Matcher::new(base);
-        // 2..=20 missing on the other side (longer than LOOKAHEAD), 21 as UInt, 100..=119 extra, 30 changed.
-        let mut other: Vec<Row> = vec![row(1, 1), vec![Value::UInt(21), Value::Int(21)]];
-        other.extend((22..=40).map(|i| row(i, if i == 30 { 0 } else { i })));
-        other.extend((100..120).map(|i| row(i, i)));
-        m.other_rows(&plan, &other);
-        let (f, rows) = found(m, &plan);
-        let mut expected: Vec<(i64, EventType)> = (2..=20).map(|i| (i, EventType::TargetMissing)).collect();
-        expected.push((30, EventType::Neq));
-        expected.extend((100..120).map(|i| (i, EventType::BaseMissing)));
-        assert_eq!(f, expected);
-        assert_eq!(rows, 60, "forty base rows and twenty other-side rows without a base row");
-    }
-}
-
-#[cfg(test)]
 #[test]
 fn remote_means_not_this_host() {
     assert!(!is_remote("127.0.0.1:3306"));
@@ -419,98 +369,6 @@ async fn split(engine: &Engine, plan: &TablePlan) -> Result<(Vec<Segment>, Optio
         _ => None,
     };
     Ok((segs, density))
-}
-
-/// How many base rows past the next unmatched one an other-side row's key is looked for. A base row the
-/// other side lacks is passed over this way; an other-side row the base lacks costs this many key
-/// comparisons and waits for the end of the chunk.
-const LOOKAHEAD: usize = 8;
-
-/// Matches the other side's rows of a range against the base's rows of the same range by exact key:
-/// other-side rows without a base row are `base_missing`, base rows left unmatched `target_missing`,
-/// pairs go through the compare core.
-///
-/// Both sides arrive in key order, so nearly every other-side row pairs with the next base row, found by
-/// comparing the key values in place: no hashing, no key bytes built per row. Only rows out of step (a
-/// row one side lacks, or keys whose values differ in type but not in canonical form) go through a map by
-/// canonical key, so the matching stays exact whatever order the rows arrive in.
-struct Matcher {
-    /// this chunk's base rows in key order; those before `next` are matched or passed over (taken)
-    base: Vec<Row>,
-    next: usize,
-    /// base rows passed over, not matched yet, by canonical key
-    passed: HashMap<Vec<u8>, Row>,
-    /// other-side rows that matched no base row where they arrived
-    unplaced: Vec<Row>,
-    found: Vec<(Key, Mismatch)>,
-    rows: u64,
-}
-
-impl Matcher {
-    fn new(base_rows: Vec<Row>) -> Matcher {
-        let rows = base_rows.len() as u64;
-        Matcher { base: base_rows, next: 0, passed: HashMap::new(), unplaced: Vec::new(), found: Vec::new(), rows }
-    }
-
-    fn other_rows(&mut self, plan: &TablePlan, page: &[Row]) {
-        for r in page {
-            self.other_row(plan, r);
-        }
-    }
-
-    fn other_row(&mut self, plan: &TablePlan, r: &Row) {
-        let k = plan.key.len();
-        let end = (self.next + LOOKAHEAD).min(self.base.len());
-        if let Some(j) = (self.next..end).find(|&j| same_key(&self.base[j][..k], &r[..k])) {
-            for i in self.next..j {
-                let b = std::mem::take(&mut self.base[i]);
-                self.passed.insert(row_identity(plan, &b), b);
-            }
-            self.next = j + 1;
-            let b = std::mem::take(&mut self.base[j]);
-            self.judge(plan, Some(&b), Some(r));
-            return;
-        }
-        match self.passed.remove(&row_identity(plan, r)) {
-            Some(b) => self.judge(plan, Some(&b), Some(r)),
-            None => self.unplaced.push(r.clone()),
-        }
-    }
-
-    fn judge(&mut self, plan: &TablePlan, b: Option<&Row>, o: Option<&Row>) {
-        if let Some(m) = verdict(plan, b, o) {
-            let row = o.or(b).unwrap_or_else(|| unreachable!("a pair has a row"));
-            self.found.push((row_key(plan, row), m));
-        }
-    }
-
-    /// The mismatches found, and the rows compared (each key once).
-    fn finish(mut self, plan: &TablePlan) -> (Vec<(Key, Mismatch)>, u64) {
-        for b in self.base.drain(self.next..) {
-            self.passed.insert(row_identity(plan, &b), b);
-        }
-        for r in std::mem::take(&mut self.unplaced) {
-            let b = self.passed.remove(&row_identity(plan, &r));
-            if b.is_none() {
-                self.rows += 1;
-            }
-            self.judge(plan, b.as_ref(), Some(&r));
-        }
-        for (_, b) in std::mem::take(&mut self.passed) {
-            self.judge(plan, Some(&b), None);
-        }
-        (self.found, self.rows)
-    }
-}
-
-/// The same key values, bit for bit (so that exactly the keys with the same canonical bytes pair here).
-fn same_key(a: &[Value], b: &[Value]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| match (x, y) {
-            (Value::Float(p), Value::Float(q)) => p.to_bits() == q.to_bits(),
-            (Value::Double(p), Value::Double(q)) => p.to_bits() == q.to_bits(),
-            _ => x == y,
-        })
 }
 
 /// What one chunk did.
@@ -662,8 +520,9 @@ impl Walker {
         if !plan.ordered_alike {
             return self.compare_by_key(other, base_rows).await;
         }
-        // A page a little larger than the base's chunk takes a range with as many rows as the base's (the
-        // usual case) in one query, with no second query to find it empty.
+        // A page a little larger than a full chunk takes the other side's rows of any base chunk (a full
+        // one, or a probe's fifth) in one query when the two sides hold about as many rows there (the
+        // usual case), with no second query to find the range exhausted.
         let page = self.chunk + self.chunk / 8 + 16;
         let mut matcher = Matcher::new(base_rows);
         let mut olo = lo.cloned();
