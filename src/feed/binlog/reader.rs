@@ -156,8 +156,13 @@ impl Reader {
     async fn stream_once(&mut self) -> Result<Ended> {
         let mut stream = self.connect().await?;
         let base = self.engine.base.clone();
-        let known_files =
-            self.main.spawn(async move { binary_logs(&base).await }).await.ok().and_then(Result::ok).unwrap_or_default();
+        let known_files = self
+            .main
+            .spawn(async move { binary_logs(&base).await })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         self.assembler.reconnected(known_files, self.start.pos.file.clone());
         loop {
             // Caught up (nothing buffered): read again a moment later rather than as each event arrives.
