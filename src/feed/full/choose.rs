@@ -45,9 +45,8 @@ pub struct Chooser {
     strategy: Strategy,
     state: Arc<Mutex<ChoiceState>>,
     chunk_time: Duration,
-    remote: bool,
-    /// how many of the table's chunks share the link when they all stream rows (see `with_workers`)
-    link_share: f64,
+    /// how many of the table's chunks share what a probe had to itself (see `with_workers`)
+    share: f64,
 }
 
 struct ChoiceState {
@@ -82,16 +81,23 @@ impl Chooser {
             probe_rows: (chunk_rows as u64).clamp(MIN_SUMMARY_ROWS, MAX_SUMMARY_ROWS),
             density: None,
         };
-        Chooser { strategy, state: Arc::new(Mutex::new(state)), chunk_time, remote, link_share: 1.0 }
+        Chooser { strategy, state: Arc::new(Mutex::new(state)), chunk_time, share: 1.0 }
     }
 
-    /// `workers` chunks of the table run at once. Across a network, a rows chunk measured among summary
-    /// chunks had the link to itself, while rows chunks on every worker would share it: there rows must
-    /// measure this many times cheaper again before `auto` leaves summaries. (Measured: with 4 workers
-    /// across a 100 Mbit/s link, one rows probe of 5,000 rows measured as cheap per row as the summary
-    /// chunks around it, and the table then streamed at the link's speed, 1.5x slower than summaries.)
+    /// `workers` chunks of the table run at once, and a probe of the other strategy had to itself what
+    /// they would all share: that strategy must measure this many times cheaper again before `auto`
+    /// leaves the one it started with.
+    /// - Across a network, a rows chunk measured among summary chunks had the link to itself, while rows
+    ///   chunks on every worker would share it. (Measured: with 4 workers across a 100 Mbit/s link, one
+    ///   rows probe of 5,000 rows measured as cheap per row as the summary chunks around it, and the
+    ///   table then streamed at the link's speed, 1.5x slower than summaries.)
+    /// - With both servers on this host, a summary chunk measured among rows chunks had the servers' CPU
+    ///   to itself (a summary moves the work from the client to the servers, which here share the same
+    ///   cores), while summaries on every worker would share it. (Measured on 2 cores with 4 workers:
+    ///   summary probes measured more than twice as cheap per row as the rows chunks around them, `auto`
+    ///   switched, and the pass took 0.38x of pt-table-sync's time where rows took 0.32x.)
     pub fn with_workers(mut self, workers: usize) -> Chooser {
-        self.link_share = if self.remote { workers.max(1) as f64 } else { 1.0 };
+        self.share = workers.max(1) as f64;
         self
     }
 
@@ -113,8 +119,8 @@ impl Chooser {
                 // a noisy measure: leave the strategy the placement suggests only for a clear gain.
                 let per_row = |c: Option<(f64, f64)>| c.map(|(secs, rows)| secs / rows.max(1.0));
                 let best = match ([per_row(s.cost[0]), per_row(s.cost[1])], s.prefer_summary) {
-                    ([Some(rows), Some(summary)], true) => summary < rows * SWITCH_GAIN * self.link_share,
-                    ([Some(rows), Some(summary)], false) => summary * SWITCH_GAIN < rows,
+                    ([Some(rows), Some(summary)], true) => summary < rows * SWITCH_GAIN * self.share,
+                    ([Some(rows), Some(summary)], false) => summary * SWITCH_GAIN * self.share < rows,
                     _ => s.prefer_summary,
                 };
                 s.summary_best = best;
@@ -221,12 +227,16 @@ mod tests {
         gap.measured(false, 100 * MS, 5_000);
         gap.measured(true, 50 * MS, 1);
         assert!(gap.pick(), "a summary chunk of one row (a gap in the keys) does not make summaries look dear");
-        let local4 = Chooser::new(Strategy::Auto, false, 5000, Duration::from_millis(500)).with_workers(4);
-        local4.pick();
-        local4.measured(false, 100 * MS, 1000);
-        local4.pick();
-        local4.measured(true, 40 * MS, 1000);
-        assert!(local4.pick(), "near sides share no link: summaries 2.5x cheaper are taken");
+        let local4 = |summary_ms: u64| {
+            let c = Chooser::new(Strategy::Auto, false, 5000, Duration::from_millis(500)).with_workers(4);
+            c.pick();
+            c.measured(false, 100 * MS, 1000);
+            c.pick();
+            c.measured(true, Duration::from_millis(summary_ms), 1000);
+            c.pick()
+        };
+        assert!(!local4(40), "4 workers would share the servers' cores: summaries 2.5x cheaper alone are not taken");
+        assert!(local4(10), "summaries far cheaper even when shared: taken");
         let local = Chooser::new(Strategy::Auto, false, 5000, Duration::from_millis(500));
         assert!(!local.pick(), "a local side starts with rows");
         local.measured(false, 100 * MS, 1000);
