@@ -31,7 +31,10 @@ use crate::verdict::versions::Versions;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -121,7 +124,9 @@ pub struct Settle {
     wake: Notify,
     /// When the pass wakes by itself (ms; u64::MAX while a pass runs): a new entry due before then wakes
     /// it, one due later does not (a batch of new entries every few milliseconds would otherwise run a
-    /// pass for each).
+    /// pass for each). Sequentially consistent: a submitter stores its entry, then reads this; the pass
+    /// sets it to MAX, then reads the entries. Either the submitter sees MAX and wakes the pass, or the
+    /// pass sees the entry (weaker orderings would allow neither, and the entry to wait a whole nap).
     nap_until: AtomicU64,
     /// Signalled after each pass, so waiters can see the pending set shrink.
     passed: Notify,
@@ -264,7 +269,7 @@ impl Settle {
     /// Wakes the pass if it would sleep past `due_ms` (a notification while a pass runs is kept, so the
     /// next pass starts right after it and sees the new entries).
     fn wake_by(&self, due_ms: u64) {
-        if due_ms < self.nap_until.load(Relaxed) {
+        if due_ms < self.nap_until.load(SeqCst) {
             self.wake.notify_one();
         }
     }
@@ -323,13 +328,13 @@ impl Settle {
                 }
             };
             self.passed.notify_waiters();
-            self.nap_until.store(now_ms().saturating_add(nap.as_millis() as u64), Relaxed);
+            self.nap_until.store(now_ms().saturating_add(nap.as_millis() as u64), SeqCst);
             tokio::select! {
                 _ = tokio::time::sleep(nap) => {}
                 _ = self.wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
-            self.nap_until.store(u64::MAX, Relaxed);
+            self.nap_until.store(u64::MAX, SeqCst);
         }
     }
 
