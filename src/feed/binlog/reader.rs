@@ -156,13 +156,7 @@ impl Reader {
     async fn stream_once(&mut self) -> Result<Ended> {
         let mut stream = self.connect().await?;
         let base = self.engine.base.clone();
-        let known_files = self
-            .main
-            .spawn(async move { binary_logs(&base).await })
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let known_files = self.on_main(async move { binary_logs(&base).await }).await.unwrap_or_default();
         self.assembler.reconnected(known_files, self.start.pos.file.clone());
         loop {
             // Caught up (nothing buffered): read again a moment later rather than as each event arrives.
@@ -285,12 +279,11 @@ impl Reader {
         tracing::info!(table = %t, "schema change seen in the binlog; re-reading the table's columns");
         let now = Some(Instant::now());
         let (engine, table) = (e.clone(), t.to_string());
-        let refresh = self.main.spawn(async move {
+        let refreshed = self.on_main(async move {
             let e = &engine;
             crate::mysql::schema::refresh_quietly(&e.cfg, &e.plans, &e.base, &e.other, &table, now).await
         });
-        let refreshed = refresh.await.unwrap_or_else(|j| Err(Error::Internal(format!("the plan refresh failed: {j}"))));
-        match refreshed {
+        match refreshed.await {
             Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
             Err(err) => {
                 tracing::warn!(table = %t, error = %err, "cannot refresh the table's plan; keeping the old one")
@@ -303,6 +296,14 @@ impl Reader {
         if let Some(reason) = d.recheck_reason() {
             tracing::info!(table = %t, reason, "every row of the table will be re-checked by a full pass");
         }
+    }
+
+    /// Runs `work` (queries on the engine's pools) on the main runtime and waits for it.
+    async fn on_main<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.main.spawn(work).await.unwrap_or_else(|e| Err(Error::Internal(format!("a query task failed: {e}"))))
     }
 
     /// Sends the batch to the checker (waiting while it is busy: backpressure).
