@@ -22,8 +22,8 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// …so this much silence means the stream is stalled.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A batch is handed over at most this long after its first key; when first checks wait part of the
-/// settle window ([`super::hold`]), at most an eighth of that wait instead: those batches are merged
-/// there anyway, and fewer hand-overs wake fewer tasks.
+/// settle window ([`super::hold`]), at most half of that wait instead: those batches are merged there
+/// anyway, and fewer hand-overs wake fewer tasks.
 const FLUSH_AFTER: Duration = Duration::from_millis(5);
 
 pub struct Reader {
@@ -36,6 +36,9 @@ pub struct Reader {
     batch: Batch,
     batch_since: Option<Instant>,
     flush_after: Duration,
+    /// How long a caught-up reader sleeps between reads: an eighth of the first check's wait. A version's
+    /// time is when it was read, so this (not the hand-over age) bounds how much later a report can come.
+    pace: Duration,
     /// The runtime that owns the engine's connection pools: their queries run there, not on the reader's
     /// own thread (a pooled connection opened here would be bound to this thread's runtime).
     main: tokio::runtime::Handle,
@@ -70,9 +73,11 @@ impl Reader {
         if let Some(g) = &start.mysql_gtids {
             assembler.mysql = g.clone();
         }
-        let flush_after = FLUSH_AFTER.max(super::hold::first_check_delay(engine.cfg.check.settle) / 8);
+        let delay = super::hold::first_check_delay(engine.cfg.check.settle);
+        let (flush_after, pace) = (FLUSH_AFTER.max(delay / 2), FLUSH_AFTER.max(delay / 8));
         let main = tokio::runtime::Handle::current();
-        Reader { engine, start, tx, shutdown, assembler, batch: Batch::default(), batch_since: None, flush_after, main }
+        let batch = Batch::default();
+        Reader { engine, start, tx, shutdown, assembler, batch, batch_since: None, flush_after, pace, main }
     }
 
     /// Runs the reader on a thread of its own, with a single-threaded runtime, until it ends.
@@ -169,7 +174,7 @@ impl Reader {
             // not paced.
             let ready = futures_util::FutureExt::now_or_never(stream.next());
             if ready.is_none() {
-                std::thread::sleep(self.flush_after);
+                std::thread::sleep(self.pace);
                 if *self.shutdown.borrow() {
                     self.hand_over().await?;
                     return Ok(Ended::Shutdown);
