@@ -290,6 +290,25 @@ impl Store {
         }
     }
 
+    /// What `peek` reads of every pending record (cheaper than the whole record), and in whole the
+    /// records whose peek `want` picks.
+    pub fn pending_scan<P: PendingEntry, H>(
+        &self,
+        peek: impl Fn(&[u8]) -> Result<H>,
+        mut want: impl FnMut(&H) -> bool,
+    ) -> Result<(Vec<H>, Vec<P>)> {
+        let (mut heads, mut whole) = (Vec::new(), Vec::new());
+        for item in self.pending.iter() {
+            let (_, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
+            let head = peek(&v)?;
+            if want(&head) {
+                whole.push(P::from_bytes(&v)?);
+            }
+            heads.push(head);
+        }
+        Ok((heads, whole))
+    }
+
     /// Every pending re-check.
     pub fn pending_all<P: PendingEntry>(&self) -> Result<Vec<P>> {
         let mut out = Vec::new();

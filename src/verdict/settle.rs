@@ -175,7 +175,7 @@ impl Settle {
         stats.pending.store(store.pending_len() as i64, Relaxed);
         // An unreadable pending tree marks nothing as pending (0): validated-through then waits for the
         // first pass, which reads it again.
-        let marks = store.pending_all::<Pending>().map(|all| oldest_marks(&all)).unwrap_or([0; 3]);
+        let marks = heads(&store).map(|all| oldest_marks(&all)).unwrap_or([0; 3]);
         let oldest = marks.map(AtomicU64::new);
         Settle {
             store,
@@ -266,6 +266,18 @@ impl Settle {
         Ok(())
     }
 
+    /// Binlog mode: when an entry still waiting is looked at again: an interval after `now`, rounded up
+    /// to a multiple of half an interval. The looks of entries found at different moments (hot rows',
+    /// every few milliseconds) then fall due together and share a pass and a read, instead of a pass
+    /// each. A report's due time is not rounded: callers take the earlier of the two. (Poll mode's
+    /// looks are not rounded: its rule reports from what its looks observed, so a later look is a later
+    /// report.)
+    fn next_look(&self, now: u64) -> u64 {
+        let interval = self.interval.as_millis() as u64;
+        let grid = (interval / 2).max(1);
+        (now + interval).div_ceil(grid) * grid
+    }
+
     /// Wakes the pass if it would sleep past `due_ms` (a notification while a pass runs is kept, so the
     /// next pass starts right after it and sees the new entries).
     fn wake_by(&self, due_ms: u64) {
@@ -276,7 +288,7 @@ impl Settle {
 
     /// Number of pending re-checks of a mode.
     pub fn pending_of(&self, mode: Mode) -> Result<usize> {
-        Ok(self.store.pending_all::<Pending>()?.iter().filter(|p| p.mode == mode).count())
+        Ok(heads(&self.store)?.iter().filter(|h| h.mode == mode).count())
     }
 
     /// Waits until no re-check of `mode` is pending, or `timeout` passes. Returns what is left.
@@ -378,9 +390,9 @@ impl Settle {
         // Before the entries: every version up to it is in them (binlog entries are judged against it).
         let horizon = self.binlog_horizon.load(Relaxed);
         let now = now_ms();
-        let (due, later): (Vec<Pending>, Vec<Pending>) =
-            self.store.pending_all::<Pending>()?.into_iter().partition(|p| p.next_check_ms <= now);
-        let mut next = later.iter().map(|p| p.next_check_ms).min();
+        // Only the due entries are read in whole (a hot row's entry holds many versions).
+        let (all, due) = self.store.pending_scan::<Pending, _>(record::head, |h| h.next_check_ms <= now)?;
+        let mut next = all.iter().map(|h| h.next_check_ms).filter(|t| *t > now).min();
         let mut by_table: HashMap<String, Vec<Pending>> = HashMap::new();
         for p in due {
             by_table.entry(p.table.clone()).or_default().push(p);
@@ -398,7 +410,7 @@ impl Settle {
             }
         }
         let _mark = self.mark.lock().await;
-        let left = self.store.pending_all::<Pending>()?;
+        let left = heads(&self.store)?;
         for (slot, mark) in self.oldest.iter().zip(oldest_marks(&left)) {
             slot.store(mark, Relaxed);
         }
@@ -547,8 +559,13 @@ fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 const LEDGER_EVERY: Duration = Duration::from_secs(5);
 const LEDGER_ROWS: usize = 500;
 
+/// What a pass needs of every pending entry.
+fn heads(store: &Store) -> Result<Vec<record::Head>> {
+    Ok(store.pending_scan::<Pending, _>(record::head, |_| false)?.0)
+}
+
 /// Per mode: when the oldest of `entries` was first seen (u64::MAX: none).
-fn oldest_marks(entries: &[Pending]) -> [u64; 3] {
+fn oldest_marks(entries: &[record::Head]) -> [u64; 3] {
     let mut marks = [u64::MAX; 3];
     for p in entries {
         let m = &mut marks[p.mode.index()];

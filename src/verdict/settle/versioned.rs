@@ -71,7 +71,7 @@ impl Settle {
             return self.submit(table, Mode::Binlog, found).await;
         }
         let now = now_ms();
-        let interval = (self.interval.as_millis() as u64).min(window);
+        let look = self.next_look(now).min(now + window);
         let columns = self.plans.get(table).map_or(0, |p| columns_of(&p));
         let versions = |s: Seen| Versions { columns, ..s.versions() };
         // The entries are read and written under the lock a pass's mark update takes, so two batches'
@@ -97,7 +97,7 @@ impl Settle {
                         mode: Mode::Binlog,
                         first_seen_ms: now,
                         deadline_ms: now + window,
-                        next_check_ms: now + interval,
+                        next_check_ms: look,
                         last,
                         versions: Some(versions(s)),
                         observed: None,
@@ -111,7 +111,7 @@ impl Settle {
                             None => gone.push(old),
                             m => put.push(Pending {
                                 last: m.unwrap_or_else(|| old.last.clone()),
-                                next_check_ms: old.next_check_ms.min(now + interval),
+                                next_check_ms: old.next_check_ms.min(look),
                                 versions: Some(v),
                                 ..old
                             }),
@@ -144,7 +144,7 @@ impl Settle {
         // A merged entry is looked at no later than it already was, which the pass knows: only a new
         // one needs it awake (a hot row's entry is merged into by every batch).
         if added > 0 {
-            self.wake_by(now + interval);
+            self.wake_by(look);
         }
         Ok(())
     }
@@ -168,7 +168,6 @@ impl Settle {
         let index: HashMap<Vec<u8>, Row> = rows.into_iter().map(|r| (row_identity(plan, &r), r)).collect();
         let k = plan.key.len();
         let window = self.window.as_millis() as u64;
-        let interval = self.interval.as_millis() as u64;
         let mut c = Concluded::default();
         let mut confirm = Vec::new();
         // Rows the other side shows in a version the base held within the window: they only lag, so a
@@ -197,7 +196,7 @@ impl Settle {
                     }
                     v.prune(now, window);
                     let last = Mismatch::from_outcome(plan, outcome).unwrap_or_else(|| p.last.clone());
-                    let next_check_ms = (now + interval).min(due_ms);
+                    let next_check_ms = self.next_look(now).min(due_ms);
                     c.keep.push((p.clone(), Pending { last, next_check_ms, versions: Some(v), ..p.clone() }));
                 }
                 Judgement::Report => confirm.push(p.clone()),
@@ -317,6 +316,30 @@ mod tests {
 
     fn neq() -> Option<Mismatch> {
         Some(Mismatch { kind: EventType::Neq, columns: vec!["v".into()] })
+    }
+
+    /// Entries found at different moments are looked at again together (one pass, one read), never
+    /// sooner than an interval after they were found, and at most half an interval later than that.
+    #[tokio::test]
+    async fn looks_again_fall_on_a_shared_grid() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _, store, _) = settle(dir.path(), Duration::from_secs(1));
+        let interval = s.interval.as_millis() as u64;
+        let looks: Vec<u64> = (0..interval).map(|dt| s.next_look(1_000_000 + dt)).collect();
+        for (dt, look) in looks.iter().enumerate() {
+            let found = 1_000_000 + dt as u64;
+            assert!(*look >= found + interval && *look < found + interval + interval / 2, "{dt}: {look}");
+        }
+        let mut distinct = looks.clone();
+        distinct.dedup();
+        assert!(distinct.len() <= 3, "an interval's worth of finds shares at most three looks: {distinct:?}");
+        // Entries stored by binlog mode take their looks from that grid.
+        let now = now_ms();
+        s.submit_versions("t", vec![seen(1, neq(), 0, 3, now - 100)]).await.unwrap();
+        s.submit_versions("t", vec![seen(2, neq(), 0, 3, now - 97)]).await.unwrap();
+        let due: Vec<u64> = store.pending_all::<Pending>().unwrap().iter().map(|p| p.next_check_ms).collect();
+        assert_eq!(due.len(), 2);
+        assert!(due[0] % (interval / 2) == 0 && due[1] % (interval / 2) == 0, "{due:?}");
     }
 
     #[tokio::test]
