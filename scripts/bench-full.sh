@@ -120,6 +120,14 @@ if [ "$loaded" != "$ROWS" ]; then
   unset -n conn
 fi
 
+# Both tables through both servers' buffer pools before anything is timed: a freshly started server
+# (the target, in remote mode) otherwise charges its first reads to whichever tool runs first.
+for side in SRC_ DST_; do
+  declare -n conn=$side
+  mysql_ "${conn[@]}" bench -N -e "SELECT COUNT(*), SUM(LENGTH(d) + LENGTH(h)) FROM t; SELECT COUNT(*), SUM(LENGTH(d) + LENGTH(h)) FROM s" >/dev/null
+done
+unset -n conn
+
 config() {
   cat >"$OUT/bv.toml" <<EOF
 [source]
@@ -206,15 +214,17 @@ bench() {
   [ -n "${TOOLS:-}" ] && read -ra tools <<<"$TOOLS"
   for tool in "${tools[@]}"; do : >"$OUT/$tool.times"; done
   for r in $(seq "$RUNS"); do
-    # pt-table-sync opens each round and the other tools take turns right after it: the run right after
-    # pt-table-sync is slower (measured: `full` 0.1-0.15 s, with more client CPU, than the same work
-    # later in the round), so no tool may always have that place.
+    # What ran before a tool matters: `full` right after pt-table-sync or reladiff measured 0.1-0.2 s
+    # slower, with 0.1-0.2 s more system CPU, than the same work right after another `full`. So every
+    # timed run follows the same untimed one (`full --strategy summary` of the table), and the order
+    # turns each round.
     local others=() order=()
     for tool in "${tools[@]}"; do [ "$tool" = pt ] || others+=("$tool"); done
     for tool in "${tools[@]}"; do [ "$tool" = pt ] && order+=(pt); done
     local n=${#others[@]}
     for i in $(seq 0 $((n - 1))); do order+=("${others[$(((i + r - 1) % n))]}"); done
     for tool in "${order[@]}"; do
+      LABEL=prepare run_bv "$table" --strategy summary >/dev/null
       case $tool in
         bv) run_bv "$table" >>"$OUT/bv.times" ;;
         base) BIN=$BASE_BIN LABEL=base run_bv "$table" >>"$OUT/base.times" ;;
