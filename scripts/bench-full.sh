@@ -19,10 +19,16 @@
 #
 # Ports and the server directory can be moved off the test servers' (23061/23062, .testenv):
 #   BENCH_SRC_PORT=23121 BENCH_DST_PORT=23122 BV_TESTENV_DIR=/tmp/bench-env scripts/bench-full.sh
+# Between changes, a subset: TABLES (default "t s"), TOOLS (default "bv rows summary pt", plus reladiff in
+# remote mode), and BASE_BIN, another build of binlog-validator run as the tool `base` (default strategy)
+# alternating with this one (add `base` to TOOLS):
+#   TABLES=t TOOLS="bv base summary pt" BASE_BIN=/tmp/bv-main scripts/bench-full.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${ROWS:-1000000}
 RUNS=${RUNS:-5}
+TABLES=${TABLES:-t s}
+BASE_BIN=${BASE_BIN:-}
 REMOTE=${REMOTE:-0}
 RATE=${RATE:-100mbit}
 NS=${NS:-bvbench}
@@ -114,6 +120,14 @@ if [ "$loaded" != "$ROWS" ]; then
   unset -n conn
 fi
 
+# Both tables through both servers' buffer pools before anything is timed: a freshly started server
+# (the target, in remote mode) otherwise charges its first reads to whichever tool runs first.
+for side in SRC_ DST_; do
+  declare -n conn=$side
+  mysql_ "${conn[@]}" bench -N -e "SELECT COUNT(*), SUM(LENGTH(d) + LENGTH(h)) FROM t; SELECT COUNT(*), SUM(LENGTH(d) + LENGTH(h)) FROM s" >/dev/null
+done
+unset -n conn
+
 config() {
   cat >"$OUT/bv.toml" <<EOF
 [source]
@@ -155,18 +169,19 @@ timed() {
     '{split(b, x); split(a, y); printf "%s %s %.2f %.2f %.2f\n", $1, $2, y[1] - x[1], y[2] - x[2], $3 + $4}' >"$OUT/timed"
 }
 
-# run_bv TABLE [ARGS...]: prints what `timed` measured
+# run_bv TABLE [ARGS...]: prints what `timed` measured (BIN: the build to run, default this one's; LABEL:
+# its name in the strategy file)
 run_bv() {
   local table=$1
   shift
   rm -rf "$OUT/state" "$OUT/events.jsonl"
   # The binary refuses unknown BV_* variables; BV_TESTENV_DIR is this script's.
-  timed env -u BV_TESTENV_DIR target/release/binlog-validator --config "$OUT/bv.toml" full \
+  timed env -u BV_TESTENV_DIR "${BIN:-target/release/binlog-validator}" --config "$OUT/bv.toml" full \
     --tables "$table" "$@" 2>"$OUT/bv.log"
   local n
   n=$(wc -l <"$OUT/events.jsonl")
   [ "$n" = 300 ] || { echo "binlog-validator $* found $n differences in $table, expected 300 (see $OUT/bv.log)" >&2; exit 1; }
-  grep -o 'strategy: [a-z0-9 ,]*' "$OUT/bv.log" >"$OUT/strategy.$table.${1:-auto}.${2:-}" || true
+  grep -o 'strategy: [a-z0-9 ,]*' "$OUT/bv.log" >"$OUT/strategy.$table.${LABEL:-${1:-auto}}.${2:-}" || true
   cat "$OUT/timed"
 }
 
@@ -196,11 +211,23 @@ bench() {
   local table=$1
   local tools=(bv rows summary pt)
   [ "$REMOTE" = 1 ] && tools+=(reladiff)
+  [ -n "${TOOLS:-}" ] && read -ra tools <<<"$TOOLS"
   for tool in "${tools[@]}"; do : >"$OUT/$tool.times"; done
   for r in $(seq "$RUNS"); do
-    for tool in "${tools[@]}"; do
+    # What ran before a tool matters: `full` right after pt-table-sync or reladiff measured 0.1-0.2 s
+    # slower, with 0.1-0.2 s more system CPU, than the same work right after another `full`. So every
+    # timed run follows the same untimed one (`full --strategy summary` of the table), and the order
+    # turns each round.
+    local others=() order=()
+    for tool in "${tools[@]}"; do [ "$tool" = pt ] || others+=("$tool"); done
+    for tool in "${tools[@]}"; do [ "$tool" = pt ] && order+=(pt); done
+    local n=${#others[@]}
+    for i in $(seq 0 $((n - 1))); do order+=("${others[$(((i + r - 1) % n))]}"); done
+    for tool in "${order[@]}"; do
+      LABEL=prepare run_bv "$table" --strategy summary >/dev/null
       case $tool in
         bv) run_bv "$table" >>"$OUT/bv.times" ;;
+        base) BIN=$BASE_BIN LABEL=base run_bv "$table" >>"$OUT/base.times" ;;
         rows) run_bv "$table" --strategy rows >>"$OUT/rows.times" ;;
         summary) run_bv "$table" --strategy summary >>"$OUT/summary.times" ;;
         pt) run_pt "$table" >>"$OUT/pt.times" ;;
@@ -223,6 +250,7 @@ bench() {
     cpu_client=$(cut -d' ' -f5 "$OUT/$tool.times" | median)
     case $tool in
       bv) name="binlog-validator full ($(cat "$OUT/strategy.$table.auto." 2>/dev/null | head -1))" ;;
+      base) name="$BASE_BIN full ($(cat "$OUT/strategy.$table.base." 2>/dev/null | head -1))" ;;
       rows) name="binlog-validator full --strategy rows" ;;
       summary) name="binlog-validator full --strategy summary" ;;
       pt) name="pt-table-sync --print" ;;
@@ -236,5 +264,4 @@ where="one machine"
 [ "$REMOTE" = 1 ] && where="target behind a $RATE link"
 echo "| table ($ROWS rows x 10 columns, 300 differences, $where, median of $RUNS) | tool | wall time | vs pt-table-sync | server CPU (source + target) | client CPU | peak RSS |"
 echo "|---|---|---|---|---|---|---|"
-bench t
-bench s
+for table in $TABLES; do bench "$table"; done
