@@ -126,9 +126,13 @@ impl MariaGtids {
 }
 
 impl fmt::Display for MariaGtids {
+    // Written in place, not joined: every transaction's checkpoint carries this text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|(d, (s, n))| format!("{d}-{s}-{n}")).collect();
-        f.write_str(&parts.join(","))
+        for (i, (d, (s, n))) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{d}-{s}-{n}")?;
+        }
+        Ok(())
     }
 }
 
@@ -222,19 +226,20 @@ pub fn format_uuid(u: &[u8; 16]) -> String {
 }
 
 impl fmt::Display for GtidSet {
+    // Written in place, not joined: every transaction's checkpoint carries this text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .0
-            .iter()
-            .map(|(u, ranges)| {
-                let r: Vec<String> = ranges
-                    .iter()
-                    .map(|&(a, b)| if b == a + 1 { a.to_string() } else { format!("{a}-{}", b - 1) })
-                    .collect();
-                format!("{}:{}", format_uuid(u), r.join(":"))
-            })
-            .collect();
-        f.write_str(&parts.join(","))
+        for (i, (u, ranges)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{}", format_uuid(u))?;
+            for &(a, b) in ranges {
+                if b == a + 1 {
+                    write!(f, ":{a}")?;
+                } else {
+                    write!(f, ":{a}-{}", b - 1)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -39,7 +39,8 @@ use crate::mysql::position::{Checkpoint, CheckpointRecord};
 use crate::mysql::schema::TablePlan;
 use crate::verdict::check::{check_keys, row_identity};
 use crate::verdict::compare::compare_rows;
-use crate::verdict::settle::versioned::Seen;
+use crate::verdict::compare::digest::{digest, Side};
+use crate::verdict::settle::versioned::{Seen, Sighted};
 use assemble::Txn;
 use futures_util::StreamExt;
 use history::{History, NoImage};
@@ -291,6 +292,7 @@ struct Verdicts {
 /// must be added in the order the base went through them.
 async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: Batch) -> Result<Checked> {
     let stats = &engine.stats;
+    let horizon = batch.horizon_ms;
     stats.changes_seen.fetch_add(batch.txn.change_count() + batch.before_start.change_count(), Relaxed);
     for (id, txn) in &batch.holds {
         engine.store.put(&format!("{XA_PREFIX}{id}"), &XaRecord::V1(txn.clone())).await?;
@@ -328,6 +330,8 @@ async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: B
         for (i, chunk) in imaged.chunks(engine.cfg.check.batch_size).enumerate() {
             let read = |p: Arc<TablePlan>| async move { engine.other.read_keys(&p, chunk).await };
             let before = plan.clone();
+            // Lag is measured from before the read (never more than the other side really lagged).
+            let now = crate::clock::now_ms();
             let Some(rows) = read_checked(engine, shutdown, &table, &mut plan, read).await? else {
                 covered = true;
                 continue;
@@ -339,6 +343,7 @@ async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: B
                 both.extend(rest);
                 break;
             }
+            let seen_ms = crate::clock::now_ms();
             let index: HashMap<Vec<u8>, Row> = rows.into_iter().map(|r| (row_identity(&plan, &r), r)).collect();
             let k = plan.key.len();
             let mut differ = Vec::new();
@@ -350,7 +355,14 @@ async fn check_batch(engine: &Engine, shutdown: &watch::Receiver<bool>, batch: B
                 if let Some(m) = &m {
                     differ.push((key.clone(), m.clone()));
                 }
-                v.seen.push(Seen { key: key.clone(), mismatch: m, current: latest, older });
+                // What the other side showed, for a pending entry of this key to be judged by.
+                let sighted = m.is_some().then(|| Sighted {
+                    other: other.map(|o| digest(&plan.kinds, Side::Other, o)),
+                    now,
+                    seen_ms,
+                    horizon,
+                });
+                v.seen.push(Seen { key: key.clone(), mismatch: m, current: latest, older, sighted });
             }
             // A change of a row reported earlier re-checks it: equal now, it closes in the ledger.
             engine.settle.ledger().checked(&table, chunk, &differ).await?;

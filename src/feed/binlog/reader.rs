@@ -167,11 +167,10 @@ impl Reader {
             // Caught up (nothing buffered): read again a moment later rather than as each event arrives.
             // A quiet stream's events come one commit at a time, each waking the reader on its own;
             // paced, they are read together. The thread itself sleeps (it runs nothing else, see
-            // [`Reader::spawn`]), so nothing watches the socket meanwhile. Nothing waits longer than its
-            // batch would (the pace is the batch's hand-over age), and a version's time is when it was
-            // read, so a later read can only make the other side's lag look smaller: a report may come
-            // that much later, never a false one. Under sustained load the stream always has data and is
-            // not paced.
+            // [`Reader::spawn`]), so nothing watches the socket meanwhile. A version's time is when it
+            // was read, so a later read can only make the other side's lag look smaller: a report may
+            // come up to a pace later, never a false one. Under sustained load the stream always has data
+            // and is not paced.
             let ready = futures_util::FutureExt::now_or_never(stream.next());
             if ready.is_none() {
                 std::thread::sleep(self.pace);
@@ -180,21 +179,29 @@ impl Reader {
                     return Ok(Ended::Shutdown);
                 }
             }
-            let wait = match self.batch_since {
-                Some(t) => self.flush_after.saturating_sub(t.elapsed()),
-                None => READ_TIMEOUT,
-            };
-            let next = tokio::select! {
-                _ = self.shutdown.changed() => {
-                    self.hand_over().await?;
-                    return Ok(Ended::Shutdown);
-                }
-                r = async {
-                    match ready {
-                        Some(r) => Ok(r),
-                        None => tokio::time::timeout(wait, stream.next()).await,
+            let next = match ready {
+                // An event read without waiting: a signalled shutdown is seen by a version check (a select
+                // on the shutdown watch would register and drop a waiter for every event).
+                Some(r) => {
+                    if self.shutdown.has_changed().unwrap_or(true) {
+                        self.hand_over().await?;
+                        return Ok(Ended::Shutdown);
                     }
-                } => r,
+                    Ok(r)
+                }
+                None => {
+                    let wait = match self.batch_since {
+                        Some(t) => self.flush_after.saturating_sub(t.elapsed()),
+                        None => READ_TIMEOUT,
+                    };
+                    tokio::select! {
+                        _ = self.shutdown.changed() => {
+                            self.hand_over().await?;
+                            return Ok(Ended::Shutdown);
+                        }
+                        r = tokio::time::timeout(wait, stream.next()) => r,
+                    }
+                }
             };
             let event = match next {
                 Err(_) if self.batch_since.is_some() => {

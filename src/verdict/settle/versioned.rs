@@ -18,13 +18,30 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// One key of a binlog batch as its check found it: the difference from its latest image (`None`: the
-/// other side showed that very version), and the versions the batch saw: the latest (compared columns in
-/// plan order; `None`: absent) and the older ones, oldest first.
+/// other side showed that very version), the versions the batch saw: the latest (compared columns in
+/// plan order; `None`: absent) and the older ones, oldest first; and what the check read of the other
+/// side, as a sighting to judge a pending entry by.
 pub struct Seen {
     pub key: Key,
     pub mismatch: Option<Mismatch>,
     pub current: Option<Vec<Value>>,
     pub older: Vec<Version>,
+    pub sighted: Option<Sighted>,
+}
+
+/// The other side's row as a batch's check read it. It is as good a look as a pass's: a pending key
+/// changed by the batch is judged by it when its versions are added, so a hot row (in every batch) needs
+/// no look of the pass's own until it falls due for a report.
+#[derive(Clone, Copy, Debug)]
+pub struct Sighted {
+    /// digest of the other side's row (`None`: absent)
+    pub other: Option<u64>,
+    /// before the read began (ms): lag is measured from it
+    pub now: u64,
+    /// after the read ended (ms)
+    pub seen_ms: u64,
+    /// every base commit up to this time is in this batch or an earlier one
+    pub horizon: u64,
 }
 
 impl Seen {
@@ -72,7 +89,8 @@ impl Settle {
         }
         let now = now_ms();
         let look = self.next_look(now).min(now + window);
-        let columns = self.plans.get(table).map_or(0, |p| columns_of(&p));
+        let plan = self.plans.get(table);
+        let columns = plan.as_deref().map_or(0, columns_of);
         let versions = |s: Seen| Versions { columns, ..s.versions() };
         // The entries are read and written under the lock a pass's mark update takes, so two batches'
         // merges cannot interleave. A pass's conclusion (a compare-and-swap on the entry it read) does not
@@ -84,7 +102,7 @@ impl Settle {
         // this lock, so none can appear for them meanwhile).
         let any = self.any_pending();
         let seen = seen.into_iter().filter(|s| any || s.mismatch.is_some());
-        let (mut put, mut gone, mut added) = (Vec::new(), Vec::new(), 0i64);
+        let (mut put, mut gone, mut added, mut lagging) = (Vec::new(), Vec::new(), 0i64, Vec::new());
         for mut s in seen {
             let old = self.store.pending_get::<Pending>(table, &s.key)?;
             match (old, s.mismatch.take()) {
@@ -105,17 +123,24 @@ impl Settle {
                 }
                 (Some(old), m) => match old.versions.clone() {
                     Some(mut v) => {
+                        let (key, sighted) = (s.key.clone(), s.sighted);
                         v.merge(versions(s));
-                        match m {
+                        let Some(m) = m else {
                             // The other side showed the newest version the base has had: resolved.
-                            None => gone.push(old),
-                            m => put.push(Pending {
-                                last: m.unwrap_or_else(|| old.last.clone()),
-                                next_check_ms: old.next_check_ms.min(look),
-                                versions: Some(v),
-                                ..old
-                            }),
-                        }
+                            gone.push(old);
+                            continue;
+                        };
+                        let next_check_ms = match (sighted, plan.as_deref()) {
+                            (Some(o), Some(plan)) if v.columns == columns => {
+                                let (next, known) = self.judge_sighted(plan, &mut v, o, old.first_seen_ms);
+                                if known {
+                                    lagging.push(key);
+                                }
+                                next
+                            }
+                            _ => old.next_check_ms.min(look),
+                        };
+                        put.push(Pending { last: m, next_check_ms, versions: Some(v), ..old });
                     }
                     // An entry re-checked on both sides (an earlier release's, or one whose images could not
                     // serve) becomes a versioned one and keeps when it was first seen.
@@ -126,6 +151,9 @@ impl Settle {
                     }
                 },
             }
+        }
+        if !lagging.is_empty() && self.ledger.open_count() > 0 {
+            self.ledger.close_equal(table, &lagging, &[]).await?;
         }
         let resolved = self.store.pending_remove_if_unchanged(&gone)?;
         self.stats.resolved.fetch_add(resolved as u64, Relaxed);
@@ -141,12 +169,43 @@ impl Settle {
             tracing::info!(table, count = added, mode = "binlog", "mismatches wait out the settle window");
         }
         self.stats.pending.fetch_add(added - resolved as i64, Relaxed);
-        // A merged entry is looked at no later than it already was, which the pass knows: only a new
-        // one needs it awake (a hot row's entry is merged into by every batch).
-        if added > 0 {
-            self.wake_by(look);
+        // Only an entry due sooner than the pass knows needs it awake: a new one, or one whose sighting
+        // calls for a report (a hot row's entry is merged into by every batch, its look put off each time).
+        if let Some(due) = put.iter().map(|p| p.next_check_ms).min() {
+            self.wake_by(due);
         }
         Ok(())
+    }
+
+    /// Judges a pending entry by what a batch's check read of the other side, as a pass's look would
+    /// ([`Self::recheck_versions`]). Returns when to look next, and whether the other side showed a version
+    /// the entry knows (it only lags). A report is the pass's to make (it reads again and confirms it), so
+    /// an entry that calls for one falls due now.
+    fn judge_sighted(&self, plan: &TablePlan, v: &mut Versions, o: Sighted, first_seen_ms: u64) -> (u64, bool) {
+        let window = self.window.as_millis() as u64;
+        let current: Option<Vec<Value>> = v.current.as_ref().map(|c| c.iter().map(Value::from).collect());
+        let sighting = Sighting {
+            is_current: false,
+            other: o.other,
+            current: current.as_ref().map(|c| digest(&plan.kinds, Side::Base, c)),
+            now: o.now,
+            seen_ms: o.seen_ms,
+            horizon: o.horizon,
+        };
+        let known = v.knows(o.other);
+        // Judging consumes the suspects it rules on (the only thing it changes): a report leaves them for
+        // the pass, whose own judgement must find the same evidence.
+        let suspects = v.suspects.clone();
+        match v.judge(sighting, first_seen_ms, window) {
+            Judgement::Keep { due_ms } => {
+                v.prune(o.now, window);
+                (self.next_look(o.now).min(due_ms), known)
+            }
+            Judgement::Report | Judgement::Resolved => {
+                v.suspects = suspects;
+                (o.now, known)
+            }
+        }
     }
 
     /// Re-checks binlog entries by reading the other side only and judging what it shows against the
@@ -297,7 +356,7 @@ mod tests {
     /// A history of `v` values `from..to` superseded at `at + i`, the last one current.
     fn seen(k: i64, m: Option<Mismatch>, from: i64, to: i64, at: u64) -> Seen {
         let older = (from..to).map(|v| Version { digest: d(v), superseded_ms: at + (v - from) as u64 }).collect();
-        Seen { key: key(k), mismatch: m, current: Some(vec![Value::Int(to)]), older }
+        Seen { key: key(k), mismatch: m, current: Some(vec![Value::Int(to)]), older, sighted: None }
     }
 
     /// The event of a row reported as differing in `v` (to open it in the ledger).
@@ -340,6 +399,80 @@ mod tests {
         let due: Vec<u64> = store.pending_all::<Pending>().unwrap().iter().map(|p| p.next_check_ms).collect();
         assert_eq!(due.len(), 2);
         assert!(due[0] % (interval / 2) == 0 && due[1] % (interval / 2) == 0, "{due:?}");
+    }
+
+    /// A pending key changed again is judged by what the batch's check read of the other side: while it
+    /// only lags, the pass's look is put off (a hot row needs none of its own); once the other side shows
+    /// a version superseded longer than the window ago, the entry falls due at once, for the pass to
+    /// read again and report.
+    #[tokio::test]
+    async fn a_batch_sighting_judges_the_pending_key_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _, store, _) = settle(dir.path(), Duration::from_secs(1));
+        let now = now_ms();
+        let showing = |v: i64| Sighted {
+            other: Some(digest(&plan().kinds, Side::Other, &[Value::Int(v)])),
+            now,
+            seen_ms: now,
+            horizon: now,
+        };
+        s.submit_versions("t", vec![seen(1, neq(), 0, 3, now - 5000)]).await.unwrap();
+        // Pending for a while already, and due now.
+        let stored = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
+        let due_now = Pending { next_check_ms: now, first_seen_ms: now - 5000, ..stored };
+        store.pending_put(&[due_now]).await.unwrap();
+        // Changed again; the other side shows version 4, superseded a few milliseconds ago: it lags.
+        let lags = Seen { sighted: Some(showing(4)), ..seen(1, neq(), 3, 6, now - 10) };
+        s.submit_versions("t", vec![lags]).await.unwrap();
+        let p = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
+        assert!(
+            p.next_check_ms >= now + s.interval.as_millis() as u64,
+            "look put off: {} (now {now})",
+            p.next_check_ms
+        );
+        // Changed again; the other side still shows version 0, superseded 5 s ago (no version of the
+        // window any more): due now.
+        let stale = Seen { sighted: Some(showing(0)), ..seen(1, neq(), 6, 7, now - 5) };
+        s.submit_versions("t", vec![stale]).await.unwrap();
+        let p = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
+        assert!(p.next_check_ms <= now, "due at once: {} (now {now})", p.next_check_ms);
+        let v = p.versions.clone().unwrap();
+        let kept: Vec<Option<u64>> = v.older.iter().map(|x| x.digest).collect();
+        assert_eq!(kept, (3..7).map(d).collect::<Vec<_>>(), "the window's versions kept, older ones pruned: {v:?}");
+        assert_eq!(format!("{:?}", v.current), format!("{:?}", Some(vec![KeyVal::Int(7)])));
+        assert_eq!(store.outbox_len(), 0, "the report is the pass's to make");
+    }
+
+    /// A batch's sighting of a version the base never held (a column the writes never touch differs) waits
+    /// for the binlog to be read through it; when a later batch finds it ripe and due for a report, the
+    /// evidence stays for the pass, which reports it.
+    #[tokio::test]
+    async fn a_report_a_batch_sighting_calls_for_is_made_by_the_next_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, script, store, _) = settle(dir.path(), Duration::from_secs(1));
+        let now = now_ms();
+        let unknown = Some(digest(&plan().kinds, Side::Other, &[Value::Int(99)]));
+        // Pending for 5 s, since its first version was superseded.
+        s.submit_versions("t", vec![seen(1, neq(), 0, 3, now - 5000)]).await.unwrap();
+        let stored = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
+        store.pending_put(&[Pending { first_seen_ms: now - 5000, ..stored }]).await.unwrap();
+        // Seen before the binlog was read through it: a suspect, judged later.
+        let early = Sighted { other: unknown, now, seen_ms: now, horizon: now - 1 };
+        s.submit_versions("t", vec![Seen { sighted: Some(early), ..seen(1, neq(), 3, 4, now - 5) }]).await.unwrap();
+        let p = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
+        assert!(p.next_check_ms > now, "waiting for the binlog: {p:?}");
+        // A later batch's horizon has passed it: due for a report now, the suspect left for the pass.
+        let later = Sighted { other: unknown, now: now + 1, seen_ms: now + 1, horizon: now + 1 };
+        s.submit_versions("t", vec![Seen { sighted: Some(later), ..seen(1, neq(), 4, 5, now - 2) }]).await.unwrap();
+        let p = store.pending_get::<Pending>("t", &key(1)).unwrap().unwrap();
+        assert!(p.next_check_ms <= now + 1, "due now: {p:?}");
+        assert_eq!(p.versions.as_ref().map(|v| v.suspects.len()), Some(1), "{p:?}");
+        s.binlog_read_through(now + 1);
+        *script.other.lock().unwrap() = vec![vec![Value::Int(1), Value::Int(99)]];
+        *script.both.lock().unwrap() = neq().map(|m| vec![(key(1), m)]).unwrap();
+        s.pass().await.unwrap();
+        assert_eq!(store.outbox_len(), 1, "reported by the pass");
+        assert!(store.pending_is_empty());
     }
 
     #[tokio::test]
