@@ -398,7 +398,7 @@ mod tests {
         s.submit_versions("t", vec![seen(2, neq(), 0, 3, now - 97)]).await.unwrap();
         let due: Vec<u64> = store.pending_all::<Pending>().unwrap().iter().map(|p| p.next_check_ms).collect();
         assert_eq!(due.len(), 2);
-        assert!(due[0] % (interval / 2) == 0 && due[1] % (interval / 2) == 0, "{due:?}");
+        assert!(due[0].is_multiple_of(interval / 2) && due[1].is_multiple_of(interval / 2), "{due:?}");
     }
 
     /// A pending key changed again is judged by what the batch's check read of the other side: while it
