@@ -24,6 +24,10 @@ pub trait PendingEntry: Sized {
     fn to_bytes(&self) -> Vec<u8>;
     /// Reads a stored record of any version.
     fn from_bytes(bytes: &[u8]) -> Result<Self>;
+    /// What a scan needs of every record, read without the rest of it.
+    type Head;
+    /// Reads a stored record's head (of any version).
+    fn head(bytes: &[u8]) -> Result<Self::Head>;
 }
 
 /// Store layout version, kept in the `meta` tree.
@@ -290,17 +294,16 @@ impl Store {
         }
     }
 
-    /// What `peek` reads of every pending record (cheaper than the whole record), and in whole the
-    /// records whose peek `want` picks.
-    pub fn pending_scan<P: PendingEntry, H>(
+    /// Every pending record's head (cheaper to read than the whole record), and in whole the records
+    /// whose head `want` picks.
+    pub fn pending_scan<P: PendingEntry>(
         &self,
-        peek: impl Fn(&[u8]) -> Result<H>,
-        mut want: impl FnMut(&H) -> bool,
-    ) -> Result<(Vec<H>, Vec<P>)> {
+        mut want: impl FnMut(&P::Head) -> bool,
+    ) -> Result<(Vec<P::Head>, Vec<P>)> {
         let (mut heads, mut whole) = (Vec::new(), Vec::new());
         for item in self.pending.iter() {
             let (_, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
-            let head = peek(&v)?;
+            let head = P::head(&v)?;
             if want(&head) {
                 whole.push(P::from_bytes(&v)?);
             }

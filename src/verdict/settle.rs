@@ -106,6 +106,15 @@ pub struct Pending {
     pub observed: Option<Observed>,
 }
 
+/// What a settle pass needs of every entry, read without the rest of its record (a hot row's entry holds
+/// many versions, and most entries are not due).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub mode: Mode,
+    pub first_seen_ms: u64,
+    pub next_check_ms: u64,
+}
+
 pub struct Settle {
     store: Arc<Store>,
     recheck: Arc<dyn Recheck>,
@@ -391,7 +400,7 @@ impl Settle {
         let horizon = self.binlog_horizon.load(Relaxed);
         let now = now_ms();
         // Only the due entries are read in whole (a hot row's entry holds many versions).
-        let (all, due) = self.store.pending_scan::<Pending, _>(record::head, |h| h.next_check_ms <= now)?;
+        let (all, due) = self.store.pending_scan::<Pending>(|h| h.next_check_ms <= now)?;
         let mut next = all.iter().map(|h| h.next_check_ms).filter(|t| *t > now).min();
         let mut by_table: HashMap<String, Vec<Pending>> = HashMap::new();
         for p in due {
@@ -560,12 +569,12 @@ const LEDGER_EVERY: Duration = Duration::from_secs(5);
 const LEDGER_ROWS: usize = 500;
 
 /// What a pass needs of every pending entry.
-fn heads(store: &Store) -> Result<Vec<record::Head>> {
-    Ok(store.pending_scan::<Pending, _>(record::head, |_| false)?.0)
+fn heads(store: &Store) -> Result<Vec<Head>> {
+    Ok(store.pending_scan::<Pending>(|_| false)?.0)
 }
 
 /// Per mode: when the oldest of `entries` was first seen (u64::MAX: none).
-fn oldest_marks(entries: &[record::Head]) -> [u64; 3] {
+fn oldest_marks(entries: &[Head]) -> [u64; 3] {
     let mut marks = [u64::MAX; 3];
     for p in entries {
         let m = &mut marks[p.mode.index()];

@@ -1,7 +1,7 @@
 //! How a pending re-check is stored: a versioned record (postcard), older versions read and upgraded.
 //! The store ([`crate::deliver::state`]) files the bytes by table and key; this says what they hold.
 
-use super::Pending;
+use super::{Head, Pending};
 use crate::deliver::state::{decode, encode, PendingEntry};
 use crate::error::Result;
 use crate::key::Key;
@@ -36,15 +36,6 @@ enum PendingRecordRef<'a> {
     V2(&'a Pending),
 }
 
-/// What a settle pass needs of every entry, read without the rest of the record (a hot row's entry holds
-/// many versions, and most entries are not due).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Head {
-    pub mode: crate::deliver::event::Mode,
-    pub first_seen_ms: u64,
-    pub next_check_ms: u64,
-}
-
 /// The fields every record version starts with (postcard reads them and leaves the rest unread).
 #[derive(Deserialize)]
 struct Leading<'a> {
@@ -68,7 +59,7 @@ enum LeadingRecord<'a> {
 }
 
 /// Reads a stored record's [`Head`].
-pub fn head(bytes: &[u8]) -> Result<Head> {
+fn head(bytes: &[u8]) -> Result<Head> {
     let (LeadingRecord::V1(l) | LeadingRecord::V2(l)) = postcard::from_bytes(bytes)
         .map_err(|source| crate::error::Error::Decode { what: "a pending re-check".into(), source })?;
     Ok(Head { mode: l.mode, first_seen_ms: l.first_seen_ms, next_check_ms: l.next_check_ms })
@@ -106,6 +97,10 @@ impl PendingEntry for Pending {
     fn from_bytes(bytes: &[u8]) -> Result<Pending> {
         Ok(decode::<PendingRecord>("a pending re-check", bytes)?.into_pending())
     }
+    type Head = Head;
+    fn head(bytes: &[u8]) -> Result<Head> {
+        head(bytes)
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +124,10 @@ mod tests {
             encode(&PendingRecord::V1(self.0.clone()))
         }
         fn from_bytes(_: &[u8]) -> Result<StoredV1> {
+            unreachable!("only written")
+        }
+        type Head = ();
+        fn head(_: &[u8]) -> Result<()> {
             unreachable!("only written")
         }
     }
