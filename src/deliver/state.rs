@@ -57,8 +57,9 @@ pub struct Store {
     sink_refused: std::sync::OnceLock<String>,
 }
 
-/// Decodes a stored record (postcard); `what` names it in the error.
-pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+/// Decodes a stored record (postcard), or a part of it that borrows from `bytes`; `what` names it in the
+/// error.
+pub fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|source| Error::Decode { what: what.into(), source })
 }
 
@@ -312,14 +313,10 @@ impl Store {
         Ok((heads, whole))
     }
 
-    /// Every pending re-check.
+    /// Every pending re-check (for tests: the settle stage reads them through [`Self::pending_scan`]).
+    #[cfg(test)]
     pub fn pending_all<P: PendingEntry>(&self) -> Result<Vec<P>> {
-        let mut out = Vec::new();
-        for item in self.pending.iter() {
-            let (_, v) = item.map_err(|e| Error::state("reading pending re-checks", e))?;
-            out.push(P::from_bytes(&v)?);
-        }
-        Ok(out)
+        Ok(self.pending_scan::<P>(|_| true)?.1)
     }
 
     /// Rewrites every pending record not in its type's newest version (once, before the first

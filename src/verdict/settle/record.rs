@@ -58,13 +58,6 @@ enum LeadingRecord<'a> {
     V2(Leading<'a>),
 }
 
-/// Reads a stored record's [`Head`].
-fn head(bytes: &[u8]) -> Result<Head> {
-    let (LeadingRecord::V1(l) | LeadingRecord::V2(l)) = postcard::from_bytes(bytes)
-        .map_err(|source| crate::error::Error::Decode { what: "a pending re-check".into(), source })?;
-    Ok(Head { mode: l.mode, first_seen_ms: l.first_seen_ms, next_check_ms: l.next_check_ms })
-}
-
 impl PendingRecord {
     fn into_pending(self) -> Pending {
         match self {
@@ -99,7 +92,8 @@ impl PendingEntry for Pending {
     }
     type Head = Head;
     fn head(bytes: &[u8]) -> Result<Head> {
-        head(bytes)
+        let (LeadingRecord::V1(l) | LeadingRecord::V2(l)) = decode("a pending re-check", bytes)?;
+        Ok(Head { mode: l.mode, first_seen_ms: l.first_seen_ms, next_check_ms: l.next_check_ms })
     }
 }
 
@@ -145,14 +139,14 @@ mod tests {
             last: crate::deliver::event::Mismatch { kind: EventType::Neq, columns: vec!["v".into()] },
         };
         let want = Head { mode: Mode::Poll, first_seen_ms: 11, next_check_ms: 33 };
-        assert_eq!(head(&encode(&PendingRecord::V1(v1.clone()))).unwrap(), want);
+        assert_eq!(Pending::head(&encode(&PendingRecord::V1(v1.clone()))).unwrap(), want);
         let mut p = PendingRecord::V1(v1).into_pending();
         p.mode = Mode::Binlog;
         p.versions = Some(crate::verdict::versions::Versions::new(Some(vec![KeyVal::Int(1)]), vec![]));
         let bytes = p.to_bytes();
         assert_eq!(bytes, encode(&PendingRecord::V2(p.clone())));
-        assert_eq!(head(&bytes).unwrap(), Head { mode: Mode::Binlog, ..want });
-        assert!(head(&bytes[..3]).is_err(), "a torn record is an error, not a panic");
+        assert_eq!(Pending::head(&bytes).unwrap(), Head { mode: Mode::Binlog, ..want });
+        assert!(Pending::head(&bytes[..3]).is_err(), "a torn record is an error, not a panic");
     }
 
     /// A pending record of format V1 (an earlier release) reads back, and the compare-and-swap removal
